@@ -1,0 +1,82 @@
+"""The wire contract every part of VitalGate speaks.
+
+Pure, no I/O: the :class:`Reading` and its kinds, canonical units and conversions,
+reading identity, MQTT topics and the payload codec. See ``docs/wire-protocol.md``.
+"""
+
+from readings.codec import (
+    AckMessage,
+    Envelope,
+    EventMessage,
+    StatusMessage,
+    decode_envelope,
+    decode_message,
+    decode_readings_partial,
+    encode_envelope,
+    encode_message,
+    encode_reading,
+)
+from readings.errors import ContractError, InvalidReading, PayloadError, TopicError, UnitError
+from readings.identity import device_identity, reading_id
+from readings.model import (
+    AnyReading,
+    BloodPressureReading,
+    BloodPressureValues,
+    BodyTemperatureReading,
+    BodyTemperatureValues,
+    CgmGlucoseReading,
+    CgmGlucoseValues,
+    GlucoseReading,
+    GlucoseValues,
+    HeartRateReading,
+    HeartRateValues,
+    Kind,
+    Reading,
+    Spo2Reading,
+    Spo2Values,
+    Values,
+    WeightReading,
+    WeightValues,
+    new_reading,
+)
+from readings.units import Unit
+
+__all__ = [
+    "AckMessage",
+    "AnyReading",
+    "BloodPressureReading",
+    "BloodPressureValues",
+    "BodyTemperatureReading",
+    "BodyTemperatureValues",
+    "CgmGlucoseReading",
+    "CgmGlucoseValues",
+    "ContractError",
+    "Envelope",
+    "EventMessage",
+    "GlucoseReading",
+    "GlucoseValues",
+    "HeartRateReading",
+    "HeartRateValues",
+    "InvalidReading",
+    "Kind",
+    "PayloadError",
+    "Reading",
+    "Spo2Reading",
+    "Spo2Values",
+    "StatusMessage",
+    "TopicError",
+    "Unit",
+    "UnitError",
+    "Values",
+    "WeightReading",
+    "WeightValues",
+    "decode_envelope",
+    "decode_message",
+    "decode_readings_partial",
+    "device_identity",
+    "encode_envelope",
+    "encode_message",
+    "encode_reading",
+    "new_reading",
+    "reading_id",
+]

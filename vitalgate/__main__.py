@@ -1,0 +1,5 @@
+"""``python -m vitalgate`` runs the command line."""
+
+from vitalgate.cli import main
+
+main()
