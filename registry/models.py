@@ -1,0 +1,210 @@
+"""Tables of the care registry (SQLAlchemy 2 typed declarative).
+
+The schema itself is created and changed only by the Alembic migrations shipped in
+:mod:`registry.migrations`; these classes must describe the same tables (a test compares
+them with the migrated database on every backend).
+
+PHI is kept minimal: a patient is an opaque id, a display label and a time zone. Health
+values never enter the registry, with one exception: the raw payload of a quarantined
+reading, kept so that an operator can review and replay it.
+
+Columns filled from rejected, untrusted payloads (quarantine, security events) are
+unbounded ``Text``: a length limit there would turn a hostile payload into a failed insert,
+and a failed quarantine write stops ingest.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID_LENGTH: Final = 64
+"""Gateway and patient ids (``readings.model.ID_PATTERN`` allows 64 characters)."""
+
+DEVICE_ID_LENGTH: Final = 191
+"""``manufacturer-model-serial``: three slugs of at most 63 characters and two dashes."""
+
+DEFAULT_PATIENT_TIME_ZONE: Final = "Asia/Shanghai"
+"""China has one civil time zone; a patient abroad gets their own."""
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names, so later migrations can drop or alter them by name on
+every backend (SQLite and PostgreSQL would otherwise name them differently, or not at all)."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    PostgreSQL stores ``timestamp with time zone``; SQLite has no time zones, so the value is
+    stored as naive UTC text (``YYYY-MM-DD HH:MM:SS.ffffff``, which sorts and compares in
+    time order). Either way the value read back is an aware datetime in UTC. Naive values
+    are refused: their zone is a guess, and a pairing's validity is decided to the second.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC; strip the offset for SQLite (naive means UTC there)."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: the registry stores timezone-aware times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime whatever the backend gave."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite makes only an INTEGER PRIMARY KEY an auto-incrementing rowid alias.
+_BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the registry's tables."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime()}  # noqa: RUF012 - SQLAlchemy's API
+
+
+class Gateway(Base):
+    """An edge gateway; its id is the MQTT credential's topic prefix."""
+
+    __tablename__ = "gateways"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    active: Mapped[bool] = mapped_column(Boolean)
+    """False for a lost, stolen or retired box: everything it sends is quarantined."""
+
+
+class Patient(Base):
+    """A monitored person: an opaque id and a display label, nothing more."""
+
+    __tablename__ = "patients"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    time_zone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Device(Base):
+    """A home measuring device, identified by ``manufacturer-model-serial``."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(DEVICE_ID_LENGTH), primary_key=True)
+    manufacturer: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    serial: Mapped[str] = mapped_column(String(128))
+    profile: Mapped[str | None] = mapped_column(String(128))
+    """Name of the device's profile in ``firmware_configs`` (``None`` until known)."""
+    created_at: Mapped[datetime]
+
+
+class DevicePairing(Base):
+    """Which gateway forwards a device's readings, for which patient, from when to when.
+
+    History is kept: unbinding sets ``valid_to``, nothing is deleted, so a reading measured
+    last month is judged against last month's pairing. At most one pairing per device is
+    current (``valid_to IS NULL``); a partial unique index enforces it in the database, so
+    two operators binding the same device at once cannot both succeed.
+    """
+
+    __tablename__ = "device_pairings"
+    __table_args__ = (
+        CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="valid_range"),
+        Index(
+            "uq_device_pairings_current_device",
+            "device_id",
+            unique=True,
+            sqlite_where=text("valid_to IS NULL"),
+            postgresql_where=text("valid_to IS NULL"),
+        ),
+        Index("ix_device_pairings_device_id_valid_from", "device_id", "valid_from"),
+    )
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    valid_from: Mapped[datetime]
+    valid_to: Mapped[datetime | None]
+
+
+class QuarantinedReading(Base):
+    """A rejected message or reading, kept with the reason and the raw bytes for review."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    gateway_id: Mapped[str | None] = mapped_column(Text)
+    topic: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    reading_id: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    security_event: Mapped[bool] = mapped_column(Boolean)
+
+
+class SecurityEvent(Base):
+    """A reading a gateway was not entitled to send (see :mod:`registry.ownership`)."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    gateway_id: Mapped[str | None] = mapped_column(Text)
+    device_id: Mapped[str | None] = mapped_column(Text)
+    claimed_patient_id: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    reading_id: Mapped[str | None] = mapped_column(Text)
+    quarantine_id: Mapped[int | None] = mapped_column(ForeignKey("quarantine.id"), index=True)
+
+
+class AuditRecord(Base):
+    """One operator action on the registry: who, what, on which record, when, outcome."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+    """JSON object with the command's arguments (ids only, never health values)."""

@@ -1,0 +1,103 @@
+"""Fixtures of the registry tests: one contract suite, run on SQLite and on PostgreSQL.
+
+``registry_url`` is parametrised over both backends. PostgreSQL uses the session's fresh
+database (``postgres_url`` from the root conftest, which skips when no server is
+reachable) and gives every test its own schema through ``search_path``, so each test
+migrates from scratch without creating a database per test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+from registry.db import create_engine_for, upgrade
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration),
+]
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+"""A fixed "now" for the tests' clocks."""
+
+
+@dataclass
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class StatementCounter:
+    """Counts the SQL statements an engine sends."""
+
+    statements: list[str] = field(default_factory=list)
+
+    def __call__(self, *args: object) -> None:
+        self.statements.append(str(args[2]))
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+def _postgres_schema_url(base_url: str, schema: str) -> str:
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty registry database (not migrated) on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'registry.db'}"
+        return
+    base_url: str = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        yield _postgres_schema_url(base_url, schema)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(registry_url: str) -> Iterator[Engine]:
+    """An engine on a freshly migrated registry."""
+    upgrade(registry_url)
+    registry_engine = create_engine_for(registry_url)
+    yield registry_engine
+    registry_engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def statements(engine: Engine) -> Iterator[StatementCounter]:
+    """Every statement ``engine`` sends from now on."""
+    counter = StatementCounter()
+    event.listen(engine, "before_cursor_execute", counter)
+    yield counter
+    event.remove(engine, "before_cursor_execute", counter)
