@@ -1,0 +1,65 @@
+"""Serial glucose-meter protocols: pure parsers and encoders, no I/O.
+
+* :mod:`.onetouch_ultra2` — LifeScan OneTouch Ultra 2 ASCII commands (DEVICES.md §6.1).
+* :mod:`.astm` — ASTM E1381 framing and E1394 records as Bayer / Ascensia Contour meters
+  send them (DEVICES.md §6.2).
+
+:func:`decode_transfer` decodes a recorded transfer of either protocol; it is what
+``vitalgate decode --protocol`` calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from device_drivers.errors import DriverError
+from device_drivers.measurement import Measurement
+from device_drivers.serial_protocols import astm, onetouch_ultra2
+
+_DECODERS: Final[dict[str, Callable[[bytes], list[Measurement]]]] = {
+    "onetouch-ultra2": onetouch_ultra2.decode_dump,
+    "astm": astm.decode_transfer,
+}
+
+PROTOCOLS: Final = tuple(_DECODERS)
+"""The protocol names :func:`decode_transfer` knows."""
+
+
+class UnknownProtocol(DriverError):
+    """No decoder has this protocol name.
+
+    Attributes:
+        protocol: the name asked for.
+        known: the names that exist.
+    """
+
+    def __init__(self, protocol: str) -> None:
+        super().__init__(f"unknown protocol {protocol!r}; known protocols: {', '.join(PROTOCOLS)}")
+        self.protocol = protocol
+        self.known = PROTOCOLS
+
+
+def decode_transfer(protocol: str, data: bytes) -> list[Measurement]:
+    """Decode one recorded transfer into measurements, in the meter's order.
+
+    Args:
+        protocol: ``"onetouch-ultra2"`` — ``data`` is the full ``DMP`` reply (header line
+            and record lines); or ``"astm"`` — ``data`` is the meter → host stream of a
+            session (ENQ, frames, EOT), just the frames, or bare records one per line.
+        data: the bytes.
+
+    Returns:
+        Every glucose record, including control-solution and HI/LO results (their
+        ``disposition`` and ``flags`` say what they are).
+
+    Raises:
+        UnknownProtocol: ``protocol`` is not one of :data:`PROTOCOLS`.
+        InvalidFrame: malformed input, naming the field and byte offset.
+        ChecksumMismatch: a line or frame checksum is wrong, with its byte offset.
+    """
+    try:
+        decoder = _DECODERS[protocol]
+    except KeyError:
+        raise UnknownProtocol(protocol) from None
+    return decoder(data)
