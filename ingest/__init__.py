@@ -1,0 +1,1 @@
+"""Central consumer: MQTT → validate → reading stores; quarantine."""
