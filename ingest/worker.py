@@ -1,0 +1,754 @@
+"""The ingest worker: MQTT → contract → ownership → plausibility → store → acknowledgements.
+
+Delivery (DESIGN.md §4, RELIABILITY.md A4 "tracking metrics"): the worker holds a
+persistent MQTT 5 session (fixed client id, clean start off, session expiry) on a shared
+subscription at QoS 1 with manual acknowledgements. A message is acknowledged to the
+broker only once each of its readings is durable somewhere: in the reading store, or in
+quarantine with its reason and raw bytes. Until then nothing is acknowledged, and MQTT 5
+flow control (receive maximum) makes the broker keep the rest of the backlog.
+
+Per batch, in order:
+
+1. decode each message (``decode_readings_partial``); the gateway is the one in the
+   topic, which the broker's ACL ties to the gateway's credential;
+2. per reading: ownership (the device is paired to that gateway and bound to the claimed
+   patient when it was measured), then plausibility (:mod:`ingest.validate`);
+3. write the good readings in one store call, retrying while the store is unavailable;
+4. write every quarantine entry in one transaction (same retry);
+5. republish the stored readings on ``accepted/{partition}`` for the alert engine;
+6. acknowledge the MQTT messages;
+7. publish one end-to-end acknowledgement per message to ``gw/{id}/ack``: the ids now
+   stored or quarantined, which the gateway may delete from its outbox.
+
+Step 5 comes before 6 so that a crash in between re-delivers the message and republishes
+the readings (the alert engine ignores a reading id it has seen), instead of losing them
+for the alerts. A crash anywhere re-delivers unacknowledged messages; the store and the
+alert engine absorb the duplicates by reading id.
+
+A payload that cannot be decoded at all is quarantined whole (reason ``envelope``) and
+acknowledged: redelivering poison forever would block the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ingest.config import IngestSettings
+from ingest.metrics import IngestMetrics
+from ingest.stores.base import ReadingStore, StoreUnavailable
+from ingest.stores.retry import retry_delay_for
+from ingest.validate import check_plausibility
+from readings.codec import (
+    MAX_IDS_PER_ACK,
+    MAX_READINGS_PER_ENVELOPE,
+    AckMessage,
+    QuarantineNotice,
+    RejectedReading,
+    decode_readings_partial,
+    encode_envelope,
+    encode_message,
+    encode_reading,
+)
+from readings.errors import PayloadError, TopicError
+from readings.model import Reading
+from readings.topics import (
+    ALL_READINGS_FILTER,
+    Channel,
+    accepted_topic,
+    ack_topic,
+    parse_topic,
+    partition_for,
+    shared_subscription,
+)
+from registry.errors import RegistryUnavailable
+from registry.quarantine import QuarantineEntry, QuarantineReason
+
+logger = logging.getLogger(__name__)
+
+QOS_AT_LEAST_ONCE: Final = 1
+CONNECT_TIMEOUT_SECONDS: Final = 10.0
+"""How long :meth:`IngestWorker.start` waits for the broker's CONNACK; a local broker
+answers in milliseconds, a remote one over TLS in well under a second."""
+RECONNECT_MIN_DELAY_SECONDS: Final = 1
+RECONNECT_MAX_DELAY_SECONDS: Final = 30
+"""After a broker restart, hundreds of workers and gateways reconnect; doubling up to 30 s
+spreads them out while keeping an ingest outage short."""
+INBOX_POLL_SECONDS: Final = 0.2
+"""How often an idle processing thread checks whether it was asked to stop."""
+INBOX_SLACK_FACTOR: Final = 2
+"""The inbox holds up to twice the receive maximum: after a reconnect the broker resends
+the unacknowledged messages while their first copies may still wait here."""
+
+OK_VERDICT: Final = "ok"
+GATEWAY_MISMATCH: Final = "gateway_mismatch"
+"""Security reason: the payload names another gateway than the topic it came on (whose
+gateway the broker's ACL ties to the sender's credential)."""
+
+TRANSIENT_ERRORS: Final = (StoreUnavailable, RegistryUnavailable)
+"""Failures that end by themselves: the batch is retried whole, nothing acknowledged."""
+
+
+class IngestError(Exception):
+    """Root of the errors the ingest worker raises."""
+
+
+class IngestConnectError(IngestError):
+    """The broker could not be reached or refused the connection.
+
+    Attributes:
+        host: the broker host.
+        port: the broker port.
+        problem: what went wrong (refusal reason or socket error).
+    """
+
+    def __init__(self, host: str, port: int, problem: str) -> None:
+        super().__init__(f"cannot connect to the MQTT broker at {host}:{port}: {problem}")
+        self.host = host
+        self.port = port
+        self.problem = problem
+
+
+class IngestWorkerFailed(IngestError):
+    """The processing thread stopped on an error it cannot recover from.
+
+    The messages of the batch it was working on stay unacknowledged; the broker
+    redelivers them to the next worker of the group.
+    """
+
+
+class OwnershipChecker(Protocol):
+    """What the worker needs of :class:`registry.ownership.OwnershipChecker`."""
+
+    def check(self, gateway_id: str, device_id: str, patient_id: str, at: datetime) -> str:
+        """``"ok"`` or the reason the gateway may not send this reading."""
+        ...
+
+
+class QuarantineSink(Protocol):
+    """What the worker needs of :class:`registry.quarantine.QuarantineStore`."""
+
+    def add_many(self, entries: Sequence[QuarantineEntry]) -> None:
+        """Keep ``entries`` durably, in one transaction."""
+        ...
+
+
+def utc_now() -> datetime:
+    """The current time, UTC (the default clock)."""
+    return datetime.now(UTC)
+
+
+def retry_delay_seconds(error: Exception, attempt: int) -> float:
+    """Delay before retry number ``attempt`` after ``error`` (one of :data:`TRANSIENT_ERRORS`).
+
+    The store's policy (:func:`ingest.stores.retry.retry_delay_for`: ``Retry-After``, else
+    doubling up to a cap) applies to the registry as well, which has no ``Retry-After``.
+    """
+    as_store_error = error if isinstance(error, StoreUnavailable) else StoreUnavailable(str(error))
+    delay = retry_delay_for(as_store_error, attempt)
+    assert delay is not None  # StoreUnavailable is always retryable
+    return delay
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """An MQTT message as the processing thread sees it."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What one message turned into."""
+
+    message: InboundMessage
+    gateway_id: str | None
+    readings: list[Reading] = field(default_factory=list)
+    """Readings to store (passed every check)."""
+    indexes: dict[str, int] = field(default_factory=dict)
+    """Position in the envelope of each reading to store, by id."""
+    entries: list[QuarantineEntry] = field(default_factory=list)
+    notices: list[QuarantineNotice] = field(default_factory=list)
+    handled_ids: list[str] = field(default_factory=list)
+    """Ids stored or quarantined: what the end-to-end acknowledgement lists."""
+    readings_received: int = 0
+
+    def quarantine(
+        self,
+        *,
+        reason: str,
+        detail: str,
+        raw: bytes,
+        received_at: datetime,
+        reading_id: str | None = None,
+        index: int | None = None,
+        security_event: bool = False,
+        reading: Reading | None = None,
+    ) -> None:
+        self.entries.append(
+            QuarantineEntry(
+                received_at=received_at,
+                gateway_id=self.gateway_id,
+                topic=self.message.topic,
+                reason=reason,
+                detail=detail,
+                reading_id=reading_id,
+                raw=raw,
+                security_event=security_event,
+                device_id=reading.device_id if reading is not None else None,
+                claimed_patient_id=reading.patient_id if reading is not None else None,
+            )
+        )
+        if index is not None:
+            # A gateway learns only the reason code of a security refusal; the detail
+            # (what the registry holds) is for the operator.
+            told = reason if security_event else f"{reason}: {detail}"
+            self.notices.append(QuarantineNotice(id=reading_id, index=index, reason=told))
+        if reading_id is not None:
+            self.handled_ids.append(reading_id)
+
+
+class IngestWorker:
+    """One ingest worker: an MQTT session plus one processing thread.
+
+    Args:
+        settings: validated configuration.
+        store: where good readings go.
+        ownership: the registry's pairing check.
+        quarantine: where refused readings and payloads go.
+        metrics: counters to update (a fresh set if omitted).
+        clock: current time, UTC; injected so tests control "now".
+        on_close: called once the worker has stopped (to close what it was opened with).
+    """
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        store: ReadingStore,
+        ownership: OwnershipChecker,
+        quarantine: QuarantineSink,
+        metrics: IngestMetrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        on_close: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        self.settings = settings
+        self._on_close = tuple(on_close)
+        self.metrics = metrics if metrics is not None else IngestMetrics()
+        self._store = store
+        self._ownership = ownership
+        self._quarantine = quarantine
+        self._clock = clock
+        self._inbox: queue.Queue[InboundMessage] = queue.Queue(
+            maxsize=settings.receive_maximum * INBOX_SLACK_FACTOR
+        )
+        self._stopping = threading.Event()
+        self._stop_deadline = float("inf")
+        self._connack = threading.Event()
+        self._connect_failure: str | None = None
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._client = self._make_client()
+
+    # -- MQTT ---------------------------------------------------------------------------
+
+    @property
+    def subscription(self) -> str:
+        """The shared subscription this worker's group reads from."""
+        return shared_subscription(self.settings.group, ALL_READINGS_FILTER)
+
+    def _make_client(self) -> mqtt.Client:
+        settings = self.settings
+        endpoint = settings.mqtt_endpoint
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.mqtt_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if endpoint.tls:
+            client.tls_set(
+                ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+                certfile=str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
+                keyfile=str(settings.mqtt_key_file) if settings.mqtt_key_file else None,
+            )
+        if endpoint.username is not None:
+            client.username_pw_set(endpoint.username, endpoint.password)
+        client.reconnect_delay_set(RECONNECT_MIN_DELAY_SECONDS, RECONNECT_MAX_DELAY_SECONDS)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self) -> Properties:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self.settings.session_expiry_seconds
+        properties.ReceiveMaximum = self.settings.receive_maximum
+        return properties
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            self._connect_failure = str(reason_code)
+            logger.error("broker refused the connection: %s", reason_code)
+            self._connack.set()
+            return
+        self._connect_failure = None
+        self.metrics.connected.set(1)
+        logger.info(
+            "connected as %s (session %s)",
+            self.settings.mqtt_client_id,
+            "resumed" if flags.session_present else "new",
+        )
+        # Subscribing again on a resumed session is harmless and covers a session the
+        # broker expired or lost (a broker restart without persistence).
+        client.subscribe(self.subscription, qos=QOS_AT_LEAST_ONCE)
+        self._connack.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.metrics.connected.set(0)
+        if not self._stopping.is_set():
+            logger.warning("disconnected from the broker (%s); reconnecting", reason_code)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        for code in reason_codes:
+            if code.is_failure:
+                logger.error("broker refused the subscription %s: %s", self.subscription, code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.metrics.messages_received.inc()
+        self.metrics.backlog.inc()
+        # Receive maximum bounds what the broker sends unacknowledged, so this put does
+        # not block in practice; if it ever did, blocking paho's thread is the right
+        # back-pressure (TCP then holds the broker back).
+        self._inbox.put(
+            InboundMessage(message.mid, message.qos, message.topic, bytes(message.payload))
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, subscribe and start processing.
+
+        Raises:
+            IngestConnectError: the broker is unreachable or refused the connection.
+        """
+        endpoint = self.settings.mqtt_endpoint
+        try:
+            self._client.connect(
+                endpoint.host,
+                endpoint.port,
+                keepalive=self.settings.mqtt_keepalive_seconds,
+                clean_start=False,
+                properties=self._connect_properties(),
+            )
+        except OSError as exc:
+            raise IngestConnectError(endpoint.host, endpoint.port, str(exc)) from None
+        self._client.loop_start()
+        if not self._connack.wait(CONNECT_TIMEOUT_SECONDS) or self._connect_failure:
+            problem = self._connect_failure or f"no CONNACK within {CONNECT_TIMEOUT_SECONDS:g} s"
+            self._client.loop_stop()
+            raise IngestConnectError(endpoint.host, endpoint.port, problem)
+        self._thread = threading.Thread(
+            target=self._run, name=f"ingest-{self.settings.mqtt_client_id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the worker to stop: the current batch is finished (within the grace period)
+        and acknowledged; messages not yet started stay with the broker."""
+        if not self._stopping.is_set():
+            self._stop_deadline = time.monotonic() + self.settings.shutdown_grace_seconds
+            self._stopping.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the processing thread to end; True if it has."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop, wait for the current batch, disconnect (the session stays with the broker).
+
+        Raises:
+            IngestWorkerFailed: the processing thread had died on an error.
+        """
+        self.stop()
+        self.wait()
+        with contextlib.suppress(Exception):
+            self._client.disconnect()
+        self._client.loop_stop()
+        self.metrics.connected.set(0)
+        for close in self._on_close:
+            close()
+        self._on_close = ()
+        if self._failure is not None:
+            raise IngestWorkerFailed(str(self._failure)) from self._failure
+
+    @property
+    def failed(self) -> BaseException | None:
+        """The error the processing thread died of, if it did."""
+        return self._failure
+
+    # -- processing -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                batch = self._collect()
+                if batch:
+                    self._process(batch)
+        except BaseException as exc:
+            logger.exception("ingest processing stopped on an unrecoverable error")
+            self._failure = exc
+            self._stopping.set()
+
+    def _collect(self) -> list[InboundMessage]:
+        """Up to ``batch_max_messages``, waiting at most ``batch_max_delay_seconds`` after
+        the first: flushing on size OR time, so a quiet hour still moves every reading."""
+        try:
+            first = self._inbox.get(timeout=INBOX_POLL_SECONDS)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.batch_max_delay_seconds
+        while len(batch) < self.settings.batch_max_messages:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(
+                    self._inbox.get_nowait()
+                    if remaining <= 0
+                    else self._inbox.get(timeout=remaining)
+                )
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: Sequence[InboundMessage]) -> None:
+        attempt = 0
+        while True:
+            try:
+                outcomes = [self._examine(message) for message in batch]
+                self._store_and_quarantine(outcomes)
+                break
+            except TRANSIENT_ERRORS as exc:
+                attempt += 1
+                self.metrics.store_retries.inc()
+                self.metrics.store_retrying.set(1)
+                delay = retry_delay_seconds(exc, attempt)
+                logger.warning(
+                    "batch of %d messages not stored (%s); retry %d in %.1f s, nothing acked",
+                    len(batch),
+                    exc,
+                    attempt,
+                    delay,
+                )
+                if not self._sleep_before_retry(delay):
+                    logger.warning(
+                        "stopping: %d messages left unacknowledged for redelivery", len(batch)
+                    )
+                    self.metrics.store_retrying.set(0)
+                    return
+        self.metrics.store_retrying.set(0)
+        self._acknowledge(outcomes)
+
+    def _sleep_before_retry(self, delay: float) -> bool:
+        """Sleep before a retry; False once a stop's grace period is used up."""
+        if not self._stopping.is_set():
+            self._stopping.wait(delay)
+        if self._stopping.is_set():
+            remaining = self._stop_deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(delay, remaining))
+        return True
+
+    def _examine(self, message: InboundMessage) -> _Outcome:
+        """Decode one message and sort its readings into "store" and "quarantine"."""
+        now = self._clock()
+        try:
+            parsed = parse_topic(message.topic)
+            if parsed.channel is not Channel.READINGS or parsed.gateway_id is None:
+                raise TopicError(f"{message.topic!r} is not a readings topic")
+        except TopicError as exc:
+            outcome = _Outcome(message, gateway_id=None)
+            outcome.quarantine(
+                reason=QuarantineReason.ENVELOPE,
+                detail=f"topic: {exc}",
+                raw=message.payload,
+                received_at=now,
+            )
+            return outcome
+        outcome = _Outcome(message, gateway_id=parsed.gateway_id)
+        try:
+            decoded = decode_readings_partial(message.payload)
+        except PayloadError as exc:
+            outcome.quarantine(
+                reason=QuarantineReason.ENVELOPE,
+                detail=f"{exc.field}: {exc.problem}",
+                raw=message.payload,
+                received_at=now,
+            )
+            return outcome
+        outcome.readings_received = len(decoded.readings) + len(decoded.rejected)
+        if decoded.gateway_id != parsed.gateway_id:
+            self._refuse_foreign_envelope(outcome, decoded.readings, decoded.rejected, now)
+            return outcome
+        for rejected in decoded.rejected:
+            outcome.quarantine(
+                reason=QuarantineReason.CONTRACT,
+                detail=f"{rejected.error.field}: {rejected.error.problem}",
+                raw=rejected.raw,
+                received_at=now,
+                reading_id=rejected.reading_id,
+                index=rejected.index,
+            )
+        positions = _positions(len(decoded.readings) + len(decoded.rejected), decoded.rejected)
+        limits = self.settings.plausibility
+        for index, reading in zip(positions, decoded.readings, strict=True):
+            verdict = str(
+                self._ownership.check(
+                    parsed.gateway_id, reading.device_id, reading.patient_id, reading.measured_at
+                )
+            )
+            if verdict != OK_VERDICT:
+                self.metrics.security_events.labels(reason=verdict).inc()
+                outcome.quarantine(
+                    reason=QuarantineReason.OWNERSHIP,
+                    detail=verdict,
+                    raw=encode_reading(reading),
+                    received_at=now,
+                    reading_id=reading.id,
+                    index=index,
+                    security_event=True,
+                    reading=reading,
+                )
+                continue
+            implausible = check_plausibility(reading, now=now, limits=limits)
+            if implausible is not None:
+                outcome.quarantine(
+                    reason=QuarantineReason.PLAUSIBILITY,
+                    detail=implausible.describe(),
+                    raw=encode_reading(reading),
+                    received_at=now,
+                    reading_id=reading.id,
+                    index=index,
+                )
+                continue
+            outcome.readings.append(reading)
+            outcome.indexes[reading.id] = index
+        return outcome
+
+    def _refuse_foreign_envelope(
+        self,
+        outcome: _Outcome,
+        readings: Sequence[Reading],
+        rejected: Sequence[RejectedReading],
+        now: datetime,
+    ) -> None:
+        """A gateway sending in another gateway's name: every reading is a security event."""
+        detail = GATEWAY_MISMATCH
+        positions = _positions(len(readings) + len(rejected), rejected)
+        for index, reading in zip(positions, readings, strict=True):
+            self.metrics.security_events.labels(reason=GATEWAY_MISMATCH).inc()
+            outcome.quarantine(
+                reason=QuarantineReason.OWNERSHIP,
+                detail=detail,
+                raw=encode_reading(reading),
+                received_at=now,
+                reading_id=reading.id,
+                index=index,
+                security_event=True,
+                reading=reading,
+            )
+        for item in rejected:
+            self.metrics.security_events.labels(reason=GATEWAY_MISMATCH).inc()
+            outcome.quarantine(
+                reason=QuarantineReason.OWNERSHIP,
+                detail=detail,
+                raw=item.raw,
+                received_at=now,
+                reading_id=item.reading_id,
+                index=item.index,
+                security_event=True,
+            )
+
+    def _store_and_quarantine(self, outcomes: Sequence[_Outcome]) -> None:
+        """Make every reading of the batch durable: stored, or quarantined with its reason.
+
+        Raises:
+            StoreUnavailable, RegistryUnavailable: nothing may be acknowledged; retry.
+        """
+        unique: dict[str, Reading] = {}
+        for outcome in outcomes:
+            for reading in outcome.readings:
+                unique.setdefault(reading.id, reading)
+        stored: set[str] = set()
+        refused: dict[str, str] = {}
+        pending = list(unique.values())
+        chunk_size = self.settings.batch_max_readings
+        for start in range(0, len(pending), chunk_size):
+            chunk = pending[start : start + chunk_size]
+            began = time.perf_counter()
+            result = self._store.write(chunk)
+            self.metrics.store_write_seconds.observe(time.perf_counter() - began)
+            stored.update(result.stored)
+            refused.update((point.reading_id, point.reason) for point in result.rejected)
+        now = self._clock()
+        for outcome in outcomes:
+            kept: list[Reading] = []
+            for reading in outcome.readings:
+                if reading.id in refused:
+                    outcome.quarantine(
+                        reason=QuarantineReason.STORE_REJECTED,
+                        detail=refused[reading.id],
+                        raw=encode_reading(reading),
+                        received_at=now,
+                        reading_id=reading.id,
+                        index=outcome.indexes[reading.id],
+                    )
+                elif reading.id in stored:
+                    kept.append(reading)
+                    outcome.handled_ids.append(reading.id)
+                # A reading neither stored nor refused (a store breaking its contract) is
+                # left out of the end-to-end ack: the gateway sends it again.
+            outcome.readings = kept
+        entries = [entry for outcome in outcomes for entry in outcome.entries]
+        if entries:
+            self._quarantine.add_many(entries)
+
+    def _acknowledge(self, outcomes: Sequence[_Outcome]) -> None:
+        """Everything is durable: tell the alert engine, the broker and the gateways."""
+        self._publish_accepted(outcomes)
+        acked: set[int] = set()
+        for outcome in outcomes:
+            message = outcome.message
+            if message.qos > 0 and message.mid not in acked:
+                acked.add(message.mid)
+                self._client.ack(message.mid, message.qos)
+        self.metrics.messages_acked.inc(len(outcomes))
+        self.metrics.backlog.dec(len(outcomes))
+        acked_at = self._clock()
+        for outcome in outcomes:
+            self._count(outcome)
+            if outcome.gateway_id is not None and (outcome.handled_ids or outcome.notices):
+                self._publish_e2e_ack(outcome, acked_at)
+
+    def _count(self, outcome: _Outcome) -> None:
+        self.metrics.readings_received.inc(outcome.readings_received)
+        self.metrics.readings_stored.inc(len(outcome.readings))
+        for entry in outcome.entries:
+            self.metrics.readings_quarantined.labels(reason=entry.reason).inc()
+
+    def _publish_e2e_ack(self, outcome: _Outcome, acked_at: datetime) -> None:
+        assert outcome.gateway_id is not None
+        ids = list(dict.fromkeys(outcome.handled_ids))
+        for start in range(0, max(len(ids), 1), MAX_IDS_PER_ACK):
+            message = AckMessage(
+                gateway_id=outcome.gateway_id,
+                acked_at=acked_at,
+                ids=ids[start : start + MAX_IDS_PER_ACK],
+                quarantined=outcome.notices if start == 0 else [],
+            )
+            self._client.publish(
+                ack_topic(outcome.gateway_id), encode_message(message), qos=QOS_AT_LEAST_ONCE
+            )
+            self.metrics.e2e_acks_published.inc()
+
+    def _publish_accepted(self, outcomes: Sequence[_Outcome]) -> None:
+        partitions = self.settings.partitions
+        groups: dict[tuple[str, int], dict[str, Reading]] = {}
+        for outcome in outcomes:
+            for reading in outcome.readings:
+                key = (reading.gateway_id, partition_for(reading.patient_id, partitions))
+                groups.setdefault(key, {})[reading.id] = reading
+        sent_at = self._clock()
+        for (gateway_id, partition), by_id in groups.items():
+            readings = list(by_id.values())
+            for start in range(0, len(readings), MAX_READINGS_PER_ENVELOPE):
+                chunk = readings[start : start + MAX_READINGS_PER_ENVELOPE]
+                self._client.publish(
+                    accepted_topic(partition, partitions),
+                    encode_envelope(gateway_id, sent_at, chunk),
+                    qos=QOS_AT_LEAST_ONCE,
+                )
+                self.metrics.accepted_published.inc(len(chunk))
+
+
+def _positions(total: int, rejected: Sequence[RejectedReading]) -> list[int]:
+    """Envelope positions of the readings that decoded, given the ones that did not."""
+    skipped = {item.index for item in rejected}
+    return [index for index in range(total) if index not in skipped]
+
+
+def open_worker(
+    settings: IngestSettings,
+    *,
+    metrics: IngestMetrics | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> IngestWorker:
+    """A worker wired to the store and registry named in ``settings``.
+
+    Raises:
+        StoreConfigError: the store URL is unusable.
+        RegistryError: the registry URL is unusable or its schema is not current.
+    """
+    from ingest.stores import open_store
+    from registry.db import check_schema, create_engine_for
+    from registry.ownership import OwnershipChecker as RegistryOwnershipChecker
+    from registry.quarantine import QuarantineStore
+
+    engine = create_engine_for(settings.registry_url)
+    try:
+        check_schema(engine)
+        store = open_store(settings.store_url)
+    except BaseException:
+        engine.dispose()
+        raise
+    return IngestWorker(
+        settings,
+        store=store,
+        ownership=RegistryOwnershipChecker(engine),
+        quarantine=QuarantineStore(engine),
+        metrics=metrics,
+        clock=clock,
+        on_close=(store.close, engine.dispose),
+    )
