@@ -17,7 +17,7 @@ import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -221,6 +221,12 @@ class IngestSettings(BaseSettings):
     """SQLAlchemy URL of the care registry (pairings, quarantine)."""
     group: str = "ingest"
     """Shared-subscription group: workers of one group split the readings among them."""
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    """MQTT 5 is the production protocol (shared subscriptions, session expiry, receive
+    maximum, reason codes). "3.1.1" serves brokers that speak nothing newer, such as the
+    embedded amqtt broker of ``vitalgate demo``: one worker reads the plain readings filter
+    with a persistent (clean_session=False) session, and the broker's in-flight window is
+    what bounds the unacknowledged messages."""
     worker_index: int = Field(default=0, ge=0, le=9999)
     """Tells the workers of one host apart in the default client id."""
     client_id: str | None = None

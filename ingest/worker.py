@@ -269,19 +269,35 @@ class IngestWorker:
     # -- MQTT ---------------------------------------------------------------------------
 
     @property
+    def _mqtt5(self) -> bool:
+        return self.settings.mqtt_protocol == "5"
+
+    @property
     def subscription(self) -> str:
-        """The shared subscription this worker's group reads from."""
+        """The shared subscription this worker's group reads from (the plain readings
+        filter on MQTT 3.1.1, which has no shared subscriptions)."""
+        if not self._mqtt5:
+            return ALL_READINGS_FILTER
         return shared_subscription(self.settings.group, ALL_READINGS_FILTER)
 
     def _make_client(self) -> mqtt.Client:
         settings = self.settings
         endpoint = settings.mqtt_endpoint
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.mqtt_client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
+        if self._mqtt5:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=settings.mqtt_client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
+        else:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=settings.mqtt_client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
         if endpoint.tls:
             client.tls_set(
                 ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
@@ -372,13 +388,18 @@ class IngestWorker:
         """
         endpoint = self.settings.mqtt_endpoint
         try:
-            self._client.connect(
-                endpoint.host,
-                endpoint.port,
-                keepalive=self.settings.mqtt_keepalive_seconds,
-                clean_start=False,
-                properties=self._connect_properties(),
-            )
+            if self._mqtt5:
+                self._client.connect(
+                    endpoint.host,
+                    endpoint.port,
+                    keepalive=self.settings.mqtt_keepalive_seconds,
+                    clean_start=False,
+                    properties=self._connect_properties(),
+                )
+            else:
+                self._client.connect(
+                    endpoint.host, endpoint.port, keepalive=self.settings.mqtt_keepalive_seconds
+                )
         except OSError as exc:
             raise IngestConnectError(endpoint.host, endpoint.port, str(exc)) from None
         self._client.loop_start()

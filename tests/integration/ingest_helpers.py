@@ -131,6 +131,7 @@ class TestGateway:
     port: int
     gateway_id: str
     password: str | None = None
+    protocol: int = mqtt.MQTTv5
     acks: list[AckMessage] = field(default_factory=list)
     acked_ids: set[str] = field(default_factory=set)
     _batches: list[_Batch] = field(default_factory=list)
@@ -141,7 +142,7 @@ class TestGateway:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"test-{self.gateway_id}-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
+            protocol=self.protocol,
         )
         if self.password is not None:
             self.client.username_pw_set(self.gateway_id, self.password)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from ingest.config import IngestSettings, load_settings
@@ -43,6 +44,7 @@ from tests.integration.ingest_helpers import (
     make_registry,
     scrape,
 )
+from vitalgate.embedded_broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +253,29 @@ def test_cli_reports_an_unreachable_broker(tmp_path: Path, influx_database: str)
     )
     assert result.returncode == 1, result.stderr
     assert "cannot connect to the MQTT broker at 127.0.0.1:9" in result.stderr
+
+
+def test_mqtt_311_worker_on_the_embedded_broker(tmp_path: Path) -> None:
+    """The demo's topology: amqtt speaks only MQTT 3.1.1 and has no shared subscriptions."""
+    registry_url = make_registry(tmp_path / "registry.db", [GW1_METER])
+    readings = make_readings(GW1_METER, 40)
+    with EmbeddedBroker() as broker:
+        settings = load_settings(
+            mqtt_url=broker.url,
+            mqtt_protocol="3.1.1",
+            store_url=f"sqlite:///{tmp_path / 'readings.db'}",
+            registry_url=registry_url,
+            client_id="ingest-demo-0",
+            metrics_port=None,
+        )
+        worker = open_worker(settings)
+        worker.start()
+        try:
+            assert worker.subscription == "vitalgate/v1/gw/+/readings"
+            with TestGateway("127.0.0.1", broker.port, "gw1", protocol=mqtt.MQTTv311) as gateway:
+                for batch in batches(readings, 10):
+                    gateway.send(batch)
+                gateway.wait_for_acks(reading.id for reading in readings)
+            assert worker.metrics.readings_stored._value.get() == len(readings)
+        finally:
+            worker.close()

@@ -89,6 +89,10 @@ def run(
     worker_index: Annotated[
         int | None, typer.Option(help="Index of this worker on its host (default client id).")
     ] = None,
+    mqtt_protocol: Annotated[
+        str | None,
+        typer.Option(help="'5' (default) or '3.1.1' for brokers without MQTT 5 (one worker)."),
+    ] = None,
 ) -> None:
     """Run one worker until SIGTERM or Ctrl-C; the current batch is finished first.
 
@@ -104,6 +108,7 @@ def run(
         metrics_port=metrics_port,
         client_id=client_id,
         worker_index=worker_index,
+        mqtt_protocol=mqtt_protocol,
     )
     logging.basicConfig(
         level=logging.INFO,
