@@ -29,7 +29,7 @@ import math
 import random
 import tomllib
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,12 @@ import msgspec
 
 from device_drivers.errors import DriverError
 from readings.model import Kind
+
+
+def local_wall_clock() -> datetime:
+    """The host's local wall-clock time, naive: what a home device's clock shows."""
+    return datetime.now(UTC).astimezone().replace(tzinfo=None)
+
 
 ContextValue = str | int | float | bool
 

@@ -24,14 +24,19 @@ import select
 import threading
 import tty
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum, auto
 from types import TracebackType
 from typing import Final, Self
 
 from device_drivers.serial_protocols import astm
 from device_drivers.serial_protocols import onetouch_ultra2 as otu2
-from device_drivers.simulators.scenario import DeviceClock, Scenario, ScenarioRecord
+from device_drivers.simulators.scenario import (
+    DeviceClock,
+    Scenario,
+    ScenarioRecord,
+    local_wall_clock,
+)
 from readings.model import Kind
 from readings.units import Unit, mmol_per_l_to_mg_per_dl
 
@@ -45,11 +50,6 @@ _OTU2_HI_VALUE_MG_DL: Final = otu2.HI_LIMIT_MG_PER_DL + 1
 _OTU2_MEAL: Final = {"preprandial": otu2.Meal.BEFORE, "postprandial": otu2.Meal.AFTER}
 _OTU2_COMMENT: Final = {name: code for code, name in otu2.COMMENT_NAMES.items()}
 _ASTM_MEAL_MARKER: Final = {"preprandial": "B", "postprandial": "A"}
-
-
-def local_now() -> datetime:
-    """The machine's local wall-clock time, naive, as a meter shows it."""
-    return datetime.now(UTC).astimezone().replace(tzinfo=None)
 
 
 class _Stopped(Exception):
@@ -387,7 +387,7 @@ def start_onetouch_ultra2(
     serial_number: str = "GMF600DCY",
     firmware: str = "P02.00.00 30/08/06",
     display_unit: Unit = Unit.MG_PER_DL,
-    clock: Clock = local_now,
+    clock: Clock = local_wall_clock,
 ) -> OneTouchUltra2Simulator:
     """Start a simulated OneTouch Ultra 2; open ``.port`` with the driver, ``.close()`` it.
 
@@ -416,7 +416,7 @@ def start_contour(
     serial_number: str = "7390-2336773",
     versions: tuple[str, ...] = ("01.24", "01.04", "09.02.20"),
     unit: Unit = Unit.MG_PER_DL,
-    clock: Clock = local_now,
+    clock: Clock = local_wall_clock,
 ) -> ContourSimulator:
     """Start a simulated Contour USB speaking ASTM; open ``.port``, ``.close()`` it.
 
