@@ -77,13 +77,22 @@ class Values(_Struct, frozen=True):
 
     UNITS: ClassVar[Mapping[str, Unit]] = {}
 
-    def __post_init__(self) -> None:
+    def check_finite(self) -> None:
+        """Refuse NaN and infinities.
+
+        Decoding never needs this (JSON has no NaN, and msgspec refuses numbers beyond the
+        double range), so it is not a ``__post_init__`` on ingest's hot path; readings
+        built in Python go through :func:`new_reading`, which calls it.
+
+        Raises:
+            InvalidReading: naming the field.
+        """
         for name in self.__struct_fields__:
             value = getattr(self, name)
             numbers = value if isinstance(value, tuple) else (value,)
             for number in numbers:
                 if number is not None and not math.isfinite(number):
-                    raise InvalidReading(name, "must be a finite number")
+                    raise InvalidReading(f"values.{name}", "must be a finite number")
 
     def as_dict(self) -> dict[str, float | tuple[float, ...]]:
         """The values present, by field name (absent optional fields are left out)."""
@@ -394,6 +403,7 @@ def new_reading(
         InvalidReading: a field breaks the contract (the error names it).
     """
     cls = _READING_CLASS_BY_VALUES[type(values)]
+    values.check_finite()
     if received_at.tzinfo is None:
         raise InvalidReading("received_at", "timestamp has no UTC offset")
     received_utc = _utc_milliseconds(received_at)

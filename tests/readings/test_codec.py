@@ -273,6 +273,13 @@ def test_building_a_bad_reading_in_python_names_the_field() -> None:
     assert naive.value.field == "measured_at"
 
 
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_building_a_reading_with_a_non_finite_value_names_the_field(number: float) -> None:
+    with pytest.raises(InvalidReading) as caught:
+        _glucose(values=GlucoseValues(glucose=number))
+    assert caught.value.field == "values.glucose"
+
+
 def test_reading_kind_follows_its_class() -> None:
     assert _glucose().kind is Kind.GLUCOSE
 
