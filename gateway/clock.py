@@ -82,12 +82,15 @@ def local_to_utc(wall_clock: datetime, time_zone: ZoneInfo) -> datetime:
     return wall_clock.replace(tzinfo=time_zone, fold=0).astimezone(UTC)
 
 
-def needs_correction(observation: ClockObservation, time_zone: ZoneInfo) -> bool:
+def needs_correction(
+    observation: ClockObservation,
+    time_zone: ZoneInfo,
+    *,
+    max_offset_seconds: float = MAX_UNCORRECTED_OFFSET_SECONDS,
+) -> bool:
     """Whether the device clock is off by more than the bound (or was reset)."""
     offset = observation.offset(time_zone)
-    return observation.clock_was_reset or abs(offset.total_seconds()) > (
-        MAX_UNCORRECTED_OFFSET_SECONDS
-    )
+    return observation.clock_was_reset or abs(offset.total_seconds()) > max_offset_seconds
 
 
 def resolve_measured_at(
@@ -96,6 +99,7 @@ def resolve_measured_at(
     received_at: datetime,
     time_zone: ZoneInfo,
     observation: ClockObservation | None,
+    max_offset_seconds: float = MAX_UNCORRECTED_OFFSET_SECONDS,
 ) -> ResolvedTime:
     """The UTC ``measured_at`` of a record and the flags that explain it.
 
@@ -106,12 +110,15 @@ def resolve_measured_at(
         time_zone: the patient's time zone.
         observation: the device clock read at this connection, or ``None`` when the device
             has no readable clock.
+        max_offset_seconds: offsets up to this are left uncorrected.
     """
     if device_time is None:
         return ResolvedTime(received_at, frozenset())
     flags: set[str] = set()
     wall_clock = device_time
-    if observation is not None and needs_correction(observation, time_zone):
+    if observation is not None and needs_correction(
+        observation, time_zone, max_offset_seconds=max_offset_seconds
+    ):
         in_reset_epoch = device_time < PLAUSIBLE_DEVICE_EPOCH
         if observation.clock_was_reset:
             flags.add(FLAG_CLOCK_RESET)

@@ -77,7 +77,7 @@ def test_every_profile_of_the_issue_is_shipped() -> None:
         Kind.SPO2,
     }
     serial = {(p.manufacturer, p.model) for p in SHIPPED if not p.is_ble}
-    assert serial == {("LifeScan", "OneTouch Ultra 2"), ("Bayer", "Contour")}
+    assert serial == {("LifeScan", "OneTouch Ultra 2"), ("Bayer", "Contour USB")}
     onetouch = find_profile("lifescan_onetouch_ultra2")
     assert isinstance(onetouch.transport, SerialTransportSettings)
     line = onetouch.transport

@@ -129,3 +129,18 @@ def test_correction_uses_the_patients_zone_not_the_gateways() -> None:
     )
     assert resolved.measured_at == datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
     assert resolved.flags == frozenset()
+
+
+def test_the_bound_is_configurable() -> None:
+    observation = ClockObservation(
+        device_now=datetime(2026, 11, 23, 16, 1, 30), gateway_now=GATEWAY_NOW
+    )
+    strict = resolve_measured_at(
+        device_time=datetime(2026, 11, 23, 15, 0),
+        received_at=GATEWAY_NOW,
+        time_zone=SHANGHAI,
+        observation=observation,
+        max_offset_seconds=60,
+    )
+    assert strict.measured_at == datetime(2026, 11, 23, 6, 58, 30, tzinfo=UTC)
+    assert strict.flags == {FLAG_CLOCK_CORRECTED}

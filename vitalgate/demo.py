@@ -1,0 +1,595 @@
+"""``vitalgate demo``: a whole deployment on one machine, with simulated devices.
+
+One command starts, on loopback only:
+
+* an MQTT broker — the embedded amqtt broker on a free port, or the broker at
+  ``--mqtt-url`` (Mosquitto in production);
+* the care registry and the reading store — SQLite files under the data folder, or the
+  URLs given (PostgreSQL, InfluxDB);
+* a simulated home: a real gateway **process** (``python -m gateway``) whose simulated
+  Bluetooth and serial devices speak the real protocols, for two patients;
+* an ingest worker, which validates, checks ownership, stores and acknowledges;
+
+and shows readings arriving per patient, as the alert engine would receive them (from
+``accepted/``), until Ctrl-C stops everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
+from zoneinfo import ZoneInfo
+
+from readings.codec import GatewayState, StatusMessage, decode_envelope, decode_message
+from readings.errors import PayloadError
+from readings.model import Kind, Reading
+from readings.topics import ALL_ACCEPTED_FILTER, status_topic
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+    from device_drivers.profiles import DeviceProfile
+    from ingest.worker import IngestWorker
+    from vitalgate.embedded_broker import EmbeddedBroker
+
+DEMO_GATEWAY_ID: Final = "demo-home-1"
+DEMO_TIME_ZONE: Final = "Asia/Shanghai"
+GATEWAY_STOP_TIMEOUT_SECONDS: Final = 30.0
+"""The gateway finishes its current device exchanges and publishes its offline status."""
+LIVE_REFRESH_PER_SECOND: Final = 2
+SUBSCRIBE_TIMEOUT_SECONDS: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPatient:
+    """A patient of the simulated home and the device models at their bedside."""
+
+    patient_id: str
+    display_name: str
+    condition: str
+    profiles: tuple[str, ...]
+
+
+DEMO_PATIENTS: Final = (
+    DemoPatient(
+        "patient-001",
+        "王秀英 Wang Xiuying",
+        "2型糖尿病、高血压 type 2 diabetes, hypertension",
+        (
+            "roche_accu_chek_guide",
+            "generic_cgms",
+            "omron_hem7361t",
+            "lifescan_onetouch_ultra2",
+        ),
+    ),
+    DemoPatient(
+        "patient-002",
+        "李建国 Li Jianguo",
+        "心力衰竭、慢阻肺 heart failure, COPD",
+        ("and_uc352ble", "nonin_3230", "and_ut201ble", "polar_h10", "bayer_contour"),
+    ),
+)
+
+KIND_LABELS: Final = {
+    Kind.GLUCOSE: "血糖 glucose",
+    Kind.CGM_GLUCOSE: "动态血糖 CGM",
+    Kind.BLOOD_PRESSURE: "血压 blood pressure",
+    Kind.HEART_RATE: "心率 heart rate",
+    Kind.SPO2: "血氧 SpO₂",
+    Kind.WEIGHT: "体重 weight",
+    Kind.BODY_TEMPERATURE: "体温 temperature",
+}
+
+
+class DemoError(RuntimeError):
+    """The demo could not start; the message says which part and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What ``vitalgate demo`` runs against."""
+
+    data_dir: Path
+    mqtt_url: str | None = None
+    mqtt_protocol: str | None = None
+    store_url: str | None = None
+    registry_url: str | None = None
+    duration_seconds: float | None = None
+    live: bool = True
+
+
+def format_values(reading: Reading) -> str:
+    """A reading's values as a clinician reads them (mmol/L, mmHg …), with HI/LO marks."""
+    values = reading.values.as_dict()
+    kind = reading.kind
+    text: str
+    if kind in (Kind.GLUCOSE, Kind.CGM_GLUCOSE):
+        text = f"{values['glucose']:.1f} mmol/L"
+        if "result_high" in reading.flags:
+            text = f"HI ≥ {text}"
+        elif "result_low" in reading.flags:
+            text = f"LO ≤ {text}"
+    elif kind is Kind.BLOOD_PRESSURE:
+        text = f"{values['systolic']:.0f}/{values['diastolic']:.0f} mmHg"
+        if "pulse" in values:
+            text += f"  ♥ {values['pulse']:.0f}/min"
+    elif kind is Kind.HEART_RATE:
+        text = f"{values['heart_rate']:.0f} /min"
+    elif kind is Kind.SPO2:
+        text = f"{values['spo2']:.0f} %"
+        if "pulse" in values:
+            text += f"  ♥ {values['pulse']:.0f}/min"
+    elif kind is Kind.WEIGHT:
+        text = f"{values['weight']:.1f} kg"
+    else:
+        text = f"{values['temperature']:.1f} °C"
+    return text
+
+
+@dataclass
+class _Latest:
+    reading: Reading
+    count: int = 1
+
+
+@dataclass
+class LiveState:
+    """What the terminal view shows; fed from MQTT callbacks (thread-safe)."""
+
+    patients: Sequence[DemoPatient]
+    time_zone: ZoneInfo
+    latest: dict[tuple[str, Kind], _Latest] = field(default_factory=dict)
+    gateway_status: StatusMessage | None = None
+    received: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    first_reading: threading.Event = field(default_factory=threading.Event)
+
+    def add(self, readings: Sequence[Reading]) -> None:
+        """Record readings accepted by ingest."""
+        with self.lock:
+            for reading in readings:
+                key = (reading.patient_id, reading.kind)
+                current = self.latest.get(key)
+                if current is None:
+                    self.latest[key] = _Latest(reading)
+                else:
+                    current.count += 1
+                    if reading.measured_at >= current.reading.measured_at:
+                        current.reading = reading
+                self.received += 1
+        if readings:
+            self.first_reading.set()
+
+    def local(self, moment: datetime) -> str:
+        """A UTC time as the patient's wall clock."""
+        return moment.astimezone(self.time_zone).strftime("%m-%d %H:%M:%S")
+
+
+def _render(
+    state: LiveState, header: str, stored: Callable[[], int], quarantined: Callable[[], int]
+) -> Any:
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    table = Table(expand=True, title="Readings accepted by ingest, per patient · 按患者显示")
+    table.add_column("patient 患者")
+    table.add_column("measurement 项目")
+    table.add_column("latest 最新", justify="right")
+    table.add_column("measured 测量时间")
+    table.add_column("count 次数", justify="right")
+    with state.lock:
+        for patient in state.patients:
+            rows = sorted(
+                (latest for (pid, _), latest in state.latest.items() if pid == patient.patient_id),
+                key=lambda latest: list(Kind).index(latest.reading.kind),
+            )
+            name = f"{patient.display_name}\n[dim]{patient.condition}[/dim]"
+            if not rows:
+                table.add_row(name, "[dim]waiting for readings…[/dim]", "", "", "")
+            for index, latest in enumerate(rows):
+                reading = latest.reading
+                flags = [flag for flag in reading.flags if flag != "clock_corrected"]
+                value = format_values(reading)
+                if flags:
+                    value += f"\n[yellow]{', '.join(flags)}[/yellow]"
+                table.add_row(
+                    name if index == 0 else "",
+                    KIND_LABELS[reading.kind],
+                    value,
+                    state.local(reading.measured_at),
+                    str(latest.count),
+                )
+            table.add_section()
+        status = state.gateway_status
+    if status is None:
+        gateway_line = "gateway: [dim]waiting for its status…[/dim]"
+    else:
+        colour = "green" if status.state is GatewayState.ONLINE else "red"
+        gateway_line = (
+            f"gateway {status.gateway_id}: [{colour}]{status.state.value}[/{colour}]  "
+            f"outbox {status.queue_depth or 0} unacknowledged  "
+            f"devices {len(status.devices)}"
+        )
+    summary = (
+        f"{gateway_line}\n"
+        f"stored {stored()} · quarantined {quarantined()} · accepted this run {state.received}"
+    )
+    return Group(
+        Panel(header, title="VitalGate demo · 演示", border_style="cyan"), Panel(summary), table
+    )
+
+
+class DemoStack:
+    """The running parts of the demo; :meth:`close` stops them in reverse order."""
+
+    def __init__(self, options: DemoOptions) -> None:
+        self.options = options
+        self.data_dir = options.data_dir.resolve()
+        self.broker: EmbeddedBroker | None = None
+        self.mqtt_url = options.mqtt_url or ""
+        self.mqtt_protocol = options.mqtt_protocol or ("5" if options.mqtt_url else "3.1.1")
+        self.store_url = options.store_url or f"sqlite:///{self.data_dir / 'readings.db'}"
+        self.registry_url = options.registry_url or f"sqlite:///{self.data_dir / 'registry.db'}"
+        self.worker: IngestWorker | None = None
+        self.gateway: subprocess.Popen[bytes] | None = None
+        self.gateway_log: BinaryIO | None = None
+        self.observer: mqtt.Client | None = None
+        self.state = LiveState(DEMO_PATIENTS, ZoneInfo(DEMO_TIME_ZONE))
+        self._closers: list[Callable[[], None]] = []
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every part; on failure, stop what was started and raise DemoError."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._start_broker()
+            profiles = self._profiles()
+            self._prepare_registry(profiles)
+            self._start_ingest()
+            self._start_observer()
+            self._start_gateway()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_broker(self) -> None:
+        if self.options.mqtt_url:
+            return
+        from vitalgate.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
+
+        broker = EmbeddedBroker()
+        try:
+            broker.start()
+        except EmbeddedBrokerError as exc:
+            raise DemoError(str(exc)) from exc
+        self.broker = broker
+        self.mqtt_url = broker.url
+        self._closers.append(broker.stop)
+
+    def _profiles(self) -> dict[str, DeviceProfile]:
+        from device_drivers.profiles import load_profiles
+
+        profiles = {profile.profile_id: profile for profile in load_profiles()}
+        for patient in DEMO_PATIENTS:
+            for profile_id in patient.profiles:
+                profile = profiles.get(profile_id)
+                if profile is None or profile.simulator is None:
+                    raise DemoError(f"device profile {profile_id!r} has no simulator")
+        return profiles
+
+    def _prepare_registry(self, profiles: dict[str, DeviceProfile]) -> None:
+        """Register the home, its patients and their devices, as the clinic would."""
+        from readings.identity import device_identity
+        from registry.db import create_engine_for, session_scope, upgrade
+        from registry.errors import AlreadyExists, RegistryError
+        from registry.repositories import (
+            DeviceRepository,
+            GatewayRepository,
+            PatientRepository,
+        )
+
+        try:
+            upgrade(self.registry_url)
+            engine = create_engine_for(self.registry_url)
+        except RegistryError as exc:
+            raise DemoError(f"registry {self.registry_url}: {exc}") from exc
+        try:
+            # A second run finds them registered: the transaction rolls back, the run goes on.
+            with contextlib.suppress(AlreadyExists), session_scope(engine) as session:
+                GatewayRepository(session).add(DEMO_GATEWAY_ID, "simulated home")
+            for patient in DEMO_PATIENTS:
+                with contextlib.suppress(AlreadyExists), session_scope(engine) as session:
+                    PatientRepository(session).add(
+                        patient.patient_id, patient.display_name, DEMO_TIME_ZONE
+                    )
+                for profile_id in patient.profiles:
+                    profile = profiles[profile_id]
+                    assert profile.simulator is not None
+                    device_id = device_identity(
+                        profile.manufacturer, profile.model, profile.simulator.serial
+                    )
+                    with session_scope(engine) as session:
+                        DeviceRepository(session).bind(
+                            device_id, DEMO_GATEWAY_ID, patient.patient_id, profile=profile_id
+                        )
+        except RegistryError as exc:
+            raise DemoError(f"registry {self.registry_url}: {exc}") from exc
+        finally:
+            engine.dispose()
+
+    def _start_ingest(self) -> None:
+        from ingest.config import IngestConfigError, load_settings
+        from ingest.stores import StoreError
+        from ingest.worker import IngestError, open_worker
+        from registry.errors import RegistryError
+
+        try:
+            settings = load_settings(
+                mqtt_url=self.mqtt_url,
+                mqtt_protocol=self.mqtt_protocol,
+                store_url=self.store_url,
+                registry_url=self.registry_url,
+                client_id="vitalgate-demo-ingest",
+                metrics_port=None,
+                demo=True,
+            )
+            worker = open_worker(settings)
+        except IngestConfigError as exc:
+            raise DemoError(f"ingest configuration: {exc.key}: {exc.problem}") from exc
+        except (StoreError, RegistryError) as exc:
+            raise DemoError(f"ingest: {exc}") from exc
+        try:
+            worker.start()
+        except IngestError as exc:
+            worker.close()
+            raise DemoError(f"ingest: {exc}") from exc
+        self.worker = worker
+        self._closers.append(worker.close)
+
+    def _start_observer(self) -> None:
+        """Subscribe to what the alert engine would receive, and to the gateway status."""
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from ingest.config import parse_mqtt_url
+
+        endpoint = parse_mqtt_url(self.mqtt_url)
+        protocol = mqtt.MQTTv5 if self.mqtt_protocol == "5" else mqtt.MQTTv311
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="vitalgate-demo-view", protocol=protocol
+        )
+        if endpoint.username is not None:
+            client.username_pw_set(endpoint.username, endpoint.password)
+        if endpoint.tls:
+            client.tls_set()
+        subscribed = threading.Event()
+        status = status_topic(DEMO_GATEWAY_ID)
+
+        def on_connect(client: mqtt.Client, *_: Any) -> None:
+            client.subscribe([(ALL_ACCEPTED_FILTER, 1), (status, 1)])
+
+        def on_subscribe(*_: Any) -> None:
+            subscribed.set()
+
+        def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+            try:
+                if message.topic == status:
+                    self.state.gateway_status = decode_message(
+                        bytes(message.payload), StatusMessage
+                    )
+                else:
+                    self.state.add(decode_envelope(bytes(message.payload)).readings)
+            except PayloadError:
+                return  # another sender's malformed message; ingest quarantines readings
+
+        client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
+        client.on_message = on_message
+        try:
+            client.connect(endpoint.host, endpoint.port)
+        except OSError as exc:
+            raise DemoError(f"cannot reach the MQTT broker at {self.mqtt_url}: {exc}") from exc
+        client.loop_start()
+        self.observer = client
+
+        def stop_observer() -> None:
+            client.disconnect()
+            client.loop_stop()
+
+        self._closers.append(stop_observer)
+        if not subscribed.wait(SUBSCRIBE_TIMEOUT_SECONDS):
+            raise DemoError(f"the MQTT broker at {self.mqtt_url} did not answer the subscription")
+
+    def gateway_config(self) -> str:
+        """The gateway's configuration file: the home's simulated devices and the broker."""
+        lines = [
+            f'gateway_id = "{DEMO_GATEWAY_ID}"',
+            f'data_dir = "{self.data_dir / "gateway"}"',
+            "demo = true",
+            'log_level = "INFO"',
+            "",
+            "[mqtt]",
+            f'url = "{self.mqtt_url}"',
+            f'protocol = "{self.mqtt_protocol}"',
+            "status_interval_seconds = 5.0",
+            "",
+            "[clock]",
+            f'time_zone = "{DEMO_TIME_ZONE}"',
+        ]
+        for patient in DEMO_PATIENTS:
+            for profile_id in patient.profiles:
+                lines += [
+                    "",
+                    "[[simulators]]",
+                    f'profile = "{profile_id}"',
+                    f'patient_id = "{patient.patient_id}"',
+                ]
+        return "\n".join(lines) + "\n"
+
+    def _start_gateway(self) -> None:
+        config = self.data_dir / "gateway.toml"
+        config.write_text(self.gateway_config(), encoding="utf-8")
+        self.gateway_log = (self.data_dir / "gateway.log").open("ab")
+        # A session of its own: Ctrl-C reaches the demo, which then stops the gateway
+        # gracefully (SIGTERM) after the rest, instead of everything dying at once.
+        self.gateway = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter, our module
+            [sys.executable, "-m", "gateway", "--config", str(config)],
+            stdout=self.gateway_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._closers.append(self._stop_gateway)
+
+    def _stop_gateway(self) -> None:
+        process = self.gateway
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(GATEWAY_STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.gateway_log is not None:
+            self.gateway_log.close()
+
+    # -- run and stop --------------------------------------------------------------------
+
+    def gateway_failed(self) -> int | None:
+        """The gateway's exit code if it stopped on its own."""
+        return self.gateway.poll() if self.gateway is not None else None
+
+    def stored_count(self) -> int:
+        """Readings stored by ingest during this run."""
+        return 0 if self.worker is None else _total(self.worker.metrics.readings_stored)
+
+    def quarantined_count(self) -> int:
+        """Readings quarantined by ingest during this run, whatever the reason."""
+        return 0 if self.worker is None else _total(self.worker.metrics.readings_quarantined)
+
+    def close(self) -> None:
+        """Stop the gateway, the view, ingest and the broker (reverse order of start)."""
+        while self._closers:
+            closer = self._closers.pop()
+            with contextlib.suppress(Exception):
+                closer()
+
+
+def _total(counter: Any) -> int:
+    """The sum of a Prometheus counter over all its label values."""
+    return int(
+        sum(
+            sample.value
+            for metric in counter.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+    )
+
+
+def _header(stack: DemoStack) -> str:
+    broker = (
+        f"embedded MQTT broker (amqtt, MQTT 3.1.1) on {stack.mqtt_url}"
+        if stack.broker is not None
+        else f"MQTT broker {stack.mqtt_url} (MQTT {stack.mqtt_protocol})"
+    )
+    return (
+        f"{broker}\n"
+        f"reading store  {stack.store_url}\n"
+        f"registry       {stack.registry_url}\n"
+        f"gateway log    {stack.data_dir / 'gateway.log'}\n"
+        "Press Ctrl-C to stop · 按 Ctrl-C 停止"
+    )
+
+
+def _wait(stack: DemoStack, deadline: float | None) -> Iterator[None]:
+    """Yields every half second until the deadline, Ctrl-C, or the gateway dying."""
+    while deadline is None or time.monotonic() < deadline:
+        code = stack.gateway_failed()
+        if code is not None:
+            raise DemoError(
+                f"the gateway process stopped (exit {code}); see {stack.data_dir / 'gateway.log'}"
+            )
+        if stack.worker is not None and stack.worker.failed:
+            raise DemoError("the ingest worker stopped; see the messages above")
+        yield
+        time.sleep(0.5)
+
+
+def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> None:
+    """Run the demo until Ctrl-C (or ``options.duration_seconds``).
+
+    Raises:
+        DemoError: a part could not start or stopped unexpectedly.
+    """
+    stack = DemoStack(options)
+    stack.start()
+    deadline = time.monotonic() + options.duration_seconds if options.duration_seconds else None
+    try:
+        if options.live:
+            _run_live(stack, deadline)
+        else:
+            _run_plain(stack, deadline, out)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.close()
+    print("VitalGate demo stopped · 演示已停止", file=out, flush=True)
+
+
+def _run_live(stack: DemoStack, deadline: float | None) -> None:
+    from rich.live import Live
+
+    header = _header(stack)
+
+    def view() -> Any:
+        return _render(stack.state, header, stack.stored_count, stack.quarantined_count)
+
+    with Live(view(), refresh_per_second=LIVE_REFRESH_PER_SECOND, screen=False) as live:
+        for _ in _wait(stack, deadline):
+            live.update(view())
+
+
+def _run_plain(stack: DemoStack, deadline: float | None, out: TextIO) -> None:
+    print(_header(stack), file=out, flush=True)
+    shown = 0
+    for _ in _wait(stack, deadline):
+        with stack.state.lock:
+            latest = sorted(
+                (item.reading for item in stack.state.latest.values()),
+                key=lambda reading: reading.measured_at,
+            )
+            received = stack.state.received
+        if received != shown:
+            shown = received
+            for reading in latest[-5:]:
+                print(
+                    f"{stack.state.local(reading.measured_at)}  {reading.patient_id}  "
+                    f"{KIND_LABELS[reading.kind]}: {format_values(reading)}",
+                    file=out,
+                )
+            print(
+                f"-- accepted {received}, stored {stack.stored_count()}, "
+                f"quarantined {stack.quarantined_count()} "
+                f"({datetime.now(UTC).astimezone().strftime('%H:%M:%S')})",
+                file=out,
+                flush=True,
+            )
+
+
+def default_data_dir() -> Path:
+    """``./vitalgate-data``, or ``$VITALGATE_DATA_DIR``."""
+    return Path(os.environ.get("VITALGATE_DATA_DIR", "vitalgate-data"))
