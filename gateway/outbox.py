@@ -76,9 +76,10 @@ QUOTA_HYSTERESIS_FRACTION: Final = 0.05
 """Over quota clears only 5 % below the quota, so status and events do not flap while
 the backlog hovers at the limit."""
 BOOKKEEPING_HEADROOM_FRACTION: Final = 0.10
-"""SQLite's own limit (``max_page_count``) sits 10 % (at least 1 MiB) above the ceiling:
-recording progress must never be refused because the outbox is full, and marking every
-row of a full outbox sent takes ≈ 6 % of its size (≈ 35 of ≈ 560 bytes per row)."""
+"""SQLite's own limit (``max_page_count``) sits 10 % (at least 1 MiB) above the ceiling, or
+above the file when that is larger: recording progress must never be refused because the
+outbox is full, and marking every row of a full outbox sent takes ≈ 6 % of its size
+(≈ 35 of ≈ 560 bytes per row)."""
 MIN_BOOKKEEPING_HEADROOM_BYTES: Final = 1024 * 1024
 BUSY_TIMEOUT_MILLISECONDS: Final = 10_000
 """One process owns the outbox, but an operator's ``sqlite3`` shell may hold a read lock
@@ -445,13 +446,12 @@ class SqliteOutbox:
         self._refused_clinical = 0
         self._db = self._open()
         self._page_size = int(self._pragma("page_size"))
-        headroom = max(
-            MIN_BOOKKEEPING_HEADROOM_BYTES,
-            round(self.ceiling_bytes * BOOKKEEPING_HEADROOM_FRACTION),
-        )
-        self._db.execute(
-            f"PRAGMA max_page_count = {-(-(self.ceiling_bytes + headroom) // self._page_size)}"
-        )
+        # Above the ceiling, or above the file as it is if that is larger (a quota lowered
+        # in the configuration): a backlog must always be able to record its progress
+        # and drain, whatever its size.
+        basis = max(self.ceiling_bytes, int(self._pragma("page_count")) * self._page_size)
+        headroom = max(MIN_BOOKKEEPING_HEADROOM_BYTES, round(basis * BOOKKEEPING_HEADROOM_FRACTION))
+        self._db.execute(f"PRAGMA max_page_count = {-(-(basis + headroom) // self._page_size)}")
         self._depth = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
         self._max_sent_rowid = int(
             self._db.execute("SELECT coalesce(max(rowid), 0) FROM sent").fetchone()[0]

@@ -450,6 +450,9 @@ class _Connection:
         self.batches: dict[int, Batch] = {}
         self.events: dict[int, EventMessage] = {}
         self.statuses: set[int] = set()
+        self.unrecorded: list[Batch] = []
+        """PUBACKed batches whose PUBACK the outbox could not record yet."""
+        self.record_retry_at = 0.0
         self.pubacked: list[int] = []
         self.refused: list[tuple[int, ReasonCode]] = []
         self.acks: list[AckMessage] = []
@@ -838,7 +841,10 @@ class Publisher:
     def _fill_window(self, connection: _Connection) -> bool:
         """Publish batches until the window is full; True if any was published."""
         published = False
-        while len(connection.batches) < self.settings.window_batches and connection.room() > 1:
+        while (
+            len(connection.batches) + len(connection.unrecorded) < self.settings.window_batches
+            and connection.room() > 1
+        ):
             batch = self._outbox.begin_batch(self._budget.max_count, self._budget.max_bytes)
             if batch is None:
                 break
@@ -974,27 +980,30 @@ class Publisher:
                 )
 
     def _settle(self, connection: _Connection) -> bool:
-        """Apply what the network loop brought; True if the broker acknowledged anything."""
+        """Apply what the network loop brought; True if the broker acknowledged anything.
+
+        Acknowledgements first: their deletions free space, which recording PUBACKs on a
+        full disk may need.
+        """
         progressed = bool(connection.pubacked)
-        if connection.pubacked:
-            sent: list[Batch] = []
-            for mid in connection.pubacked:
-                batch = connection.batches.pop(mid, None)
-                if batch is not None:
-                    sent.append(batch)
-                elif connection.events.pop(mid, None) is not None:
-                    self._count(events_published=1)
-                else:
-                    connection.statuses.discard(mid)
-            connection.pubacked.clear()
-            if sent:
-                try:
-                    self._outbox.mark_sent(*sent)
-                except OutboxError:
-                    for batch in sent:
-                        self._outbox.requeue(batch)
-                    raise
-                self._count(readings_marked_sent=sum(len(batch) for batch in sent))
+        self._apply_acks(connection)
+        sent: list[Batch] = []
+        for mid in connection.pubacked:
+            batch = connection.batches.pop(mid, None)
+            if batch is not None:
+                sent.append(batch)
+            elif connection.events.pop(mid, None) is not None:
+                self._count(events_published=1)
+            else:
+                connection.statuses.discard(mid)
+        connection.pubacked.clear()
+        if connection.unrecorded:
+            connection.unrecorded.extend(sent)
+            if time.monotonic() >= connection.record_retry_at:
+                sent, connection.unrecorded = connection.unrecorded, []
+                self._record_sent(connection, sent)
+        elif sent:
+            self._record_sent(connection, sent)
         if connection.refused:
             refused = list(connection.refused)
             connection.refused.clear()
@@ -1009,19 +1018,37 @@ class Publisher:
                         self._enqueue_event(event, front=True)
             reasons = sorted({str(reason) for _mid, reason in refused})
             raise _ConnectionLost(f"broker refused publishes: {', '.join(reasons)}")
-        if connection.acks:
-            ids = [reading_id for ack in connection.acks for reading_id in ack.ids]
-            quarantined = sum(len(ack.quarantined) for ack in connection.acks)
-            acks = len(connection.acks)
-            connection.acks.clear()
-            deleted = self._outbox.acknowledge(ids)
-            self._count(acks_received=acks, readings_acknowledged=deleted)
-            if quarantined:
-                logger.warning(
-                    "ingest kept readings in quarantine",
-                    extra={"count": quarantined, "reading_ids": ids[:quarantined]},
-                )
         return progressed
+
+    def _record_sent(self, connection: _Connection, sent: list[Batch]) -> None:
+        try:
+            self._outbox.mark_sent(*sent)
+        except OutboxError as exc:
+            # A PUBACK that cannot be recorded (a disk that is really full) stays with the
+            # connection: it still takes its place in the window, so nothing is published
+            # twice meanwhile, and acknowledgements, which free space, go on being applied.
+            connection.unrecorded = sent
+            connection.record_retry_at = time.monotonic() + STATUS_CHECK_SECONDS
+            logger.error(
+                "cannot record PUBACKs; retrying",
+                extra={"path": str(exc.path), "reason": exc.reason, "batches": len(sent)},
+            )
+            return
+        self._count(readings_marked_sent=sum(len(batch) for batch in sent))
+
+    def _apply_acks(self, connection: _Connection) -> None:
+        if not connection.acks:
+            return
+        acks = list(connection.acks)
+        connection.acks.clear()
+        deleted = self._outbox.acknowledge([reading_id for ack in acks for reading_id in ack.ids])
+        self._count(acks_received=len(acks), readings_acknowledged=deleted)
+        quarantined = [notice.id for ack in acks for notice in ack.quarantined]
+        if quarantined:
+            logger.warning(
+                "ingest kept readings in quarantine",
+                extra={"count": len(quarantined), "reading_ids": quarantined},
+            )
 
     def _say_goodbye(self, connection: _Connection) -> None:
         """Clean stop: the offline status replaces the retained online one.
@@ -1047,7 +1074,7 @@ class Publisher:
 
     def _release(self, connection: _Connection) -> None:
         """Return whatever was in flight on a closing connection."""
-        for batch in connection.batches.values():
+        for batch in [*connection.batches.values(), *connection.unrecorded]:
             self._outbox.requeue(batch)
         with self._events_lock:
             for event in reversed(list(connection.events.values())):
@@ -1058,4 +1085,5 @@ class Publisher:
                 extra={"batches": len(connection.batches)},
             )
         connection.batches.clear()
+        connection.unrecorded.clear()
         connection.events.clear()

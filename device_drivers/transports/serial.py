@@ -144,7 +144,10 @@ class SerialPortTransport:
         if not first or size <= 1:
             return first
         port.timeout = 0
-        return first + bytes(port.read(min(port.in_waiting, size - 1)))
+        # Every concrete port (serial.Serial, loop://, socket://, ptys) has in_waiting;
+        # the SerialBase stubs do not declare it.
+        waiting: int = getattr(port, "in_waiting", 0)
+        return first + bytes(port.read(min(waiting, size - 1)))
 
     async def read_until(self, terminator: bytes, timeout_seconds: float) -> bytes:
         """Read through ``terminator`` (included).

@@ -508,6 +508,24 @@ def test_at_the_ceiling_clinical_readings_are_refused_loudly_and_kept_on_the_dev
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+def test_a_backlog_larger_than_a_lowered_quota_still_drains(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "outbox.db"
+    with SqliteOutbox(path, quota_bytes=UNLIMITED, clock=clock) as outbox:
+        outbox.add([glucose(seq) for seq in range(3000)])
+    # The quota was lowered in the configuration: the backlog is far above the ceiling.
+    with SqliteOutbox(path, quota_bytes=64 * 1024, reserve_bytes=0, clock=clock) as outbox:
+        assert outbox.stats().full
+        with pytest.raises(OutboxFull):
+            outbox.add([glucose(5000)])
+        while (batch := outbox.begin_batch(500, UNLIMITED)) is not None:
+            outbox.mark_sent(batch)  # progress is recorded, never refused
+            outbox.acknowledge(batch.reading_ids)
+        assert outbox.stats().depth == 0
+        assert outbox.add([glucose(5000)]).added == 1
+
+
 def test_over_quota_clears_only_below_the_hysteresis(tmp_path: Path, clock: FakeClock) -> None:
     quota = 128 * 1024
     with SqliteOutbox(tmp_path / "h.db", quota_bytes=quota, clock=clock) as outbox:

@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.outbox import STATE_SENT, SqliteOutbox
+from gateway.errors import OutboxError
+from gateway.outbox import STATE_SENT, Batch, SqliteOutbox
 from gateway.publisher import BrokerSettings, Publisher, PublisherSettings
 from gateway.synthetic import (
     SYNTHETIC_START,
@@ -269,3 +271,51 @@ def test_broker_sigkilled_after_puback_before_delivery(
     assert consumer.received_ids() == synthetic_ids(burst)
     assert counters.readings_republished >= burst.count
     assert consumer.errors == []
+
+
+class UnrecordableOutbox:
+    """The real outbox, except that PUBACKs cannot be recorded for a while: what a disk
+    that is really full (ENOSPC) does to ``mark_sent``."""
+
+    def __init__(self, outbox: SqliteOutbox, failing_seconds: float) -> None:
+        self.outbox = outbox
+        self.failing_until = time.monotonic() + failing_seconds
+        self.refused_marks = 0
+
+    def mark_sent(self, *batches: Batch) -> None:
+        if time.monotonic() < self.failing_until:
+            self.refused_marks += 1
+            raise OutboxError(self.outbox.path, "write failed: database or disk is full")
+        self.outbox.mark_sent(*batches)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox, name)
+
+
+def test_a_disk_too_full_to_record_pubacks_still_drains(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    consumer = AckingConsumer(mosquitto.host, mosquitto.port)
+    consumer.start()
+    outbox = SqliteOutbox(tmp_path / "outbox.db", quota_bytes=10**9, clock=utc_now)
+    burst = SyntheticBurst(count=3000, gateway_id=GATEWAY)
+    run_burst(burst, outbox, clock=utc_now)
+    flaky = UnrecordableOutbox(outbox, failing_seconds=2.0)
+    settings = PublisherSettings(
+        gateway_id=GATEWAY, broker=BrokerSettings(host=mosquitto.host, port=mosquitto.port)
+    )
+    publisher = Publisher(settings, flaky)  # type: ignore[arg-type]
+    publisher.start()
+    try:
+        assert consumer.wait_for_ids(synthetic_ids(burst), DRAIN_WAIT_SECONDS)
+        assert consumer.wait_until(lambda _c: outbox.stats().depth == 0, DRAIN_WAIT_SECONDS)
+        counters = publisher.counters()
+    finally:
+        publisher.stop()
+        consumer.stop()
+        outbox.close()
+
+    assert flaky.refused_marks >= 1
+    assert counters.connects == 1  # no reconnect storm over a bookkeeping failure
+    assert counters.readings_republished == 0  # and nothing was published twice
+    assert consumer.received_count() == burst.count
