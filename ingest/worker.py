@@ -91,6 +91,8 @@ spreads them out while keeping an ingest outage short."""
 INBOX_POLL_SECONDS: Final = 0.2
 """How often an idle processing thread checks whether it was asked to stop."""
 INBOX_SLACK_FACTOR: Final = 2
+EXAMINED_SLOTS: Final = 1
+"""Batches examined ahead of the writer (see ``IngestWorker._examined``)."""
 """The inbox holds up to twice the receive maximum: after a reconnect the broker resends
 the unacknowledged messages while their first copies may still wait here."""
 
@@ -225,8 +227,17 @@ class _Outcome:
             self.handled_ids.append(reading_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Examined:
+    """A batch decoded and checked, waiting for the writer."""
+
+    messages: Sequence[InboundMessage]
+    outcomes: list[_Outcome]
+
+
 class IngestWorker:
-    """One ingest worker: an MQTT session plus one processing thread.
+    """One ingest worker: an MQTT session, a thread that decodes and checks batches, and
+    a writer thread that stores and acknowledges them in order.
 
     Args:
         settings: validated configuration.
@@ -265,6 +276,11 @@ class IngestWorker:
         self._connect_failure: str | None = None
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        # Examined batches waiting for the writer. One slot: the next batch is decoded and
+        # checked while the current one waits for the store's answer (≈ 40 % of a batch's
+        # wall time is that wait), and at most one batch is held beyond the one in hand.
+        self._examined: queue.Queue[_Examined | None] = queue.Queue(maxsize=EXAMINED_SLOTS)
         self._client = self._make_client()
 
     # -- MQTT ---------------------------------------------------------------------------
@@ -409,6 +425,12 @@ class IngestWorker:
             problem = self._connect_failure or f"no CONNACK within {CONNECT_TIMEOUT_SECONDS:g} s"
             self._client.loop_stop()
             raise IngestConnectError(endpoint.host, endpoint.port, problem)
+        self._writer = threading.Thread(
+            target=self._run_writer,
+            name=f"ingest-writer-{self.settings.mqtt_client_id}",
+            daemon=True,
+        )
+        self._writer.start()
         self._thread = threading.Thread(
             target=self._run, name=f"ingest-{self.settings.mqtt_client_id}", daemon=True
         )
@@ -423,10 +445,14 @@ class IngestWorker:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the processing thread to end; True if it has."""
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._thread, self._writer):
+            if thread is None:
+                continue
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                return False
+        return True
 
     def close(self) -> None:
         """Stop, wait for the current batch, disconnect (the session stays with the broker).
@@ -454,15 +480,65 @@ class IngestWorker:
     # -- processing -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Collect and examine batches, and hand them to the writer in order."""
         try:
             while not self._stopping.is_set():
                 batch = self._collect()
-                if batch:
-                    self._process(batch)
+                if not batch:
+                    continue
+                outcomes = self._examine_with_retry(batch)
+                if outcomes is None:
+                    return
+                self._hand_over(_Examined(batch, outcomes))
         except BaseException as exc:
-            logger.exception("ingest processing stopped on an unrecoverable error")
+            self._fail(exc)
+        finally:
+            self._hand_over(None)
+
+    def _hand_over(self, examined: _Examined | None) -> None:
+        """Queue a batch for the writer, waiting for its slot unless the writer is gone."""
+        while True:
+            try:
+                self._examined.put(examined, timeout=INBOX_POLL_SECONDS)
+                return
+            except queue.Full:
+                if self._writer is None or not self._writer.is_alive():
+                    return
+
+    def _run_writer(self) -> None:
+        """Store, quarantine and acknowledge examined batches, one at a time, in order:
+        PUBACKs go out in the order the broker sent the messages."""
+        try:
+            while True:
+                try:
+                    examined = self._examined.get(timeout=INBOX_POLL_SECONDS)
+                except queue.Empty:
+                    if self._thread is not None and not self._thread.is_alive():
+                        return
+                    continue
+                if examined is None:
+                    return
+                if not self._process(examined):
+                    return
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        logger.error("ingest processing stopped on an unrecoverable error", exc_info=exc)
+        if self._failure is None:
             self._failure = exc
-            self._stopping.set()
+        self._stopping.set()
+
+    def _examine_with_retry(self, batch: Sequence[InboundMessage]) -> list[_Outcome] | None:
+        """The batch's outcomes; None when stopping while the registry is unreachable."""
+        attempt = 0
+        while True:
+            try:
+                return [self._examine(message) for message in batch]
+            except TRANSIENT_ERRORS as exc:
+                attempt += 1
+                if not self._wait_to_retry(batch, exc, attempt):
+                    return None
 
     def _collect(self) -> list[InboundMessage]:
         """Up to ``batch_max_messages``, waiting at most ``batch_max_delay_seconds`` after
@@ -485,33 +561,45 @@ class IngestWorker:
                 break
         return batch
 
-    def _process(self, batch: Sequence[InboundMessage]) -> None:
+    def _process(self, examined: _Examined) -> bool:
+        """Make a batch durable and acknowledge it; False when stopping left it unacked."""
+        batch = examined.messages
+        outcomes: list[_Outcome] | None = examined.outcomes
         attempt = 0
         while True:
             try:
-                outcomes = [self._examine(message) for message in batch]
+                # A retry examines afresh: a failed attempt may have changed the outcomes.
+                if outcomes is None:
+                    outcomes = [self._examine(message) for message in batch]
                 self._store_and_quarantine(outcomes)
                 break
             except TRANSIENT_ERRORS as exc:
+                outcomes = None
                 attempt += 1
-                self.metrics.store_retries.inc()
-                self.metrics.store_retrying.set(1)
-                delay = retry_delay_seconds(exc, attempt)
-                logger.warning(
-                    "batch of %d messages not stored (%s); retry %d in %.1f s, nothing acked",
-                    len(batch),
-                    exc,
-                    attempt,
-                    delay,
-                )
-                if not self._sleep_before_retry(delay):
-                    logger.warning(
-                        "stopping: %d messages left unacknowledged for redelivery", len(batch)
-                    )
-                    self.metrics.store_retrying.set(0)
-                    return
+                if not self._wait_to_retry(batch, exc, attempt):
+                    return False
         self.metrics.store_retrying.set(0)
         self._acknowledge(outcomes)
+        return True
+
+    def _wait_to_retry(self, batch: Sequence[InboundMessage], exc: Exception, attempt: int) -> bool:
+        """Count and log a failed attempt and sleep before the next; False once a stop's
+        grace period is used up (the batch then stays unacknowledged for redelivery)."""
+        self.metrics.store_retries.inc()
+        self.metrics.store_retrying.set(1)
+        delay = retry_delay_seconds(exc, attempt)
+        logger.warning(
+            "batch of %d messages not stored (%s); retry %d in %.1f s, nothing acked",
+            len(batch),
+            exc,
+            attempt,
+            delay,
+        )
+        if self._sleep_before_retry(delay):
+            return True
+        logger.warning("stopping: %d messages left unacknowledged for redelivery", len(batch))
+        self.metrics.store_retrying.set(0)
+        return False
 
     def _sleep_before_retry(self, delay: float) -> bool:
         """Sleep before a retry; False once a stop's grace period is used up."""
