@@ -6,6 +6,8 @@ this output by a test, so the published schema cannot drift from the code.
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -66,6 +68,36 @@ def _annotate_readings(defs: dict[str, Any]) -> None:
             values_definition["properties"][name]["x-unit"] = unit.value
 
 
+_WHITESPACE_RUN: Final = re.compile(r"\s+")
+
+
+def normalise_description(text: str) -> str:
+    """One canonical rendering of a docstring-derived description.
+
+    msgspec copies class docstrings into ``description``, and releases differ in whether they
+    dedent them (0.23 does, 0.18 did not). The published schema must not change when an
+    upstream changes how it renders whitespace, so descriptions are reduced to paragraphs of
+    single-spaced words: common indentation, line wrapping and trailing blanks never matter.
+    """
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+    return "\n\n".join(
+        _WHITESPACE_RUN.sub(" ", paragraph).strip() for paragraph in paragraphs if paragraph.strip()
+    )
+
+
+def _normalise_descriptions(node: Any) -> None:
+    """Apply :func:`normalise_description` to every ``description`` in a schema tree."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                node[key] = normalise_description(value)
+            else:
+                _normalise_descriptions(value)
+    elif isinstance(node, list):
+        for item in node:
+            _normalise_descriptions(item)
+
+
 def _with_version_constant(definition: dict[str, Any]) -> None:
     definition["properties"]["v"] = {"const": 1, "description": "Payload version."}
 
@@ -88,6 +120,7 @@ def schema_for(name: str) -> dict[str, Any]:
     # Plain JSON types only (tuples and enums as msgspec emitted them become lists and
     # strings), so the result compares equal to the published file.
     plain: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(schema))
+    _normalise_descriptions(plain)
     return plain
 
 
