@@ -1,8 +1,10 @@
 """Serial glucose-meter protocols: pure parsers and encoders, no I/O.
 
-* :mod:`.onetouch_ultra2` — LifeScan OneTouch Ultra 2 ASCII commands (DEVICES.md §6.1).
+* :mod:`.onetouch_ultra2` — LifeScan OneTouch Ultra 2 ASCII commands.
 * :mod:`.astm` — ASTM E1381 framing and E1394 records as Bayer / Ascensia Contour meters
-  send them (DEVICES.md §6.2).
+  send them.
+
+Byte formats, decisions and pitfalls of both: ``docs/devices.md``.
 
 :func:`decode_transfer` decodes a recorded transfer of either protocol, strictly;
 :func:`decode_input` also takes a piece of one (a OneTouch record line, an ASTM frame or

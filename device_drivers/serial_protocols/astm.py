@@ -1,9 +1,10 @@
 """ASTM E1381 framing and E1394 records, as Bayer / Ascensia Contour meters send them.
 
-DEVICES.md §6.2. Pure code: frame encode/decode, a receiver state machine that is fed
-bytes and says what to answer, E1394 record parsing with the delimiters read from each
-H record, the record → :class:`~device_drivers.measurement.Measurement` mapping, and
-encoders for the simulator. The driver (:mod:`device_drivers.astm_contour`) moves bytes.
+Byte formats and pitfalls: ``docs/devices.md``. Pure code: frame encode/decode, a
+receiver state machine that is fed bytes and says what to answer, E1394 record parsing
+with the delimiters read from each H record, the record →
+:class:`~device_drivers.measurement.Measurement` mapping, and encoders for the simulator.
+The driver (:mod:`device_drivers.astm_contour`) moves bytes.
 
 Low level (E1381): the meter sends ENQ, the host answers ACK; each frame is
 ``STX FN text ETB|ETX C1 C2 CR LF`` with FN = ``'0'``–``'7'`` (first frame ``'1'``) and the

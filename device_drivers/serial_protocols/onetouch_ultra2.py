@@ -1,4 +1,4 @@
-"""LifeScan OneTouch Ultra 2: the ASCII command protocol over RS-232 (DEVICES.md §6.1).
+"""LifeScan OneTouch Ultra 2: the ASCII command protocol over RS-232 (``docs/devices.md``).
 
 Pure functions only: command builders, reply-line checksums, parsers for every reply the
 driver uses, the record → :class:`~device_drivers.measurement.Measurement` mapping, and

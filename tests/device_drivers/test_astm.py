@@ -1,4 +1,4 @@
-"""ASTM E1381/E1394 as Contour meters speak it: recorded frames (DEVICES.md §6.2)."""
+"""ASTM E1381/E1394 as Contour meters speak it: recorded frames (docs/devices.md)."""
 
 from __future__ import annotations
 

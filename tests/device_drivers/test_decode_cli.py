@@ -115,7 +115,7 @@ def test_unknown_protocol_is_a_usage_error() -> None:
 
 
 def test_serial_protocol_transfer_from_stdin() -> None:
-    # Contour USB header and result records of DEVICES.md §6.2, bare, one per line.
+    # Contour USB header and result records of docs/devices.md, bare, one per line.
     transfer = (
         b"H|\\^&||7w3LBL|Bayer7390^01.24\\01.04\\09.02.20^7390-2336773^7403-|"
         b"A=1^C=63^G=1^I=0200^R=0^S=1^U=0^V=10600^X=070070070070180130150250"

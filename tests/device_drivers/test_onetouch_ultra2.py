@@ -1,4 +1,4 @@
-"""OneTouch Ultra 2 protocol: recorded replies (DEVICES.md §6.1, Tidepool, glucometerutils)."""
+"""OneTouch Ultra 2 protocol: recorded replies (docs/devices.md, Tidepool, glucometerutils)."""
 
 from __future__ import annotations
 
