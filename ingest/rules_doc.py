@@ -56,7 +56,8 @@ def _limits(description: RuleDescription, limits: PlausibilityLimits) -> str:
             return description.condition
         tolerance = _number(getattr(limits, description.upper))
         return f"{description.condition} (tolerance {tolerance} {description.unit})"
-    assert description.lower is not None and description.upper is not None
+    assert description.lower is not None
+    assert description.upper is not None
     low: float = getattr(limits, description.lower)
     high: float = getattr(limits, description.upper)
     text = f"{_number(low)} – {_number(high)} {description.unit}"
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     arguments = sys.argv[1:] if argv is None else argv
     path = Path(arguments[0]) if arguments else DOC_PATH
     path.write_text(render(), encoding="utf-8")
-    print(path)
+    sys.stdout.write(f"{path}\n")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,8 @@ RANGE_RULES = [
 
 @pytest.mark.parametrize("description", RANGE_RULES)
 def test_each_value_range_in_the_table_is_the_one_applied(description: RuleDescription) -> None:
-    assert description.lower is not None and description.upper is not None
+    assert description.lower is not None
+    assert description.upper is not None
     low: float = getattr(DEFAULT_LIMITS, description.lower)
     high: float = getattr(DEFAULT_LIMITS, description.upper)
     name = description.field.removeprefix("values.").removesuffix("[i]")
