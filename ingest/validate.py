@@ -1,4 +1,4 @@
-"""Plausibility of readings that already passed the wire contract (CLINICAL.md rule S4).
+"""Plausibility of readings that already passed the wire contract (docs/plausibility-rules.md).
 
 The contract (:mod:`readings.codec`) guarantees shape, types, units and ids; this module
 asks whether a value can be a real measurement of a living person by a home device. A
@@ -74,7 +74,7 @@ SPO2_MIN_PERCENT: Final = 50.0
 """Oximeters are calibrated only down to 70 % (ISO 80601-2-61); readings far below are
 probe-off or motion artefacts (0 is what many send for "no signal")."""
 SPO2_MAX_PERCENT: Final = 100.0
-"""Saturation is a fraction of haemoglobin: above 100 % is impossible (rule S4)."""
+"""Saturation is a fraction of haemoglobin: above 100 % is impossible."""
 WEIGHT_MIN_KG: Final = 2.0
 """Below a newborn's weight: the scale was stepped on by a pet or tapped by hand."""
 WEIGHT_MAX_KG: Final = 400.0
