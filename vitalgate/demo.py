@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 DEMO_GATEWAY_ID: Final = "demo-home-1"
 DEMO_TIME_ZONE: Final = "Asia/Shanghai"
+DEMO_HISTORY_SINCE: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""The simulated meters are the demo patients' own: their whole memory is theirs (the
+registry's ``history_since``; without it the history would wait in quarantine)."""
 GATEWAY_STOP_TIMEOUT_SECONDS: Final = 30.0
 """The gateway finishes its current device exchanges and publishes its offline status."""
 LIVE_REFRESH_PER_SECOND: Final = 2
@@ -322,7 +325,11 @@ class DemoStack:
                     )
                     with session_scope(engine) as session:
                         DeviceRepository(session).bind(
-                            device_id, DEMO_GATEWAY_ID, patient.patient_id, profile=profile_id
+                            device_id,
+                            DEMO_GATEWAY_ID,
+                            patient.patient_id,
+                            profile=profile_id,
+                            history_since=DEMO_HISTORY_SINCE,
                         )
         except RegistryError as exc:
             raise DemoError(f"registry {self.registry_url}: {exc}") from exc
