@@ -34,6 +34,7 @@ from readings.model import (
     new_reading,
 )
 from readings.units import Unit
+from tests.gateway.full_database import FullDatabase
 
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 DEVICE = "Roche-Accu_Chek_Guide-92310000123"
@@ -632,3 +633,72 @@ def test_bad_settings_name_the_field(
     with pytest.raises(ConfigError) as raised:
         SqliteOutbox(tmp_path / "o.db", clock=clock, **arguments)  # type: ignore[arg-type]
     assert raised.value.field == field
+
+
+# -- durability after a failed write ------------------------------------------------------
+
+FSYNC_FULL = 2
+"""``PRAGMA synchronous`` value of FULL: every commit is fsynced."""
+
+
+def test_a_real_full_disk_refuses_clinical_readings_and_keeps_the_cursor(
+    outbox: SqliteOutbox,
+) -> None:
+    outbox.add([glucose(seq) for seq in range(200)], cursor=(DEVICE, RecordCursor(last_seq=199)))
+    full = FullDatabase(outbox)
+    full.fill()
+
+    with pytest.raises(OutboxFull) as raised:
+        outbox.add(
+            [glucose(seq) for seq in range(200, 400)], cursor=(DEVICE, RecordCursor(last_seq=399))
+        )
+
+    assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+    assert raised.value.__cause__.sqlite_errorcode == sqlite3.SQLITE_FULL
+    assert raised.value.refused == 200
+    assert outbox.cursor(DEVICE) == RecordCursor(last_seq=199)
+    assert outbox.stats().refused_clinical == 200
+    assert outbox.stats().depth == 200
+    full.release()
+    assert outbox.add([glucose(seq) for seq in range(200, 400)]).added == 200
+
+
+def test_fsync_is_restored_after_bookkeeping_fails_on_a_full_disk(outbox: SqliteOutbox) -> None:
+    outbox.add([glucose(seq) for seq in range(3000)])
+    batch = outbox.begin_batch(3000, UNLIMITED)
+    assert batch is not None
+    full = FullDatabase(outbox)
+    full.fill()
+
+    # 3000 PUBACK records need pages the database may not take: SQLite says SQLITE_FULL.
+    with pytest.raises(OutboxError) as raised:
+        outbox.mark_sent(batch)
+
+    assert isinstance(raised.value.__cause__, sqlite3.Error)
+    assert raised.value.__cause__.sqlite_errorcode == sqlite3.SQLITE_FULL
+    # Every later reading and cursor must still be committed with an fsync.
+    assert full.synchronous() == FSYNC_FULL
+    full.release()
+    outbox.mark_sent(batch)
+    assert full.synchronous() == FSYNC_FULL
+    assert set(states(outbox.path).values()) == {(STATE_SENT, 1)}
+
+
+def test_fsync_is_restored_when_bookkeeping_cannot_even_begin(outbox: SqliteOutbox) -> None:
+    outbox.add([glucose(seq) for seq in range(10)])
+    full = FullDatabase(outbox)
+    full.set_busy_timeout(50)
+    # An operator's sqlite3 shell holding the write lock: BEGIN IMMEDIATE gets SQLITE_BUSY.
+    other = sqlite3.connect(outbox.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OutboxError, match="cannot begin") as raised:
+            outbox.acknowledge([glucose(0).id])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert isinstance(raised.value.__cause__, sqlite3.Error)
+    assert raised.value.__cause__.sqlite_errorcode == sqlite3.SQLITE_BUSY
+    assert full.synchronous() == FSYNC_FULL
+    assert outbox.acknowledge([glucose(0).id]) == 1
