@@ -14,7 +14,10 @@ costs nothing; real failures back off exponentially and, after
 ``breaker.failure_threshold`` in a row, open a per-device :class:`CircuitBreaker` for a
 cool-down (one ``device_error`` event, not one per attempt); a full outbox pauses
 downloads so the records stay on the meter; a BLE device that reports another identity
-than the paired one is a security event and ends its session.
+than the paired one is a security event and ends its session. A live measurement that
+cannot be stored is announced (``readings_not_stored``), counted in the device's status
+and holds the cursor, so a record the device keeps is downloaded at the next contact
+(docs/gateway.md, "Live measurements that cannot be stored").
 
 When a contact is due is a :class:`ContactTrigger`'s business: serial meters are
 downloaded on a schedule and as soon as their cable's port appears

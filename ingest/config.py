@@ -61,7 +61,8 @@ is down, and the broker keeps the rest."""
 MAX_RECEIVE_MAXIMUM: Final = 65535
 DEFAULT_BATCH_MAX_MESSAGES: Final = 200
 DEFAULT_BATCH_MAX_READINGS: Final = 10_000
-"""InfluxDB 1.x writes 500–10k points per request most efficiently (PERFORMANCE.md)."""
+"""InfluxDB 1.x writes most efficiently in requests of 500 to 10,000 points: fewer points pay
+the per-request overhead too often, more make one slow write hold up the acknowledgements."""
 DEFAULT_BATCH_MAX_DELAY_SECONDS: Final = 0.05
 """A lone reading waits at most this long for company: well below any alert's urgency,
 long enough to gather a batch under load. Flushing on time as well as size matters: the

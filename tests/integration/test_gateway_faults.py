@@ -1,4 +1,4 @@
-"""Delivery under faults (RELIABILITY.md A6 R1, R2, R8): nothing committed is lost.
+"""Delivery under faults (gateway killed, broker killed, disk full): nothing committed is lost.
 
 Real Mosquitto from the harness, a real gateway process (``python -m gateway.drain``)
 where the gateway itself is killed, and a test consumer that acknowledges end to end
@@ -234,7 +234,7 @@ def test_broker_sigkilled_after_puback_before_delivery(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
     # The consumer's session exists but it is away: the broker PUBACKs and queues the
-    # readings for it, in memory only (Mosquitto persists by snapshot, RELIABILITY.md §0).
+    # readings for it, in memory only (Mosquitto persists by snapshot; see docs/gateway.md).
     consumer = AckingConsumer(mosquitto.host, mosquitto.port, client_id="vg-test-ingest-r2")
     consumer.start()
     consumer.stop()
