@@ -1010,7 +1010,11 @@ class DeviceSession:
         try:
             await self._store([measurement], cursor, self._live_observation, live=True)
         except Exception as exc:
-            self._live_not_stored(measurement, exc)
+            try:
+                self._live_not_stored(measurement, exc)
+            except Exception:
+                # Reporting must not end the driver's delivery of the next measurement.
+                logger.exception("cannot report a live measurement not stored")
             return
         if cursor is not None:
             self._live_cursor = cursor
