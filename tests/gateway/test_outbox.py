@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -702,3 +707,76 @@ def test_fsync_is_restored_when_bookkeeping_cannot_even_begin(outbox: SqliteOutb
     assert raised.value.__cause__.sqlite_errorcode == sqlite3.SQLITE_BUSY
     assert full.synchronous() == FSYNC_FULL
     assert outbox.acknowledge([glucose(0).id]) == 1
+
+
+_FULL_FILESYSTEM_SCRIPT = """
+import json, sys
+from gateway.errors import OutboxFull
+from gateway.outbox import SqliteOutbox
+from device_drivers.base import RecordCursor
+from tests.gateway.full_database import FullDatabase
+from tests.gateway.test_outbox import DEVICE, FakeClock, glucose
+
+box = SqliteOutbox(sys.argv[1] + "/outbox.db", quota_bytes=10**9, clock=FakeClock())
+seq = 0
+cause = None
+while seq < 100_000:
+    chunk = [glucose(s) for s in range(seq, seq + 100)]
+    try:
+        box.add(chunk, cursor=(DEVICE, RecordCursor(last_seq=seq + 99)))
+    except OutboxFull as exc:
+        cause = exc.__cause__
+        break
+    seq += 100
+stats = box.stats()
+print(json.dumps({
+    "stored": seq,
+    "cause": getattr(cause, "sqlite_errorcode", None),
+    "cursor": box.cursor(DEVICE).last_seq,
+    "depth": stats.depth,
+    "refused_clinical": stats.refused_clinical,
+    "synchronous": FullDatabase(box).synchronous(),
+    "integrity": box._db.execute("PRAGMA integrity_check").fetchone()[0],
+}))
+"""
+FILESYSTEM_BYTES = 2 * 1024 * 1024
+
+
+def test_a_really_full_filesystem_refuses_readings_and_keeps_the_cursor(tmp_path: Path) -> None:
+    # A 2 MiB tmpfs in a private mount namespace: the disk itself runs out (ENOSPC).
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount a small filesystem")
+    repo = Path(__file__).resolve().parents[2]
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(_FULL_FILESYSTEM_SCRIPT)
+    command = (
+        f"mount -t tmpfs -o size={FILESYSTEM_BYTES} vitalgate-test {mount_point} && "
+        f"exec {sys.executable} {script} {mount_point}"
+    )
+    result = subprocess.run(
+        [unshare, "--mount", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        timeout=120,
+        check=False,
+    )
+    if (
+        result.returncode != 0
+        and "mount" in result.stderr
+        and "permission" in result.stderr.lower()
+    ):
+        pytest.skip(f"cannot mount a filesystem here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+
+    assert outcome["cause"] == sqlite3.SQLITE_FULL
+    assert outcome["stored"] > 0
+    assert outcome["cursor"] == outcome["stored"] - 1  # the refused chunk did not move it
+    assert outcome["depth"] == outcome["stored"]
+    assert outcome["refused_clinical"] == 100
+    assert outcome["synchronous"] == FSYNC_FULL
+    assert outcome["integrity"] == "ok"
