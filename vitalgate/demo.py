@@ -34,6 +34,7 @@ from readings.codec import GatewayState, StatusMessage, decode_envelope, decode_
 from readings.errors import PayloadError
 from readings.model import Kind, Reading
 from readings.topics import ALL_ACCEPTED_FILTER, status_topic
+from vitalgate.errors import VitalgateError
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -94,7 +95,7 @@ KIND_LABELS: Final = {
 }
 
 
-class DemoError(RuntimeError):
+class DemoError(VitalgateError):
     """The demo could not start; the message says which part and why."""
 
 
@@ -354,7 +355,7 @@ class DemoStack:
             )
             worker = open_worker(settings)
         except IngestConfigError as exc:
-            raise DemoError(f"ingest configuration: {exc.key}: {exc.problem}") from exc
+            raise DemoError(f"ingest configuration: {exc}") from exc
         except (StoreError, RegistryError) as exc:
             raise DemoError(f"ingest: {exc}") from exc
         try:

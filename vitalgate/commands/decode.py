@@ -31,6 +31,7 @@ import typer
 
 from device_drivers.errors import DriverError
 from device_drivers.measurement import Measurement
+from vitalgate.errors import VitalgateError
 
 EXIT_BAD_INPUT: Final = 2
 """The CLI convention for input the command cannot use (click's usage errors use 2 too)."""
@@ -55,7 +56,7 @@ app = typer.Typer(
 )
 
 
-class BadInput(Exception):
+class BadInput(VitalgateError):
     """Input the command cannot decode; the message is printed as is."""
 
 
