@@ -134,14 +134,16 @@ def test_an_upstream_that_refuses_closes_the_client(echo: _EchoServer) -> None:
 
 
 def test_an_upstream_that_goes_away_closes_the_client() -> None:
-    with socket.create_server((LOOPBACK_HOST, 0)) as upstream:
-        with TcpProxy(LOOPBACK_HOST, upstream.getsockname()[1]) as proxy, connect(proxy) as sock:
-            sock.sendall(b"ping")
-            accepted, _ = upstream.accept()
-            with accepted:
-                assert receive_exactly(accepted, 4) == b"ping"
-            sock.settimeout(READ_TIMEOUT_SECONDS)
-            assert sock.recv(1) == b""
+    with (
+        socket.create_server((LOOPBACK_HOST, 0)) as upstream,
+        TcpProxy(LOOPBACK_HOST, upstream.getsockname()[1]) as proxy,
+        connect(proxy) as sock,
+    ):
+        sock.sendall(b"ping")
+        accepted, _ = upstream.accept()
+        with accepted:
+            assert receive_exactly(accepted, 4) == b"ping"
+        assert sock.recv(1) == b""
 
 
 def test_reset_connections_ends_every_connection(proxy: TcpProxy) -> None:
