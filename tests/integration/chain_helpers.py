@@ -138,6 +138,12 @@ class DevicePlan(msgspec.Struct, frozen=True, kw_only=True):
         }
         return produced
 
+    def records_taken(self, elapsed_seconds: float) -> int:
+        """How many records the devices hold ``elapsed_seconds`` after the epoch (counted
+        from the scenarios, without ids: the size the id sets must have)."""
+        count = sum(len(_taken(d.scenario, elapsed_seconds, Kind.GLUCOSE)) for d in self.ble)
+        return count + len(_taken(self.onetouch, elapsed_seconds, Kind.GLUCOSE))
+
     def all_produced(self, elapsed_seconds: float | None = None) -> set[str]:
         """:meth:`produced_ids` of every device, in one set."""
         return set().union(*self.produced_ids(elapsed_seconds).values())
