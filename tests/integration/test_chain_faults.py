@@ -546,6 +546,9 @@ def test_broker_sigkilled_and_restarted_on_its_port(chain: Chain) -> None:
 def test_an_ingest_worker_sigkilled(chain: Chain) -> None:
     chain.healthy()
     victim = chain.workers[0]
+    # The group splits the work: the victim has its share when it dies.
+    received = scrape(victim.metrics_url).get("vitalgate_ingest_messages_received_total", 0.0)
+    assert received > 0, "the worker to be killed had no share of the work"
     elapsed_at_fault = chain.plan.elapsed_seconds()
     started = utc_now()
     victim.kill()
