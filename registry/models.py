@@ -196,15 +196,45 @@ class SecurityEvent(Base):
 
 
 class AuditRecord(Base):
-    """One operator action on the registry: who, what, on which record, when, outcome."""
+    """One access to or change of the registry's data: who, as what, on whom, when, outcome.
+
+    Rows are append-only and hash-chained (see :mod:`registry.audit`): ``seq`` numbers the
+    chain without gaps, ``prev_hash`` is the previous row's ``row_hash`` and ``row_hash`` is
+    the SHA-256 of this row's content and ``prev_hash``. No code path updates or deletes a
+    row; database triggers refuse both where the backend has them.
+    """
 
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
     at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(String(128))
+    actor_role: Mapped[str | None] = mapped_column(String(32))
+    """The role the actor acted in (``doctor``, ``nurse``, ``operator`` …); ``None`` for an
+    operating-system user at the command line."""
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
+    patient_ids: Mapped[str] = mapped_column(Text)
+    """JSON array of every patient id the action read or changed (sorted, no repeats)."""
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(Text)
     """JSON object with the command's arguments (ids only, never health values)."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The newest link of the audit chain: one row (``id = 1``), locked by every appender.
+
+    Keeping the head in its own row lets an appender find the previous hash with one
+    indexed lookup and serialises appenders on that row alone (see :mod:`registry.audit`).
+    It also reveals a deleted tail: the head names a row that no longer exists.
+    """
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    row_hash: Mapped[str] = mapped_column(String(64))

@@ -49,6 +49,9 @@ LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
         "The care registry: gateways, patients, device bindings.",
         extra="server",
     ),
+    "audit": LazyGroup(
+        "vitalgate.commands.audit", "The audit log: verify its hash chain.", extra="server"
+    ),
     "demo": LazyGroup(
         "vitalgate.commands.demo",
         "Run a whole simulated deployment on this machine.",
