@@ -40,6 +40,8 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+# The care model's tables belong to the same metadata: import them wherever engines exist.
+from registry import care_models as _care_models  # noqa: F401
 from registry.audit import refuse_audit_rewrites
 from registry.errors import InvalidRegistryInput, MigrationError, RegistryUnavailable
 
