@@ -394,3 +394,37 @@ class AccessGrant(Base):
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class RefreshToken(Base):
+    """One refresh token of a login session; only its SHA-256 is stored.
+
+    Tokens rotate: using one marks it ``used_at`` and issues the next in the same
+    ``family``. A token presented again after it was used means it was copied, so the
+    whole family (the login session) is revoked.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family: Mapped[str] = mapped_column(String(32), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_accounts.id"), index=True)
+    session_version: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class LoginLink(Base):
+    """A one-time login link sent by SMS to a patient or family member (hash stored)."""
+
+    __tablename__ = "login_links"
+
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_accounts.id"), index=True)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -306,8 +306,10 @@ def test_targets_and_status_are_effective_dated(care: Session, clock: FakeClock)
     )
     first = patient.target_at("p-wang", "glucose", T0 + timedelta(days=29))
     second = patient.target_at("p-wang", "glucose", T0 + timedelta(days=30))
-    assert first is not None and (first.low, first.high) == (3.9, 10.0)
-    assert second is not None and (second.low, second.high) == (5.0, 11.1)
+    assert first is not None
+    assert (first.low, first.high) == (3.9, 10.0)
+    assert second is not None
+    assert (second.low, second.high) == (5.0, 11.1)
     assert patient.target_at("p-wang", "glucose", T0 - timedelta(seconds=1)) is None
     with pytest.raises(InvalidRegistryInput, match="above low"):
         patient.set_target(

@@ -1,10 +1,10 @@
 """Care model: staff accounts and roles, teams, contracts, duty rota, family consents, access
-grants, patient profile (conditions, contact, address, e-health card), monitoring consent,
-targets, status.
+grants, login sessions (refresh tokens, SMS login links), patient profile (conditions,
+contact, address, e-health card), monitoring consent, targets, status.
 
 Revision ID: 0003_care_model
 Revises: 0002_audit_chain
-Create Date: 2026-12-02 04:32:59.949036
+Create Date: 2026-12-02 04:39:58.671067
 """
 
 from __future__ import annotations
@@ -173,6 +173,38 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_family_links_user_id'), ['user_id'], unique=False)
         batch_op.create_index('uq_family_links_patient_id_user_id', ['patient_id', 'user_id'], unique=True)
 
+    op.create_table('login_links',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('issued_at', _TIMESTAMP, nullable=False),
+    sa.Column('expires_at', _TIMESTAMP, nullable=False),
+    sa.Column('used_at', _TIMESTAMP, nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['user_accounts.id'], name=op.f('fk_login_links_user_id_user_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_login_links')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_login_links_token_hash'))
+    )
+    with op.batch_alter_table('login_links', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_login_links_user_id'), ['user_id'], unique=False)
+
+    op.create_table('refresh_tokens',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('family', sa.String(length=32), nullable=False),
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('session_version', sa.Integer(), nullable=False),
+    sa.Column('issued_at', _TIMESTAMP, nullable=False),
+    sa.Column('expires_at', _TIMESTAMP, nullable=False),
+    sa.Column('used_at', _TIMESTAMP, nullable=True),
+    sa.Column('revoked_at', _TIMESTAMP, nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['user_accounts.id'], name=op.f('fk_refresh_tokens_user_id_user_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_refresh_tokens')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_refresh_tokens_token_hash'))
+    )
+    with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_refresh_tokens_family'), ['family'], unique=False)
+        batch_op.create_index(batch_op.f('ix_refresh_tokens_user_id'), ['user_id'], unique=False)
+
     op.create_table('team_memberships',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('team_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -250,6 +282,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_team_memberships_team_id'))
 
     op.drop_table('team_memberships')
+    with op.batch_alter_table('refresh_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_refresh_tokens_user_id'))
+        batch_op.drop_index(batch_op.f('ix_refresh_tokens_family'))
+
+    op.drop_table('refresh_tokens')
+    with op.batch_alter_table('login_links', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_login_links_user_id'))
+
+    op.drop_table('login_links')
     with op.batch_alter_table('family_links', schema=None) as batch_op:
         batch_op.drop_index('uq_family_links_patient_id_user_id')
         batch_op.drop_index(batch_op.f('ix_family_links_user_id'))
