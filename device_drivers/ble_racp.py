@@ -1,7 +1,7 @@
 """Record download through the Record Access Control Point, for every BLE driver that has it.
 
 GLS meters and CGM sensors store records keyed by a number (sequence number; CGM: minutes
-since session start) and send them on request (DEVICES.md §3.4). :class:`RacpDriver`
+since session start) and send them on request (RACP; ``docs/devices.md``). :class:`RacpDriver`
 implements the download once; a subclass says which characteristics carry the records and
 how to decode them.
 

@@ -34,11 +34,22 @@ class ChecksumMismatch(InvalidFrame):
     Attributes:
         wire: the checksum carried by the frame.
         calculated: the checksum computed over the frame.
+
+    ``hex_digits`` is the checksum's width in the message (2 for an 8-bit sum).
     """
 
-    def __init__(self, *, wire: int, calculated: int, offset: int, field: str = "checksum") -> None:
+    def __init__(
+        self,
+        *,
+        wire: int,
+        calculated: int,
+        offset: int,
+        field: str = "checksum",
+        hex_digits: int = 4,
+    ) -> None:
         super().__init__(
-            f"checksum mismatch: frame says 0x{wire:04X}, contents give 0x{calculated:04X}",
+            f"checksum mismatch: frame says 0x{wire:0{hex_digits}X}, "
+            f"contents give 0x{calculated:0{hex_digits}X}",
             offset=offset,
             field=field,
         )

@@ -138,7 +138,7 @@ class SerialTransportSettings(_Section):
 
 
 class RacpOperator(StrEnum):
-    """Record Access Control Point operators (DEVICES.md §3.4), by name."""
+    """Record Access Control Point operators (``docs/devices.md``, RACP), by name."""
 
     ALL = "all"
     LESS_OR_EQUAL = "less_or_equal"

@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -53,6 +50,15 @@ from gateway.publisher import (
     PublisherSettings,
     TlsSettings,
 )
+from infra.settings import (
+    SettingsInvalid,
+    SettingsProblems,
+    build_settings,
+    environment_source,
+    environment_variable,
+    is_known_default_secret,
+    read_settings_file,
+)
 from readings.codec import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_ENVELOPE
 from readings.model import ID_PATTERN
 
@@ -66,18 +72,9 @@ pairing time."""
 MQTT_DEFAULT_PORT: Final = 1883
 MQTTS_DEFAULT_PORT: Final = 8883
 
-WELL_KNOWN_SECRETS: Final = frozenset(
-    {"", "changeme", "changethis", "password", "secret", "vitalgate", "mosquitto", "admin", "demo"}
-)
-"""Passwords that ship in examples and tutorials; a gateway using one is as open as one
-without a password."""
-
 DEFAULT_OUTBOX_QUOTA_BYTES: Final = 256 * 1024 * 1024
 """About 600,000 readings of ≈ 400 bytes: years of a household's spot checks, or weeks
 offline with a heart-rate strap, on a 4 GB SD card with room to spare."""
-
-_KEY_SEPARATOR: Final = " :: "
-"""Separates the key from the problem in errors raised for the model as a whole."""
 
 
 class _Section(BaseModel):
@@ -365,7 +362,7 @@ class GatewaySettings(BaseSettings):
             return self
         problems = insecure_settings(self.mqtt)
         if problems:
-            raise ValueError("\n".join(f"{key}{_KEY_SEPARATOR}{text}" for key, text in problems))
+            raise SettingsProblems(problems)
         return self
 
     @property
@@ -434,7 +431,7 @@ def insecure_settings(mqtt: MqttSettings) -> list[tuple[str, str]]:
                 "(or set demo = true for a demo)",
             )
         )
-    if mqtt.password is not None and mqtt.password.get_secret_value() in WELL_KNOWN_SECRETS:
+    if mqtt.password is not None and is_known_default_secret(mqtt.password.get_secret_value()):
         problems.append(
             (
                 "mqtt.password",
@@ -457,55 +454,7 @@ def insecure_settings(mqtt: MqttSettings) -> list[tuple[str, str]]:
 
 def env_variable(key_path: Sequence[str]) -> str:
     """The environment variable that sets the setting at ``key_path``."""
-    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(part.upper() for part in key_path)
-
-
-def _read_document(path: Path) -> dict[str, Any]:
-    shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SettingsError(shown, [("(file)", f"cannot read: {exc.strerror}")]) from exc
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SettingsError(shown, [("(file)", f"not valid YAML: {exc}")]) from exc
-        if document is None:
-            document = {}
-    elif path.suffix == ".toml":
-        try:
-            document = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(shown, [("(file)", f"not valid TOML: {exc}")]) from exc
-    else:
-        raise SettingsError(shown, [("(file)", "unknown format: name it *.toml, *.yaml or *.yml")])
-    if not isinstance(document, dict):
-        raise SettingsError(shown, [("(file)", "must hold a table of settings at the top")])
-    return document
-
-
-def _problems(error: ValidationError, environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    problems = []
-    for detail in error.errors():
-        location = [str(part) for part in detail["loc"]]
-        message = str(detail["msg"]).removeprefix("Value error, ")
-        if not location and _KEY_SEPARATOR in message:
-            # Whole-model checks name their keys themselves, one problem per line.
-            for line in message.splitlines():
-                key, _, text = line.partition(_KEY_SEPARATOR)
-                problems.append((key, text))
-            continue
-        key = ".".join(location) if location else "(settings)"
-        if detail["type"] == "missing":
-            message = "required, not set"
-        if detail["type"] == "extra_forbidden":
-            message = "unknown setting (misspelt, or in the wrong section?)"
-        variable = env_variable(location[:2]) if location else ""
-        if variable in environ:
-            message += f" (set by the environment variable {variable})"
-        problems.append((key, message))
-    return problems
+    return environment_variable(ENV_PREFIX, ENV_NESTED_DELIMITER, key_path)
 
 
 def load_settings(path: Path | str, *, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -517,14 +466,17 @@ def load_settings(path: Path | str, *, environ: Mapping[str, str] | None = None)
             process environment when absent (only used to name the source of a bad value).
 
     Raises:
-        SettingsError: the file is unreadable or a setting is invalid; the message names
+        SettingsError: the file is unreadable or settings are invalid; the message names
             the file and every offending key.
     """
     file = Path(path)
-    document = _read_document(file)
+    source = environment_source(
+        ENV_PREFIX, ENV_NESTED_DELIMITER, environ if environ is not None else os.environ
+    )
     try:
-        return GatewaySettings(**document)
-    except ValidationError as exc:
+        document = read_settings_file(file)
+        return build_settings(GatewaySettings, document, path=str(file), sources=[source])
+    except SettingsInvalid as exc:
         raise SettingsError(
-            str(file), _problems(exc, environ if environ is not None else os.environ)
+            str(file), [(item.key, item.describe()) for item in exc.problems]
         ) from None

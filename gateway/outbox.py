@@ -1,7 +1,7 @@
 """The durable outbox: every reading waits here until ingest acknowledges it end to end.
 
 A broker's PUBACK does not make a reading durable (Mosquitto snapshots its queues every
-half hour; DESIGN.md §4), so a reading leaves the outbox only when ingest says it stored
+half hour; see docs/gateway.md), so a reading leaves the outbox only when ingest says it stored
 it (``gw/{id}/ack``). A row's life::
 
     add ──► pending ──begin_batch──► (in flight, memory only) ──PUBACK: mark_sent──► sent
@@ -546,9 +546,25 @@ class SqliteOutbox:
         ``durable=False`` commits without the fsync (``synchronous=NORMAL`` for this one
         transaction): for bookkeeping whose loss in a power cut costs only a duplicate
         publish, never a reading. The next durable commit fsyncs the WAL it follows.
+        ``synchronous=FULL`` is restored on every path out — a BEGIN refused (busy), a
+        body or a COMMIT failing (a full disk) — or every later reading and cursor would
+        be committed without an fsync.
         """
-        if not durable:
-            self._db.execute("PRAGMA synchronous = NORMAL")
+        if durable:
+            with self._transaction() as db:
+                yield db
+            return
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with self._transaction() as db:
+                yield db
+        finally:
+            self._db.execute("PRAGMA synchronous = FULL")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error; SQLite errors become
+        :class:`OutboxError` with the SQLite error as their cause."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -568,9 +584,6 @@ class SqliteOutbox:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise OutboxError(self.path, f"commit failed: {exc}") from exc
-        finally:
-            if not durable:
-                self._db.execute("PRAGMA synchronous = FULL")
 
     def _now_ms(self) -> int:
         return _to_ms(self._clock())

@@ -14,7 +14,10 @@ costs nothing; real failures back off exponentially and, after
 ``breaker.failure_threshold`` in a row, open a per-device :class:`CircuitBreaker` for a
 cool-down (one ``device_error`` event, not one per attempt); a full outbox pauses
 downloads so the records stay on the meter; a BLE device that reports another identity
-than the paired one is a security event and ends its session.
+than the paired one is a security event and ends its session. A live measurement that
+cannot be stored is announced (``readings_not_stored``), counted in the device's status
+and holds the cursor, so a record the device keeps is downloaded at the next contact
+(docs/gateway.md, "Live measurements that cannot be stored").
 
 When a contact is due is a :class:`ContactTrigger`'s business: serial meters are
 downloaded on a schedule and as soon as their cable's port appears
@@ -54,7 +57,7 @@ from gateway.clock import (
     resolve_measured_at,
 )
 from gateway.config import BreakerSettings, DeviceSettings
-from gateway.errors import IdentityMismatch, OutboxFull
+from gateway.errors import IdentityMismatch, OutboxError, OutboxFull
 from gateway.outbox import Outbox
 from gateway.pairing import Pairing, PairingStore
 from readings.codec import DeviceStatus, EventMessage, EventType
@@ -266,6 +269,38 @@ def cursor_after(cursor: RecordCursor | None, measurement: Measurement) -> Recor
         if last is None or measurement.device_time > last:
             return RecordCursor(last_device_time=measurement.device_time)
     return None
+
+
+def kept_on_device(profile: DeviceProfile, measurement: Measurement) -> bool:
+    """Whether the device still holds ``measurement`` for a later download.
+
+    True for a record of a device whose memory the gateway downloads (a glucose meter or
+    CGM with RACP, a serial meter) that carries a record key (sequence number or device
+    time): a download from the cursor as it stood before fetches it again. A continuous
+    stream sample, or a device without a record memory, is gone once it is not stored.
+    """
+    has_memory = profile.quirks.racp_operators is not None or not profile.is_ble
+    return has_memory and (measurement.seq is not None or measurement.device_time is not None)
+
+
+class NotStoredReason(StrEnum):
+    """Why a live measurement could not be stored (the ``reason`` of its event)."""
+
+    OUTBOX_FULL = "outbox_full"
+    """The outbox reached its ceiling (or the disk is full)."""
+    OUTBOX_ERROR = "outbox_error"
+    """The outbox database failed (I/O error, locked)."""
+    UNEXPECTED = "unexpected"
+    """Anything else: a bug, logged with its traceback."""
+
+
+def not_stored_reason(exc: BaseException) -> NotStoredReason:
+    """The reason a store that raised ``exc`` reports."""
+    if isinstance(exc, OutboxFull):
+        return NotStoredReason.OUTBOX_FULL
+    if isinstance(exc, OutboxError):
+        return NotStoredReason.OUTBOX_ERROR
+    return NotStoredReason.UNEXPECTED
 
 
 def cursor_for_download(
@@ -531,6 +566,10 @@ class SessionCounters:
     dropped_unpaired: int = 0
     invalid_measurements: int = 0
     live_measurements: int = 0
+    readings_not_stored: int = 0
+    """Live measurements that could not be stored (also in the status and an event each)."""
+    readings_lost: int = 0
+    """Of those, the ones the device keeps no copy of."""
 
 
 class DeviceSession:
@@ -599,6 +638,10 @@ class DeviceSession:
         self._battery_percent: int | None = None
         self._live_observation: ClockObservation | None = None
         self._live_cursor: RecordCursor | None = None
+        self._live_cursor_held = False
+        """A live measurement the device keeps failed to store during this contact: the
+        cursor stays before it, so the next download fetches it again."""
+        self._stream_loss_announced = False
         self._contact_events: set[EventType] = set()
         self.counters = SessionCounters()
 
@@ -624,6 +667,8 @@ class DeviceSession:
             state=self._state.value,
             last_contact=self._last_contact,
             battery_percent=self._battery_percent,
+            readings_not_stored=self.counters.readings_not_stored,
+            readings_lost=self.counters.readings_lost,
         )
 
     def request_contact(self) -> None:
@@ -783,6 +828,8 @@ class DeviceSession:
             if link.wait_disconnected is not None:
                 self._live_observation = observation
                 self._live_cursor = result.cursor
+                self._live_cursor_held = False
+                self._stream_loss_announced = False
                 await self._bounded(
                     driver.subscribe(self._on_live), devices.operation_timeout_seconds, "subscribe"
                 )
@@ -955,21 +1002,55 @@ class DeviceSession:
 
     async def _on_live(self, measurement: Measurement) -> None:
         """A live measurement: stored like a downloaded record. Never raises into the
-        driver's delivery task."""
+        driver's delivery task; one that cannot be stored is counted and announced, and
+        the cursor stops moving for the rest of the contact, so a record the device keeps
+        is downloaded again at the next contact."""
         self.counters.live_measurements += 1
-        cursor = cursor_after(self._live_cursor, measurement)
+        cursor = None if self._live_cursor_held else cursor_after(self._live_cursor, measurement)
         try:
             await self._store([measurement], cursor, self._live_observation, live=True)
         except Exception as exc:
-            logger.error(
-                "live measurement not stored",
-                extra={"device_id": self.device_id, "error": type(exc).__name__},
-            )
-            if isinstance(exc, OutboxFull):
-                self._set_state(SessionState.OUTBOX_FULL)
+            try:
+                self._live_not_stored(measurement, exc)
+            except Exception:
+                # Reporting must not end the driver's delivery of the next measurement.
+                logger.exception("cannot report a live measurement not stored")
             return
         if cursor is not None:
             self._live_cursor = cursor
+
+    def _live_not_stored(self, measurement: Measurement, exc: Exception) -> None:
+        reason = not_stored_reason(exc)
+        kept = kept_on_device(self.profile, measurement)
+        # Later live records must not move the cursor past this one: were the cursor to
+        # follow them, the next download would start after the record that is missing.
+        self._live_cursor_held = True
+        self.counters.readings_not_stored += 1
+        if not kept:
+            self.counters.readings_lost += 1
+        logger.error(
+            "live measurement not stored",
+            extra={
+                "device_id": self.device_id,
+                "reason": reason.value,
+                "error": type(exc).__name__,
+                "kept_on_device": kept,
+            },
+            exc_info=exc if reason is NotStoredReason.UNEXPECTED else None,
+        )
+        if isinstance(exc, OutboxFull):
+            self._set_state(SessionState.OUTBOX_FULL)
+        # Every record a device keeps gets its own event (the central side learns which
+        # one to expect later); a stream loses a sample a second, announced once per
+        # contact, its total in the status.
+        if kept or not self._stream_loss_announced:
+            self._stream_loss_announced = self._stream_loss_announced or not kept
+            self._emit(
+                EventType.READINGS_NOT_STORED,
+                reason=reason.value,
+                kept_on_device=kept,
+                **_record_detail(measurement),
+            )
 
     # -- events and state ------------------------------------------------------------
 

@@ -5,32 +5,45 @@ variables ``VITALGATE_INGEST_<FIELD>`` (nested with ``__``, e.g.
 ``VITALGATE_INGEST_PLAUSIBILITY__WEIGHT_MIN_KG``), a TOML or YAML file named by
 ``config_file`` (or ``VITALGATE_INGEST_CONFIG_FILE``), then the defaults.
 
-Every error names the key it is about.
+A bad configuration is reported whole: :class:`IngestConfigError` lists every problem,
+each under its key and, when the value came from an option or the environment, saying so
+(the file handling and the report are :mod:`infra.settings`, shared with the gateway).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
-import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from infra.settings import (
+    SettingsInvalid,
+    SettingsProblems,
+    build_settings,
+    environment_source,
+    is_known_default_secret,
+    mapping_source,
+    read_settings_file,
+)
+from ingest.errors import IngestConfigError as IngestConfigError  # re-exported for callers
 from ingest.validate import PlausibilityLimits
 from readings.topics import DEFAULT_PARTITIONS
 
 ENV_PREFIX: Final = "VITALGATE_INGEST_"
+ENV_NESTED_DELIMITER: Final = "__"
+CONFIG_FILE_KEY: Final = "config_file"
 MQTT_PORT: Final = 1883
 MQTTS_PORT: Final = 8883
 DEFAULT_METRICS_PORT: Final = 9478
@@ -48,7 +61,8 @@ is down, and the broker keeps the rest."""
 MAX_RECEIVE_MAXIMUM: Final = 65535
 DEFAULT_BATCH_MAX_MESSAGES: Final = 200
 DEFAULT_BATCH_MAX_READINGS: Final = 10_000
-"""InfluxDB 1.x writes 500–10k points per request most efficiently (PERFORMANCE.md)."""
+"""InfluxDB 1.x writes most efficiently in requests of 500 to 10,000 points: fewer points pay
+the per-request overhead too often, more make one slow write hold up the acknowledgements."""
 DEFAULT_BATCH_MAX_DELAY_SECONDS: Final = 0.05
 """A lone reading waits at most this long for company: well below any alert's urgency,
 long enough to gather a batch under load. Flushing on time as well as size matters: the
@@ -58,28 +72,9 @@ DEFAULT_SHUTDOWN_GRACE_SECONDS: Final = 30.0
 """On SIGTERM the current batch may take this long to store; after that it is abandoned
 unacknowledged (the broker redelivers it) so a stop never hangs on a dead store."""
 
-KNOWN_DEFAULT_SECRETS: Final = frozenset(
-    {"changethis", "changeme", "password", "secret", "admin", "public", "vitalgate", "demo"}
-)
-"""Passwords and tokens that ship in examples; refused unless ``demo`` is on."""
-
 _GROUP_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _HOSTNAME_UNSAFE: Final = re.compile(r"[^A-Za-z0-9-]+")
-
-
-class IngestConfigError(ValueError):
-    """The ingest configuration is unusable.
-
-    Attributes:
-        key: the setting at fault (``mqtt_url``, ``plausibility.weight_min_kg`` …).
-        problem: what is wrong with it.
-    """
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,24 +168,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
         IngestConfigError: the file is missing, unreadable, malformed or not a mapping.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise IngestConfigError("config_file", f"cannot read {path}: {exc.strerror}") from None
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            data: object = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        else:
-            raise IngestConfigError(
-                "config_file", f"{path}: use a .toml, .yaml or .yml file, not {suffix!r}"
-            )
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise IngestConfigError("config_file", f"{path} is malformed: {exc}") from None
-    if not isinstance(data, dict):
-        raise IngestConfigError("config_file", f"{path} must hold a mapping of settings")
-    return data
+        return read_settings_file(path, key=CONFIG_FILE_KEY)
+    except SettingsInvalid as exc:
+        raise _config_error(exc) from None
+
+
+def _config_error(exc: SettingsInvalid) -> IngestConfigError:
+    problems = [(item.key, item.describe()) for item in exc.problems]
+    return IngestConfigError(*problems[0], problems=problems, path=exc.path)
 
 
 class IngestSettings(BaseSettings):
@@ -198,7 +183,7 @@ class IngestSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
         extra="forbid",
         frozen=True,
     )
@@ -291,21 +276,28 @@ class IngestSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> IngestSettings:
+        problems: list[tuple[str, str]] = []
         if self.batch_max_messages > self.receive_maximum:
-            raise ValueError(
-                "batch_max_messages: must not exceed receive_maximum: the broker stops "
-                "sending at receive_maximum unacknowledged messages, so a larger batch "
-                "would only ever flush on time"
+            problems.append(
+                (
+                    "batch_max_messages",
+                    "must not exceed receive_maximum: the broker stops sending at "
+                    "receive_maximum unacknowledged messages, so a larger batch would only "
+                    "ever flush on time",
+                )
             )
         if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
-            raise ValueError("mqtt_key_file: mqtt_cert_file and mqtt_key_file go together")
+            problems.append(("mqtt_key_file", "mqtt_cert_file and mqtt_key_file go together"))
         endpoint = self.mqtt_endpoint
         if (self.mqtt_cert_file or self.mqtt_ca_file) and not endpoint.tls:
-            raise ValueError("mqtt_url: certificate files need an mqtts:// URL")
+            problems.append(("mqtt_url", "certificate files need an mqtts:// URL"))
         if not endpoint.tls and not self.allow_insecure_mqtt and not _is_loopback(endpoint.host):
-            raise ValueError(
-                f"mqtt_url: plain mqtt:// to {endpoint.host} sends credentials and health "
-                "data in clear; use mqtts:// (or set allow_insecure_mqtt)"
+            problems.append(
+                (
+                    "mqtt_url",
+                    f"plain mqtt:// to {endpoint.host} sends credentials and health data in "
+                    "clear; use mqtts:// (or set allow_insecure_mqtt)",
+                )
             )
         if not self.demo:
             for key, secrets in (
@@ -313,8 +305,10 @@ class IngestSettings(BaseSettings):
                 ("store_url", _url_secrets(self.store_url)),
                 ("registry_url", _url_secrets(self.registry_url)),
             ):
-                if any(secret.lower() in KNOWN_DEFAULT_SECRETS for secret in secrets):
-                    raise ValueError(f"{key}: uses an example password; set a real secret")
+                if any(is_known_default_secret(secret) for secret in secrets):
+                    problems.append((key, "uses an example password; set a real secret"))
+        if problems:
+            raise SettingsProblems(problems)
         return self
 
     @property
@@ -331,17 +325,25 @@ class IngestSettings(BaseSettings):
 def load_settings(**overrides: Any) -> IngestSettings:
     """Build :class:`IngestSettings`; ``None`` overrides are ignored (unset CLI options).
 
+    Args:
+        overrides: settings given as options, above the environment and the file.
+
     Raises:
-        IngestConfigError: naming the first key at fault.
+        IngestConfigError: listing every problem; ``key`` and ``problem`` are the first.
     """
     given = {key: value for key, value in overrides.items() if value is not None}
+    env = os.environ
+    config_file = given.get(CONFIG_FILE_KEY) or env.get(ENV_PREFIX + CONFIG_FILE_KEY.upper())
+    sources = [
+        mapping_source(given, "an option"),
+        environment_source(ENV_PREFIX, ENV_NESTED_DELIMITER, env),
+    ]
     try:
-        return IngestSettings(**given)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        message = str(error["msg"]).removeprefix("Value error, ")
-        key = ".".join(str(part) for part in error["loc"])
-        if not key:
-            # Checks across several settings name their key at the start of the message.
-            key, _, message = message.partition(": ")
-        raise IngestConfigError(key, message) from None
+        return build_settings(
+            IngestSettings,
+            given,
+            path=str(config_file) if config_file else None,
+            sources=sources,
+        )
+    except SettingsInvalid as exc:
+        raise _config_error(exc) from None

@@ -1,4 +1,4 @@
-"""Plausibility of readings that already passed the wire contract (CLINICAL.md rule S4).
+"""Plausibility of readings that already passed the wire contract (docs/plausibility-rules.md).
 
 The contract (:mod:`readings.codec`) guarantees shape, types, units and ids; this module
 asks whether a value can be a real measurement of a living person by a home device. A
@@ -26,6 +26,7 @@ from readings.model import (
     CgmGlucoseValues,
     GlucoseValues,
     HeartRateValues,
+    Kind,
     Reading,
     Spo2Values,
     WeightValues,
@@ -73,7 +74,7 @@ SPO2_MIN_PERCENT: Final = 50.0
 """Oximeters are calibrated only down to 70 % (ISO 80601-2-61); readings far below are
 probe-off or motion artefacts (0 is what many send for "no signal")."""
 SPO2_MAX_PERCENT: Final = 100.0
-"""Saturation is a fraction of haemoglobin: above 100 % is impossible (rule S4)."""
+"""Saturation is a fraction of haemoglobin: above 100 % is impossible."""
 WEIGHT_MIN_KG: Final = 2.0
 """Below a newborn's weight: the scale was stepped on by a pet or tapped by hand."""
 WEIGHT_MAX_KG: Final = 400.0
@@ -440,3 +441,189 @@ def check_plausibility(
         limits: the bounds to apply.
     """
     return check_times(reading, now=now, limits=limits) or check_values(reading, limits)
+
+
+# -- what the rules are, as data (for the published table; behaviour is above) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDescription:
+    """One plausibility rule as documentation: where it applies, its limits, why.
+
+    Attributes:
+        rule: the rule's name (stored as the start of the quarantine detail).
+        kinds: the reading kinds it applies to (empty: every kind).
+        field: the reading's field it looks at (``values.systolic``, ``measured_at``).
+        reason: why the limit is where it is.
+        lower: the :class:`PlausibilityLimits` attribute of the inclusive lower bound.
+        upper: the :class:`PlausibilityLimits` attribute of the inclusive upper bound.
+        unit: the unit of the bounds (the contract's canonical unit of the field).
+        condition: the rule in words, for rules that compare fields instead of bounds.
+    """
+
+    rule: Rule
+    kinds: tuple[Kind, ...]
+    field: str
+    reason: str
+    lower: str | None = None
+    upper: str | None = None
+    unit: str = ""
+    condition: str = ""
+
+
+RULE_DESCRIPTIONS: Final = (
+    RuleDescription(
+        Rule.MEASURED_TOO_EARLY,
+        (),
+        "measured_at",
+        "a device clock reset to its factory date; the gateway corrects clocks it can read",
+        lower="earliest_measured_at",
+    ),
+    RuleDescription(
+        Rule.MEASURED_IN_FUTURE,
+        (),
+        "measured_at",
+        "absorbs a gateway clock not yet synchronised; catches a device clock a day or a "
+        "year ahead",
+        upper="measured_future_tolerance_seconds",
+        unit="s",
+        condition="at most the tolerance after this server's clock",
+    ),
+    RuleDescription(
+        Rule.MEASURED_AFTER_RECEIVED,
+        (),
+        "measured_at",
+        "a reading cannot be measured after the gateway received it",
+        upper="measured_future_tolerance_seconds",
+        unit="s",
+        condition="at most the tolerance after the reading's received_at",
+    ),
+    RuleDescription(
+        Rule.GLUCOSE_OUT_OF_METER_RANGE,
+        (Kind.GLUCOSE,),
+        "values.glucose",
+        "the widest range home meters report (10–600 mg/dL), widened by half a display "
+        "step; HI/LO results carry the meter's limit",
+        lower="glucose_meter_min_mmol_per_l",
+        upper="glucose_meter_max_mmol_per_l",
+        unit="mmol/L",
+    ),
+    RuleDescription(
+        Rule.CGM_GLUCOSE_OUT_OF_SENSOR_RANGE,
+        (Kind.CGM_GLUCOSE,),
+        "values.glucose",
+        "sensors report 40–500 mg/dL at most, widened by half a display step",
+        lower="cgm_glucose_min_mmol_per_l",
+        upper="cgm_glucose_max_mmol_per_l",
+        unit="mmol/L",
+    ),
+    RuleDescription(
+        Rule.SYSTOLIC_OUT_OF_RANGE,
+        (Kind.BLOOD_PRESSURE,),
+        "values.systolic",
+        "oscillometric cuffs detect nothing below ≈ 40 mmHg and inflate to 300 mmHg at most",
+        lower="systolic_min_mmhg",
+        upper="systolic_max_mmhg",
+        unit="mmHg",
+    ),
+    RuleDescription(
+        Rule.DIASTOLIC_OUT_OF_RANGE,
+        (Kind.BLOOD_PRESSURE,),
+        "values.diastolic",
+        "below ≈ 20 mmHg no cuff reports a diastolic value; the cuff's range caps the top",
+        lower="diastolic_min_mmhg",
+        upper="diastolic_max_mmhg",
+        unit="mmHg",
+    ),
+    RuleDescription(
+        Rule.SYSTOLIC_NOT_ABOVE_DIASTOLIC,
+        (Kind.BLOOD_PRESSURE,),
+        "values.systolic",
+        "a pressure wave's peak is above its trough; otherwise the measurement failed",
+        condition="systolic > diastolic",
+    ),
+    RuleDescription(
+        Rule.MEAN_ARTERIAL_OUTSIDE_CUFF_PRESSURES,
+        (Kind.BLOOD_PRESSURE,),
+        "values.mean_arterial",
+        "the mean of a pressure wave lies between its trough and its peak",
+        condition="diastolic ≤ mean_arterial ≤ systolic (when sent)",
+    ),
+    RuleDescription(
+        Rule.SPO2_OUT_OF_RANGE,
+        (Kind.SPO2,),
+        "values.spo2",
+        "oximeters are calibrated down to 70 %; far lower is probe-off (many send 0); "
+        "above 100 % is impossible",
+        lower="spo2_min_percent",
+        upper="spo2_max_percent",
+        unit="%",
+    ),
+    RuleDescription(
+        Rule.PULSE_OUT_OF_RANGE,
+        (Kind.BLOOD_PRESSURE, Kind.SPO2),
+        "values.pulse",
+        "the same bounds as heart_rate: a cuff's or oximeter's pulse is a heart rate",
+        lower="heart_rate_min_per_min",
+        upper="heart_rate_max_per_min",
+        unit="/min",
+    ),
+    RuleDescription(
+        Rule.HEART_RATE_OUT_OF_RANGE,
+        (Kind.HEART_RATE,),
+        "values.heart_rate",
+        "below 20 /min a person is in arrest (straps send 0 for no skin contact); above "
+        "the fastest conducted rhythms",
+        lower="heart_rate_min_per_min",
+        upper="heart_rate_max_per_min",
+        unit="/min",
+    ),
+    RuleDescription(
+        Rule.RR_INTERVAL_OUT_OF_RANGE,
+        (Kind.HEART_RATE,),
+        "values.rr_intervals[i]",
+        "each beat-to-beat interval of the plausible heart rates (60 s / 300 to 60 s / 20)",
+        lower="rr_interval_min_seconds",
+        upper="rr_interval_max_seconds",
+        unit="s",
+    ),
+    RuleDescription(
+        Rule.WEIGHT_OUT_OF_RANGE,
+        (Kind.WEIGHT,),
+        "values.weight",
+        "below a newborn (a pet, a hand); above the capacity of home and bariatric scales",
+        lower="weight_min_kg",
+        upper="weight_max_kg",
+        unit="kg",
+    ),
+    RuleDescription(
+        Rule.HEIGHT_OUT_OF_RANGE,
+        (Kind.WEIGHT,),
+        "values.height",
+        "a typed-in height: below a newborn's length or above the tallest person recorded",
+        lower="height_min_m",
+        upper="height_max_m",
+        unit="m",
+    ),
+    RuleDescription(
+        Rule.BMI_OUT_OF_RANGE,
+        (Kind.WEIGHT,),
+        "values.bmi",
+        "far outside the lowest and highest BMI ever recorded",
+        lower="bmi_min",
+        upper="bmi_max",
+        unit="kg/m²",
+    ),
+    RuleDescription(
+        Rule.TEMPERATURE_OUT_OF_RANGE,
+        (Kind.BODY_TEMPERATURE,),
+        "values.temperature",
+        "outside the body temperatures a person survives (room air, a kettle)",
+        lower="temperature_min_celsius",
+        upper="temperature_max_celsius",
+        unit="°C",
+    ),
+)
+"""Every :class:`Rule`. Filtered to one kind, they are in the order
+:func:`check_plausibility` applies them (time rules first, then the kind's value rules):
+the first rule a reading breaks is the one reported."""

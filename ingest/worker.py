@@ -49,6 +49,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.config import IngestSettings
+from ingest.errors import IngestError as IngestError  # the package's root, re-exported
 from ingest.metrics import IngestMetrics
 from ingest.stores.base import ReadingStore, StoreUnavailable
 from ingest.stores.retry import retry_delay_for
@@ -103,10 +104,6 @@ gateway the broker's ACL ties to the sender's credential)."""
 
 TRANSIENT_ERRORS: Final = (StoreUnavailable, RegistryUnavailable)
 """Failures that end by themselves: the batch is retried whole, nothing acknowledged."""
-
-
-class IngestError(Exception):
-    """Root of the errors the ingest worker raises."""
 
 
 class IngestConnectError(IngestError):

@@ -314,6 +314,13 @@ class DeviceStatus(_Message, frozen=True, kw_only=True):
     """``connected``, ``idle``, ``backoff``, ``error`` …"""
     last_contact: UtcTime | None = None
     battery_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+    readings_not_stored: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Live measurements of this device the gateway could not store since it started (a
+    full outbox, a failing disk); each was also announced as a ``readings_not_stored``
+    event."""
+    readings_lost: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Of those, the ones the device keeps no copy of, so no later download brings them
+    back (a continuous stream, a device without a record memory)."""
 
 
 class StatusMessage(_Message, frozen=True, kw_only=True):
@@ -354,6 +361,9 @@ class EventType(StrEnum):
     OUTBOX_OVER_QUOTA = "outbox_over_quota"
     OUTBOX_BELOW_QUOTA = "outbox_below_quota"
     READINGS_QUARANTINED = "readings_quarantined"
+    READINGS_NOT_STORED = "readings_not_stored"
+    """A live measurement could not be stored on the gateway; ``kept_on_device`` says
+    whether the next download fetches it again."""
 
 
 class EventMessage(_Message, frozen=True, kw_only=True):

@@ -8,8 +8,8 @@ The record key is the device's own key for the record:
 
 * the sequence number **and** the raw device time when the device gives either. Both,
   not the sequence number alone, because a meter's uint16 sequence restarts after a
-  memory clear or wraps (DEVICES.md §8.10): a record stored after the reset reuses an old
-  number but not the old device time.
+  memory clear or wraps (``docs/devices.md``, record keys): a record stored after the
+  reset reuses an old number but not the old device time.
 * otherwise (streaming measurements: heart-rate straps, continuous oximetry) the gateway's
   receipt time, to the millisecond; such a measurement is only ever received once.
 """

@@ -26,6 +26,14 @@ DEFAULT_PARTITIONS: Final = 16
 """Alert workers own disjoint ranges of partitions; 16 lets up to 16 workers share the
 load evenly, and is cheap to subscribe to in full for one worker."""
 
+SERVICE_IDENTITY_PREFIX: Final = "vitalgate-"
+"""Broker usernames (certificate CNs) starting with this belong to VitalGate's services,
+never to a gateway: the broker's ACL (``deploy/mosquitto/acl``) grants them rights over
+every gateway's topics. Compared case-insensitively."""
+SERVICE_IDENTITIES: Final = ("vitalgate-ingest", "vitalgate-alerts", "vitalgate-api")
+"""The service users of the shipped ACL: ingest (reads all readings, writes acks and
+``accepted/``), the alert engine, and the dashboard/registry API (sends commands)."""
+
 _ID_RE: Final = re.compile(ID_PATTERN)
 _GROUP_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

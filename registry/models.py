@@ -162,11 +162,16 @@ class DevicePairing(Base):
     last month is judged against last month's pairing. At most one pairing per device is
     current (``valid_to IS NULL``); a partial unique index enforces it in the database, so
     two operators binding the same device at once cannot both succeed.
+
+    ``history_since`` is the decision made at binding time about the device's stored
+    memory: readings measured from then on (and before ``valid_from``) are the patient's;
+    older ones are quarantined as ``before_binding`` (see :mod:`registry.ownership`).
     """
 
     __tablename__ = "device_pairings"
     __table_args__ = (
         CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="valid_range"),
+        CheckConstraint("history_since <= valid_from", name="history_before_start"),
         Index(
             "uq_device_pairings_current_device",
             "device_id",
@@ -183,6 +188,9 @@ class DevicePairing(Base):
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
     valid_from: Mapped[datetime]
     valid_to: Mapped[datetime | None]
+    history_since: Mapped[datetime]
+    """Readings measured before this are not the patient's without a person's decision;
+    ``valid_from`` itself when the binding accepted no stored history."""
 
 
 class QuarantinedReading(Base):

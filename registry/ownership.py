@@ -6,26 +6,29 @@ a reading is the gateway's claim. Ingest accepts a reading only if the registry 
 1. the gateway exists (``unknown_gateway``) and is active (``inactive_gateway``);
 2. the device exists (``unknown_device``);
 3. a pairing of the device accepts the reading's ``measured_at`` and names this gateway
-   (else ``not_paired_at_measured_at`` if the device is paired to this gateway now, or
-   ``device_not_paired_to_gateway``) and the claimed patient (else ``wrong_patient``).
+   and the claimed patient. Otherwise, in this order: ``wrong_patient`` (a pairing of this
+   gateway accepts that time, for another patient); ``before_binding`` (this gateway and
+   patient are paired, but the reading is older than the history the binding accepted);
+   ``not_paired_at_measured_at`` (the device is paired to this gateway now, not then);
+   ``device_not_paired_to_gateway``.
 
-Anything but ``ok`` is quarantined as a security event and never reaches the store or the
-alerts.
+Every verdict but ``ok`` is quarantined and never reaches the store or the alerts. All but
+``before_binding`` are security events; ``before_binding`` is a clinical question (whose
+values are these?) that a person answers by releasing the readings, or not.
 
-**Stored history (the backfill window).** Meters keep their readings in memory, and the
-first download after pairing brings weeks of history measured *before* the pairing
-existed. Refusing those would lose exactly the baseline a doctor needs for a newly enrolled
-patient, so a pairing also accepts readings measured up to :data:`STORED_HISTORY_BACKFILL_DAYS`
-before its ``valid_from`` — but never earlier than the end of a previous pairing of the
-same device **with another patient**: that period's readings belong to that patient, and a
-gateway that re-downloads an inherited meter must not file them under the new one (they
-come out as ``wrong_patient`` if the same gateway had them, else as not paired). A previous
-pairing with the same patient does not stop the window: a household that swaps its gateway
-keeps uploading the same person's history through the new box.
-
-The backfill attributes a meter's pre-pairing memory to the bound patient; a meter shared
-by two people in one household must be registered for one of them only, which is an
-enrolment rule, not something the registry can see.
+**Stored history (``history_since``).** Meters keep their readings in memory, and the
+first download after pairing brings weeks of records measured *before* the pairing
+existed. Whether they are the new patient's is known only to the person enrolling them:
+their own meter, yes; a second-hand or borrowed one, no. So the decision is made at
+binding time and stored with the pairing: it accepts readings measured from its
+``history_since`` on (by default its own start: no history). Readings older than that come
+out as ``before_binding``. The window never reaches back past the end of a previous
+pairing of the same device **with another patient**: that period's readings belong to that
+patient, and a gateway that re-downloads an inherited meter must not file them under the
+new one (they come out as ``wrong_patient`` if the same gateway had them, else as not
+paired — never as releasable ``before_binding``). A gateway swap for the same patient keeps
+the previous pairing's ``history_since`` (see :mod:`registry.repositories`): the new box
+uploads the same person's memory.
 
 **Cost.** Ingest calls :meth:`OwnershipChecker.check` per reading at up to ~100k readings/s.
 The checker caches each device's pairings and each gateway's state for a TTL: a cached
@@ -49,12 +52,6 @@ from registry.clock import Clock, utc_now
 from registry.db import UNREACHABLE_ERRORS, unavailable
 from registry.errors import InvalidRegistryInput
 from registry.models import Device, DevicePairing, Gateway
-
-STORED_HISTORY_BACKFILL_DAYS: Final = 90
-"""How far before a pairing's start its stored-history readings are accepted. HbA1c
-reflects about the last three months of glycaemia, so 90 days of home readings give the
-doctor the matching baseline; meters hold 500–1000 records, a few months at 4–7 tests a day,
-so older records are rare and would mostly be of a previous user."""
 
 DEFAULT_CACHE_TTL_SECONDS: Final = 5.0
 """How long a device's pairings are trusted without asking the database: long enough that
@@ -80,24 +77,44 @@ class OwnershipVerdict(StrEnum):
     """Paired to this gateway at that time, but for another patient."""
     NOT_PAIRED_AT_MEASURED_AT = "not_paired_at_measured_at"
     """Paired to this gateway now, but not at the time the reading was measured."""
+    BEFORE_BINDING = "before_binding"
+    """This gateway and patient are paired, but the reading was measured before the
+    history the binding accepts (``history_since``). Not a security event: a person decides
+    whether the readings are the patient's."""
+
+    @property
+    def is_security_event(self) -> bool:
+        """The gateway sent something it was not entitled to (all refusals but one)."""
+        return self not in (OwnershipVerdict.OK, OwnershipVerdict.BEFORE_BINDING)
 
 
 @dataclass(frozen=True, slots=True)
 class PairingPeriod:
-    """One pairing of a device, as the ownership rule sees it."""
+    """One pairing of a device, as the ownership rule sees it.
+
+    ``history_since`` is how far back the pairing accepts stored history; ``None`` means
+    its own start (no history).
+    """
 
     gateway_id: str
     patient_id: str
     valid_from: datetime
     valid_to: datetime | None
+    history_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AcceptanceWindow:
     """The measurement times a pairing accepts: ``[accepts_from, valid_to)``.
 
-    ``accepts_from`` is the pairing's start moved back by the backfill window (see the
-    module docstring); ``valid_from`` is kept to tell "paired now" from "paired then".
+    ``accepts_from`` is the pairing's ``history_since``, moved forward to ``history_floor``
+    when that is later (see the module docstring); ``valid_from`` is kept to tell "paired
+    now" from "paired then".
+
+    Attributes:
+        history_floor: the end of the latest earlier pairing of the device with another
+            patient (``None``: there is none). Readings before it are never this
+            pairing's, not even by a person's release.
     """
 
     gateway_id: str
@@ -105,19 +122,22 @@ class AcceptanceWindow:
     accepts_from: datetime
     valid_from: datetime
     valid_to: datetime | None
+    history_floor: datetime | None = None
 
 
-def acceptance_windows(
-    periods: Iterable[PairingPeriod], backfill: timedelta
-) -> tuple[AcceptanceWindow, ...]:
+def acceptance_windows(periods: Iterable[PairingPeriod]) -> tuple[AcceptanceWindow, ...]:
     """Each pairing's acceptance window (computed once per cache fill, not per reading)."""
     ordered = sorted(periods, key=lambda period: period.valid_from)
     windows = []
     for index, period in enumerate(ordered):
-        accepts_from = period.valid_from - backfill
+        floor: datetime | None = None
         for earlier in ordered[:index]:
             if earlier.patient_id != period.patient_id and earlier.valid_to is not None:
-                accepts_from = max(accepts_from, earlier.valid_to)
+                floor = earlier.valid_to if floor is None else max(floor, earlier.valid_to)
+        history_since = period.valid_from if period.history_since is None else period.history_since
+        accepts_from = min(history_since, period.valid_from)
+        if floor is not None:
+            accepts_from = max(accepts_from, floor)
         windows.append(
             AcceptanceWindow(
                 gateway_id=period.gateway_id,
@@ -125,6 +145,7 @@ def acceptance_windows(
                 accepts_from=accepts_from,
                 valid_from=period.valid_from,
                 valid_to=period.valid_to,
+                history_floor=floor,
             )
         )
     return tuple(windows)
@@ -140,17 +161,24 @@ def judge(
 ) -> OwnershipVerdict:
     """The verdict for a known device on an active gateway (rule 3 of the module docstring)."""
     gateway_had_it = False
+    before_binding = False
     for window in windows:
-        if (
-            window.gateway_id == gateway_id
-            and window.accepts_from <= at
-            and (window.valid_to is None or at < window.valid_to)
-        ):
+        if window.gateway_id != gateway_id:
+            continue
+        if window.accepts_from <= at and (window.valid_to is None or at < window.valid_to):
             if window.patient_id == patient_id:
                 return OwnershipVerdict.OK
             gateway_had_it = True
+        elif (
+            window.patient_id == patient_id
+            and at < window.accepts_from
+            and (window.history_floor is None or window.history_floor <= at)
+        ):
+            before_binding = True
     if gateway_had_it:
         return OwnershipVerdict.WRONG_PATIENT
+    if before_binding:
+        return OwnershipVerdict.BEFORE_BINDING
     for window in windows:
         if (
             window.gateway_id == gateway_id
@@ -189,7 +217,6 @@ class OwnershipChecker:
         cache_ttl_seconds: how long a loaded gateway or device is used without asking
             the database again (0 disables the cache).
         clock: the current time, timezone-aware (cache expiry, "paired now").
-        backfill: how far before a pairing's start stored history is accepted.
         max_cached_entries: bound on cached devices (and on cached gateways).
     """
 
@@ -199,19 +226,15 @@ class OwnershipChecker:
         *,
         cache_ttl_seconds: float = DEFAULT_CACHE_TTL_SECONDS,
         clock: Clock = utc_now,
-        backfill: timedelta = timedelta(days=STORED_HISTORY_BACKFILL_DAYS),
         max_cached_entries: int = MAX_CACHED_ENTRIES,
     ) -> None:
         if cache_ttl_seconds < 0:
             raise InvalidRegistryInput("cache_ttl_seconds", "must not be negative")
-        if backfill < timedelta(0):
-            raise InvalidRegistryInput("backfill", "must not be negative")
         if max_cached_entries < 1:
             raise InvalidRegistryInput("max_cached_entries", "must be at least 1")
         self._engine = engine
         self._ttl = timedelta(seconds=cache_ttl_seconds)
         self._clock = clock
-        self._backfill = backfill
         self._max_cached_entries = max_cached_entries
         self._lock = threading.Lock()
         self._gateways: dict[str, _GatewayState] = {}
@@ -287,6 +310,7 @@ class OwnershipChecker:
                     DevicePairing.patient_id,
                     DevicePairing.valid_from,
                     DevicePairing.valid_to,
+                    DevicePairing.history_since,
                 )
                 .outerjoin(DevicePairing, DevicePairing.device_id == Device.id)
                 .where(Device.id == device_id)
@@ -299,12 +323,15 @@ class OwnershipChecker:
             windows = None
             if rows:
                 windows = acceptance_windows(
-                    (
-                        PairingPeriod(row.gateway_id, row.patient_id, row.valid_from, row.valid_to)
-                        for row in rows
-                        if row.gateway_id is not None
-                    ),
-                    self._backfill,
+                    PairingPeriod(
+                        row.gateway_id,
+                        row.patient_id,
+                        row.valid_from,
+                        row.valid_to,
+                        row.history_since,
+                    )
+                    for row in rows
+                    if row.gateway_id is not None
                 )
             state = _DeviceState(expires_at=now + self._ttl, windows=windows)
             self._devices = self._store(self._devices, device_id, state, now)

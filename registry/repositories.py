@@ -7,13 +7,23 @@ They return frozen records, never ORM objects, so nothing outlives its session b
 Pairing rules:
 
 * A device has at most one current pairing (``valid_to`` unset); history is never deleted.
-* Binding a device to the patient and gateway it is already bound to changes nothing.
+* Binding a device to the patient and gateway it is already bound to changes nothing,
+  unless another ``history_since`` is given: then only that changes.
 * Binding it to the same patient through another gateway (the household got a new box)
-  closes the current pairing and opens the new one at the same instant.
+  closes the current pairing and opens the new one at the same instant; the new pairing
+  keeps the old one's ``history_since`` unless another is given.
 * Binding it to another patient is refused until it is unbound: a reading is attributed
   to a patient by this table, and a silent re-assignment would file one person's values
   under another's name.
 * Pairings never overlap in time; a pairing cannot start before the previous one ended.
+* ``history_since`` (how much of the device's stored memory is the patient's, see
+  :mod:`registry.ownership`) defaults to the binding time: no history. It can be neither
+  after the binding time nor before the end of a previous pairing of the device with
+  another patient (that patient's readings are never the new one's).
+* Gateway ids that are service identities of the broker's ACL
+  (:data:`readings.topics.SERVICE_IDENTITIES`, and every name starting with
+  :data:`readings.topics.SERVICE_IDENTITY_PREFIX`) are refused: a gateway certified under
+  such a name would get that service's rights on the broker.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from readings.identity import DEVICE_ID_PATTERN, device_identity
 from readings.model import ID_PATTERN
+from readings.topics import SERVICE_IDENTITIES, SERVICE_IDENTITY_PREFIX
 from registry.clock import Clock, aware_utc, utc_now
 from registry.errors import (
     AlreadyExists,
@@ -96,6 +107,8 @@ class PairingRecord:
     valid_from: datetime
     valid_to: datetime | None
     """``None`` while the pairing is current."""
+    history_since: datetime
+    """Readings measured from then on are the patient's (``valid_from``: no stored history)."""
 
     @property
     def is_current(self) -> bool:
@@ -112,12 +125,15 @@ class BindResult:
         created: a new pairing was opened (``False``: it was bound like this already).
         closed: the pairing closed to make room (same patient, previous gateway), if any.
         device_created: the device was not known before and was registered.
+        history_changed: the current pairing was kept and only its ``history_since``
+            changed.
     """
 
     pairing: PairingRecord
     created: bool
     closed: PairingRecord | None
     device_created: bool
+    history_changed: bool = False
 
 
 def _check_id(value: str, field: str) -> str:
@@ -125,6 +141,29 @@ def _check_id(value: str, field: str) -> str:
         raise InvalidRegistryInput(
             field,
             "must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit",
+        )
+    return value
+
+
+def is_reserved_gateway_id(gateway_id: str) -> bool:
+    """The id is (or looks like) a service identity of the broker's ACL.
+
+    Compared case-insensitively: Mosquitto matches usernames exactly, but a CA operator or
+    an authentication plugin with a case-insensitive user table may not.
+    """
+    folded = gateway_id.casefold()
+    return folded in SERVICE_IDENTITIES or folded.startswith(SERVICE_IDENTITY_PREFIX)
+
+
+def _check_gateway_id(value: str) -> str:
+    _check_id(value, "gateway_id")
+    if is_reserved_gateway_id(value):
+        raise InvalidRegistryInput(
+            "gateway_id",
+            f"{value!r} is reserved: names starting with {SERVICE_IDENTITY_PREFIX!r} "
+            f"({', '.join(SERVICE_IDENTITIES)}) are the broker identities of VitalGate's "
+            "services, and a gateway certified under one would get that service's rights; "
+            "choose another id",
         )
     return value
 
@@ -172,6 +211,7 @@ def _pairing_record(row: DevicePairing) -> PairingRecord:
         patient_id=row.patient_id,
         valid_from=row.valid_from,
         valid_to=row.valid_to,
+        history_since=row.history_since,
     )
 
 
@@ -184,6 +224,29 @@ def _flush_or_already_exists(
         session.flush()
     except IntegrityError as exc:
         raise AlreadyExists(entity, key, message) from exc
+
+
+def _check_history_since(
+    since: datetime, start: datetime, history: Sequence[DevicePairing], patient_id: str
+) -> None:
+    """``since`` may not be after the binding's start, nor cross another patient's pairing."""
+    if since > start:
+        raise InvalidRegistryInput(
+            "history_since",
+            f"{since.isoformat()} is after the binding's start {start.isoformat()}: "
+            "stored history lies before the binding",
+        )
+    other_ends = [
+        row.valid_to
+        for row in history
+        if row.patient_id != patient_id and row.valid_to is not None and row.valid_to <= start
+    ]
+    if other_ends and since < max(other_ends):
+        raise InvalidRegistryInput(
+            "history_since",
+            f"{since.isoformat()} is before {max(other_ends).isoformat()}, when the device's "
+            "pairing with another patient ended: readings from then are that patient's",
+        )
 
 
 def _concurrent_bind(device_id: str) -> str:
@@ -204,10 +267,11 @@ class GatewayRepository:
         """Register an active gateway.
 
         Raises:
-            InvalidRegistryInput: the id is not a valid topic level, or the label is too long.
+            InvalidRegistryInput: the id is not a valid topic level or is reserved for a
+                service (:func:`is_reserved_gateway_id`), or the label is too long.
             AlreadyExists: a gateway with this id exists.
         """
-        _check_id(gateway_id, "gateway_id")
+        _check_gateway_id(gateway_id)
         _check_text(label, "label", MAX_LABEL_LENGTH)
         if self._session.get(Gateway, gateway_id) is not None:
             raise AlreadyExists("gateway", gateway_id)
@@ -325,12 +389,19 @@ class DeviceRepository:
         patient_id: str,
         at: datetime | None = None,
         *,
+        history_since: datetime | None = None,
         manufacturer: str | None = None,
         model: str | None = None,
         serial: str | None = None,
         profile: str | None = None,
     ) -> BindResult:
         """Bind a device to a patient through a gateway from ``at`` (default: now) on.
+
+        ``history_since`` decides which of the readings already in the device's memory are
+        the patient's: those measured from then on. By default none are (``at`` itself),
+        except when the device moves to another gateway of the same patient, where the
+        previous pairing's decision carries over. Given for the device's current binding,
+        it changes only that decision.
 
         An unknown device is registered on the way. Its manufacturer, model and serial
         default to the three parts of its id; when given, they must produce that id
@@ -340,7 +411,9 @@ class DeviceRepository:
 
         Raises:
             InvalidRegistryInput: bad ids, parts that do not match the id, an inactive
-                gateway, or an ``at`` that overlaps the device's pairing history.
+                gateway, an ``at`` that overlaps the device's pairing history, or a
+                ``history_since`` after the binding's start or before the end of the
+                device's pairing with another patient.
             NotFound: the gateway or the patient does not exist.
             DeviceAlreadyBound: the device is bound to another patient.
             AlreadyExists: another transaction bound the device at the same moment.
@@ -349,6 +422,7 @@ class DeviceRepository:
         _check_id(gateway_id, "gateway_id")
         _check_id(patient_id, "patient_id")
         start = self._clock() if at is None else aware_utc(at, "at")
+        since = None if history_since is None else aware_utc(history_since, "history_since")
         parts = self._device_parts(device_id, manufacturer, model, serial)
         if profile is not None:
             _check_text(profile, "profile", MAX_PROFILE_LENGTH)
@@ -386,12 +460,17 @@ class DeviceRepository:
         closed: PairingRecord | None = None
         if current is not None:
             if current.gateway_id == gateway_id and current.patient_id == patient_id:
+                changed = since is not None and since != current.history_since
+                if since is not None and changed:
+                    _check_history_since(since, current.valid_from, history, patient_id)
+                    current.history_since = since
                 self._session.flush()
                 return BindResult(
                     pairing=_pairing_record(current),
                     created=False,
                     closed=None,
                     device_created=False,
+                    history_changed=changed,
                 )
             if current.patient_id != patient_id:
                 raise DeviceAlreadyBound(device_id, current.valid_from.isoformat())
@@ -400,6 +479,8 @@ class DeviceRepository:
                     "at",
                     f"must be after the current pairing's start {current.valid_from.isoformat()}",
                 )
+            if since is None:
+                since = current.history_since
             current.valid_to = start
             closed = _pairing_record(current)
             # Close before opening: the unique index allows one open pairing per device.
@@ -411,6 +492,9 @@ class DeviceRepository:
                     "at",
                     f"overlaps the device's previous pairing, which ended {max(ends).isoformat()}",
                 )
+        if since is None:
+            since = start
+        _check_history_since(since, start, history, patient_id)
 
         pairing = DevicePairing(
             device_id=device_id,
@@ -418,6 +502,7 @@ class DeviceRepository:
             patient_id=patient_id,
             valid_from=start,
             valid_to=None,
+            history_since=since,
         )
         self._session.add(pairing)
         _flush_or_already_exists(self._session, "pairing", device_id, _concurrent_bind(device_id))

@@ -34,6 +34,7 @@ from readings.codec import GatewayState, StatusMessage, decode_envelope, decode_
 from readings.errors import PayloadError
 from readings.model import Kind, Reading
 from readings.topics import ALL_ACCEPTED_FILTER, status_topic
+from vitalgate.errors import VitalgateError
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 
 DEMO_GATEWAY_ID: Final = "demo-home-1"
 DEMO_TIME_ZONE: Final = "Asia/Shanghai"
+DEMO_HISTORY_SINCE: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""The simulated meters are the demo patients' own: their whole memory is theirs (the
+registry's ``history_since``; without it the history would wait in quarantine)."""
 GATEWAY_STOP_TIMEOUT_SECONDS: Final = 30.0
 """The gateway finishes its current device exchanges and publishes its offline status."""
 LIVE_REFRESH_PER_SECOND: Final = 2
@@ -91,7 +95,7 @@ KIND_LABELS: Final = {
 }
 
 
-class DemoError(RuntimeError):
+class DemoError(VitalgateError):
     """The demo could not start; the message says which part and why."""
 
 
@@ -322,7 +326,11 @@ class DemoStack:
                     )
                     with session_scope(engine) as session:
                         DeviceRepository(session).bind(
-                            device_id, DEMO_GATEWAY_ID, patient.patient_id, profile=profile_id
+                            device_id,
+                            DEMO_GATEWAY_ID,
+                            patient.patient_id,
+                            profile=profile_id,
+                            history_since=DEMO_HISTORY_SINCE,
                         )
         except RegistryError as exc:
             raise DemoError(f"registry {self.registry_url}: {exc}") from exc
@@ -347,7 +355,7 @@ class DemoStack:
             )
             worker = open_worker(settings)
         except IngestConfigError as exc:
-            raise DemoError(f"ingest configuration: {exc.key}: {exc.problem}") from exc
+            raise DemoError(f"ingest configuration: {exc}") from exc
         except (StoreError, RegistryError) as exc:
             raise DemoError(f"ingest: {exc}") from exc
         try:

@@ -16,12 +16,14 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Final
 
+from vitalgate.errors import VitalgateError
+
 BROKER_START_TIMEOUT_SECONDS: Final = 15.0
 BROKER_STOP_TIMEOUT_SECONDS: Final = 10.0
 LOOPBACK: Final = "127.0.0.1"
 
 
-class EmbeddedBrokerError(RuntimeError):
+class EmbeddedBrokerError(VitalgateError):
     """The embedded broker could not start or stop."""
 
 

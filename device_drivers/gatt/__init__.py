@@ -8,8 +8,16 @@ inverse ``encode_*`` for simulators and round-trip tests. Every decoding failure
 
 :func:`decode_characteristic` dispatches by UUID through :data:`PARSERS`: measurement
 characteristics give a list of measurements, the others an object of named fields.
-Specification: DEVICES.md §1–5; decisions on its ambiguities (§8) are in each module's
-docstring.
+Byte layouts, the decisions on the specifications' ambiguities and the pitfalls are in
+``docs/devices.md``; each module's docstring lists its own decisions.
+
+Two rules hold for every parser here. A field its flags promise but the value lacks makes
+the value truncated: :class:`~device_drivers.errors.InvalidFrame` naming that field,
+never a reading without it. Bytes after the last field a value defines are ignored (the
+Bluetooth specifications let later versions append fields, and receivers skip what they
+do not know) and counted: ``trailing_bytes`` in a measurement's context, or in the named
+fields of the other characteristics, whenever there are any. CGM records are framed
+by their Size and DIS strings fill the whole value, so neither has trailing bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from device_drivers.errors import UnsupportedCharacteristic
 from device_drivers.gatt import uuids
@@ -65,6 +73,7 @@ from device_drivers.gatt.datetime_fields import (
     parse_date_time,
 )
 from device_drivers.gatt.device_information import (
+    SYSTEM_ID_SIZE,
     SystemId,
     encode_dis_string,
     encode_system_id,
@@ -200,21 +209,50 @@ def _cgm_feature(data: bytes) -> dict[str, Any]:
     return {**to_json_value(fields), "e2e_crc_supported": fields.e2e_crc_supported}
 
 
+# Sizes of the characteristics that are one fixed-size field: what follows is trailing.
+_FEATURE16_SIZE: Final = 2  # Glucose Feature, Blood Pressure Feature: uint16 bits
+_CODE_SIZE: Final = 1  # Body Sensor Location, Temperature Type: uint8 code
+_DATE_TIME_SIZE: Final = 7  # year uint16, month, day, hours, minutes, seconds
+
+
+def _trailing(data: bytes, size: int) -> int:
+    """Bytes after the ``size`` bytes a one-field value defines (the parser checked there
+    are at least ``size``)."""
+    return max(len(data) - size, 0)
+
+
 def _system_id(data: bytes) -> dict[str, Any]:
     system_id = parse_system_id(data)
-    return {**asdict(system_id), "eui64": system_id.eui64}
+    return {
+        **asdict(system_id),
+        "eui64": system_id.eui64,
+        "trailing_bytes": _trailing(data, SYSTEM_ID_SIZE),
+    }
 
 
-def _named(name: str, parse: Callable[[bytes], object]) -> CharacteristicParser:
+def _named(
+    name: str, parse: Callable[[bytes], object], size: int | None = None
+) -> CharacteristicParser:
+    """A one-field characteristic as ``{name: value}``; with ``size``, the value ends
+    there and what follows is counted as ``trailing_bytes``."""
+
     def parser(data: bytes) -> dict[str, Any]:
-        return {name: to_json_value(parse(data))}
+        decoded = {name: to_json_value(parse(data))}
+        if size is not None:
+            decoded["trailing_bytes"] = _trailing(data, size)
+        return decoded
 
     return parser
 
 
-def _fields(parse: Callable[[bytes], object]) -> CharacteristicParser:
+def _fields(parse: Callable[[bytes], object], size: int | None = None) -> CharacteristicParser:
+    """A characteristic decoded to a dataclass, as its named fields (which count their own
+    trailing bytes, or, for a fixed ``size`` value, are given the count here)."""
+
     def parser(data: bytes) -> dict[str, Any]:
         decoded: dict[str, Any] = to_json_value(parse(data))
+        if size is not None:
+            decoded["trailing_bytes"] = _trailing(data, size)
         return decoded
 
     return parser
@@ -235,18 +273,22 @@ PARSERS: Mapping[str, CharacteristicParser] = MappingProxyType(
     {
         uuids.GLUCOSE_MEASUREMENT: _one(parse_glucose_measurement),
         uuids.GLUCOSE_MEASUREMENT_CONTEXT: _glucose_context,
-        uuids.GLUCOSE_FEATURE: _named("features", parse_glucose_feature),
+        uuids.GLUCOSE_FEATURE: _named("features", parse_glucose_feature, _FEATURE16_SIZE),
         uuids.RECORD_ACCESS_CONTROL_POINT: _fields(parse_racp_value),
         uuids.CGM_MEASUREMENT: _cgm_measurements,
         uuids.CGM_FEATURE: _cgm_feature,
         uuids.CGM_SESSION_START_TIME: _fields(parse_session_start_time),
         uuids.BLOOD_PRESSURE_MEASUREMENT: _one(parse_blood_pressure_measurement),
         uuids.INTERMEDIATE_CUFF_PRESSURE: _intermediate_cuff_pressure,
-        uuids.BLOOD_PRESSURE_FEATURE: _named("features", parse_blood_pressure_feature),
+        uuids.BLOOD_PRESSURE_FEATURE: _named(
+            "features", parse_blood_pressure_feature, _FEATURE16_SIZE
+        ),
         uuids.HEART_RATE_MEASUREMENT: _one(parse_heart_rate_measurement),
-        uuids.BODY_SENSOR_LOCATION: _named("body_sensor_location", parse_body_sensor_location),
+        uuids.BODY_SENSOR_LOCATION: _named(
+            "body_sensor_location", parse_body_sensor_location, _CODE_SIZE
+        ),
         uuids.TEMPERATURE_MEASUREMENT: _one(parse_temperature_measurement),
-        uuids.TEMPERATURE_TYPE: _named("temperature_type", parse_temperature_type),
+        uuids.TEMPERATURE_TYPE: _named("temperature_type", parse_temperature_type, _CODE_SIZE),
         uuids.INTERMEDIATE_TEMPERATURE: _fields(parse_temperature_fields),
         uuids.WEIGHT_MEASUREMENT: _one(parse_weight_measurement),
         uuids.WEIGHT_SCALE_FEATURE: _weight_scale_feature,
@@ -254,7 +296,7 @@ PARSERS: Mapping[str, CharacteristicParser] = MappingProxyType(
         uuids.PLX_CONTINUOUS_MEASUREMENT: _one(parse_plx_continuous),
         uuids.PLX_FEATURES: _fields(parse_plx_features),
         uuids.CURRENT_TIME: _current_time,
-        uuids.DATE_TIME: _fields(parse_date_time),
+        uuids.DATE_TIME: _fields(parse_date_time, _DATE_TIME_SIZE),
         uuids.MANUFACTURER_NAME_STRING: _named("manufacturer_name", parse_dis_string),
         uuids.MODEL_NUMBER_STRING: _named("model_number", parse_dis_string),
         uuids.SERIAL_NUMBER_STRING: _named("serial_number", parse_dis_string),
@@ -276,7 +318,8 @@ def decode_characteristic(uuid_or_short: str, data: bytes) -> DecodedValue:
 
     Returns:
         For measurement characteristics a list of measurements (CGM notifications may hold
-        several); for the others an object of named fields, special SFLOATs as their names.
+        several); for the others an object of named fields, special SFLOATs as their names,
+        with ``trailing_bytes`` when the value went on after its last defined field.
 
     Raises:
         UnsupportedCharacteristic: not a UUID, or no decoder for it.
@@ -289,7 +332,10 @@ def decode_characteristic(uuid_or_short: str, data: bytes) -> DecodedValue:
         raise UnsupportedCharacteristic(
             f"no decoder for characteristic {short_form(uuid)}; decodable: {known}"
         )
-    return parser(data)
+    decoded = parser(data)
+    if isinstance(decoded, dict) and decoded.get("trailing_bytes") == 0:
+        del decoded["trailing_bytes"]  # reported only when there are any, as in a context
+    return decoded
 
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Shared steps from decoded characteristic fields to a :class:`Measurement`.
 
-The conventions every parser follows (DEVICES.md §8):
+The conventions every parser follows (``docs/devices.md``, "GATT values"):
 
 * A special SFLOAT/FLOAT (NaN, NRes, ±INF, reserved) never becomes a number. For a
   secondary value the value is left out, the flag ``<field>_unavailable`` is set and the
@@ -15,6 +15,8 @@ The conventions every parser follows (DEVICES.md §8):
   ``device_time_invalid``.
 * Status bit fields are :class:`enum.IntFlag` whose member names, lower-cased, are the
   flag names; RFU bits are masked off before the flag is built, never rejected.
+* Bytes after the last defined field are ignored; a measurement reports their number in
+  its context as ``trailing_bytes`` (see :func:`note_trailing_bytes`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ def positive_number(
         context[f"{field}_as_sent"] = number
         return None
     return number
+
+
+def note_trailing_bytes(count: int, context: dict[str, ContextValue]) -> None:
+    """Report bytes a value carried after its last defined field (ignored otherwise)."""
+    if count:
+        context["trailing_bytes"] = count
 
 
 def device_time_of(

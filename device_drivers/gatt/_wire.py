@@ -2,7 +2,13 @@
 
 Every read names the field it decodes, so a short value fails with an
 :class:`~device_drivers.errors.InvalidFrame` that says which field was cut off and at
-which byte offset.
+which byte offset. Two rules every parser follows (``docs/devices.md``, "GATT values"):
+
+* A field the flags promise is read unconditionally: if its bytes are missing the value
+  is truncated and decoding fails naming that field; it never yields a reading without it.
+* Bytes after the last field the value defines are not an error: they are ignored (the
+  Bluetooth specifications let later versions append fields, and receivers must skip
+  what they do not know) and their number is reported as ``trailing_bytes``.
 """
 
 from __future__ import annotations
@@ -18,14 +24,17 @@ UINT16_MAX: Final = 0xFFFF
 class FieldReader:
     """A cursor over a characteristic value that reads named little-endian fields."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, *, base_offset: int = 0) -> None:
+        """Read ``data``; ``base_offset`` is where it starts in the whole value, so errors
+        name offsets in the value (a CGM notification holds several records)."""
         self._data = bytes(data)
         self._offset = 0
+        self._base_offset = base_offset
 
     @property
     def offset(self) -> int:
-        """Byte offset of the next field."""
-        return self._offset
+        """Byte offset of the next field (in the whole value)."""
+        return self._base_offset + self._offset
 
     @property
     def remaining(self) -> int:
@@ -38,12 +47,17 @@ class FieldReader:
             raise InvalidFrame(
                 f"truncated: {size} byte(s) needed, {self.remaining} left "
                 f"(value is {len(self._data)} byte(s) long)",
-                offset=self._offset,
+                offset=self.offset,
                 field=field,
             )
         chunk = self._data[self._offset : self._offset + size]
         self._offset += size
         return chunk
+
+    def trailing_bytes(self) -> int:
+        """The number of bytes after the fields read so far: call it once the last field
+        the value defines has been read (they are ignored, and reported by this count)."""
+        return self.remaining
 
     def rest(self) -> bytes:
         """Every byte not read yet."""
@@ -101,3 +115,14 @@ def require_together(field: str, *values: object) -> bool:
     if any(present) and not all(present):
         raise UnencodableValue("these fields share one flag bit: set all or none", field=field)
     return all(present)
+
+
+def padding(count: int, field: str = "trailing_bytes") -> bytes:
+    """``count`` zero bytes appended after the last field (encoders, for a device that pads).
+
+    Raises:
+        UnencodableValue: ``count`` is negative.
+    """
+    if isinstance(count, bool) or count < 0:
+        raise UnencodableValue(f"{count!r} is not a byte count", field=field)
+    return bytes(count)

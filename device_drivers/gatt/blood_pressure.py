@@ -1,6 +1,6 @@
 """Blood Pressure Service: Measurement 0x2A35, Intermediate Cuff Pressure 0x2A36, Feature 0x2A49.
 
-DEVICES.md §5.1–5.2. Decisions (§8):
+Byte layouts and the reasons for these decisions: ``docs/devices.md``. Decisions:
 
 * Pressures arrive in mmHg or kPa (flags bit 0); values are converted to mmHg through
   :mod:`readings.units`, ``source_unit`` says which the cuff sent.
@@ -28,9 +28,10 @@ from device_drivers.gatt._common import (
     ContextValue,
     device_time_of,
     flag_names,
+    note_trailing_bytes,
     positive_number,
 )
-from device_drivers.gatt._wire import FieldReader, pack_uint
+from device_drivers.gatt._wire import FieldReader, pack_uint, padding
 from device_drivers.gatt.datetime_fields import DateTimeFields, encode_date_time, read_date_time
 from device_drivers.gatt.errors import UnencodableValue
 from device_drivers.gatt.ieee11073 import DecodedFloat, SpecialValue, encode_sfloat, read_sfloat
@@ -95,6 +96,8 @@ class BloodPressureMeasurementFields:
     """Beats per minute."""
     user_id: int | None = None
     status: BloodPressureStatus | None = None
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,8 @@ class IntermediateCuffPressureFields:
     pulse: DecodedFloat | None = None
     user_id: int | None = None
     status: BloodPressureStatus | None = None
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 def _read_status(reader: FieldReader) -> BloodPressureStatus:
@@ -134,6 +139,7 @@ def _encode(
     user_id: int | None,
     status: BloodPressureStatus | None,
     names: tuple[str, str, str],
+    trailing_bytes: int,
 ) -> bytes:
     flags = (
         (_BP_UNIT_KPA if unit_kpa else 0)
@@ -158,6 +164,7 @@ def _encode(
                 field="measurement_status",
             )
         out += pack_uint(int(status), 2, "measurement_status")
+    out += padding(trailing_bytes)
     return bytes(out)
 
 
@@ -182,6 +189,7 @@ def parse_blood_pressure_fields(data: bytes) -> BloodPressureMeasurementFields:
         pulse=pulse,
         user_id=user_id,
         status=status,
+        trailing_bytes=reader.trailing_bytes(),
     )
 
 
@@ -199,6 +207,7 @@ def encode_blood_pressure_measurement(fields: BloodPressureMeasurementFields) ->
         fields.user_id,
         fields.status,
         ("systolic", "diastolic", "mean_arterial_pressure"),
+        fields.trailing_bytes,
     )
 
 
@@ -208,6 +217,7 @@ def to_measurement(fields: BloodPressureMeasurementFields) -> Measurement:
     flags: set[str] = set(flag_names(fields.status))
     context: dict[str, ContextValue] = {}
     device_time = device_time_of(fields.timestamp, flags, context)
+    note_trailing_bytes(fields.trailing_bytes, context)
     if fields.user_id is not None and fields.user_id != USER_ID_UNKNOWN:
         context["user_id"] = fields.user_id
     systolic = positive_number("systolic", fields.systolic, flags, context)
@@ -262,6 +272,7 @@ def parse_intermediate_cuff_pressure(data: bytes) -> IntermediateCuffPressureFie
         pulse=pulse,
         user_id=user_id,
         status=status,
+        trailing_bytes=reader.trailing_bytes(),
     )
 
 
@@ -279,6 +290,7 @@ def encode_intermediate_cuff_pressure(fields: IntermediateCuffPressureFields) ->
         fields.user_id,
         fields.status,
         ("cuff_pressure", "unused_diastolic", "unused_mean_arterial_pressure"),
+        fields.trailing_bytes,
     )
 
 

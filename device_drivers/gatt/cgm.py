@@ -1,17 +1,20 @@
 """Continuous Glucose Monitoring: CGM Measurement 0x2AA7, CGM Feature 0x2AA8, Session Start
-Time 0x2AAA. DEVICES.md §4.
+Time 0x2AAA. Byte layouts and the reasons for these decisions: ``docs/devices.md``.
 
 One notification may hold several records back to back, each starting with its Size.
-Decisions (§8):
+Decisions:
 
 * **Annunciation octet order.** Flags bit 7 = Status, bit 6 = Cal/Temp, bit 5 = Warning;
   the octets present are laid out Status, Cal/Temp, Warning (least significant first), as
   the nRF Connect SDK server writes and the UHN parser reads. Nordic's Android parser,
   which reads the first octet with Status meanings whenever bit 5 is set, is not followed.
 * **E2E-CRC presence** is inferred from Size: Size = computed length + 2 means a CRC
-  follows (CGM Feature bit 12 says the same for the whole sensor). Any other Size is a
-  framing error. The CRC is CRC-16/MCRF4XX over the record's preceding bytes, sent LSB
-  first.
+  follows (CGM Feature bit 12 says the same for the whole sensor). A Size below the
+  computed length leaves out a field the flags promise: the record is truncated and the
+  error names that field. Any other Size is a framing error: records are framed by their
+  Size, so a CGM record has no trailing bytes to ignore (bytes the flags do not explain
+  would leave the CRC's place unknown). The CRC is CRC-16/MCRF4XX over the record's
+  preceding bytes, sent LSB first.
 * **A record whose CRC fails is discarded, never repaired.** The strict parser
   (:func:`parse_cgm_record_fields`, used by ``vitalgate decode``) raises
   :class:`CgmCrcError`; :func:`parse_cgm_notification` (used by drivers) skips the bad
@@ -38,7 +41,7 @@ from typing import Final
 
 from device_drivers.errors import ChecksumMismatch, InvalidFrame
 from device_drivers.gatt._common import ContextValue, flag_names, secondary_number
-from device_drivers.gatt._wire import FieldReader, pack_sint, pack_uint
+from device_drivers.gatt._wire import FieldReader, pack_sint, pack_uint, padding
 from device_drivers.gatt.crc import crc16_mcrf4xx
 from device_drivers.gatt.datetime_fields import DateTimeFields, encode_date_time, read_date_time
 from device_drivers.gatt.errors import UnencodableValue
@@ -196,6 +199,8 @@ class CgmFeatureFields:
     """5 = subcutaneous tissue."""
     e2e_crc: int
     """The field's CRC, 0xFFFF when the sensor does not support E2E-CRC."""
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
     @property
     def e2e_crc_supported(self) -> bool:
@@ -212,6 +217,9 @@ class SessionStartTimeFields:
     """Offset from UTC in 15-minute units; −128 unknown."""
     dst_offset_quarter_hours: int = DST_OFFSET_UNKNOWN
     """0, 2, 4 or 8 (15-minute units); 255 unknown."""
+    trailing_bytes: int = 0
+    """Bytes after the DST offset (an E2E-CRC, when the sensor sends one, is not checked):
+    ignored, and counted here."""
 
     def to_datetime(self) -> datetime | None:
         """The session start as the sensor's naive local time, or ``None`` if unknown."""
@@ -232,10 +240,13 @@ def _record_layout(flags: int) -> int:
 
 
 def _parse_record(record: bytes, base_offset: int, index: int) -> CgmRecordFields:
-    reader = FieldReader(record)
+    reader = FieldReader(record, base_offset=base_offset)
     size = reader.uint8(f"record[{index}].size")
     flags = reader.uint8(f"record[{index}].flags")
     expected = _record_layout(flags)
+    if size < expected:
+        # A field the flags promise is missing: reading the fields in order names it.
+        _read_record_fields(reader, flags, index)
     if size not in (expected, expected + E2E_CRC_SIZE):
         raise InvalidFrame(
             f"size {size} matches neither {expected} (flags 0x{flags:02X}, no CRC) "
@@ -251,6 +262,12 @@ def _parse_record(record: bytes, base_offset: int, index: int) -> CgmRecordField
             raise CgmCrcError(
                 wire=wire, calculated=calculated, offset=base_offset + expected, record_index=index
             )
+    return _read_record_fields(reader, flags, index, e2e_crc=has_crc)
+
+
+def _read_record_fields(
+    reader: FieldReader, flags: int, index: int, *, e2e_crc: bool = False
+) -> CgmRecordFields:
     glucose = read_sfloat(reader, f"record[{index}].glucose_concentration")
     time_offset = reader.uint16(f"record[{index}].time_offset")
     status = cal_temp = warning = None
@@ -272,7 +289,7 @@ def _parse_record(record: bytes, base_offset: int, index: int) -> CgmRecordField
         warning=warning,
         trend=trend,
         quality=quality,
-        e2e_crc=has_crc,
+        e2e_crc=e2e_crc,
     )
 
 
@@ -440,7 +457,8 @@ def encode_cgm_records(records: list[CgmRecordFields] | tuple[CgmRecordFields, .
 
 
 def parse_cgm_feature(data: bytes) -> CgmFeatureFields:
-    """Decode CGM Feature (0x2AA8); RFU feature bits are dropped, the CRC is not checked.
+    """Decode CGM Feature (0x2AA8); RFU feature bits are dropped, the CRC is not checked,
+    bytes after it are ignored and counted.
 
     Raises:
         InvalidFrame: fewer than six bytes.
@@ -449,7 +467,9 @@ def parse_cgm_feature(data: bytes) -> CgmFeatureFields:
     features = CgmFeature(reader.uint24("cgm_feature") & _CGM_FEATURE_MASK)
     type_location = reader.uint8("type_sample_location")
     crc = reader.uint16("e2e_crc")
-    return CgmFeatureFields(features, type_location & 0x0F, type_location >> 4, crc)
+    return CgmFeatureFields(
+        features, type_location & 0x0F, type_location >> 4, crc, reader.trailing_bytes()
+    )
 
 
 def encode_cgm_feature(
@@ -465,7 +485,8 @@ def encode_cgm_feature(
 
 
 def parse_session_start_time(data: bytes) -> SessionStartTimeFields:
-    """Decode CGM Session Start Time (0x2AAA); a trailing E2E-CRC is ignored.
+    """Decode CGM Session Start Time (0x2AAA); bytes after the DST offset (an E2E-CRC when
+    the sensor sends one) are ignored and counted.
 
     Raises:
         InvalidFrame: fewer than nine bytes.
@@ -474,7 +495,7 @@ def parse_session_start_time(data: bytes) -> SessionStartTimeFields:
     start = read_date_time(reader, "session_start_time")
     time_zone = reader.sint(1, "time_zone")
     dst = reader.uint8("dst_offset")
-    return SessionStartTimeFields(start, time_zone, dst)
+    return SessionStartTimeFields(start, time_zone, dst, reader.trailing_bytes())
 
 
 def encode_session_start_time(fields: SessionStartTimeFields) -> bytes:
@@ -483,4 +504,5 @@ def encode_session_start_time(fields: SessionStartTimeFields) -> bytes:
         encode_date_time(fields.start, field="session_start_time")
         + pack_sint(fields.time_zone_quarter_hours, 1, "time_zone")
         + pack_uint(fields.dst_offset_quarter_hours, 1, "dst_offset")
+        + padding(fields.trailing_bytes)
     )

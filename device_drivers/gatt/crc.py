@@ -1,4 +1,4 @@
-"""CRCs of the health-device protocols (DEVICES.md §1.5).
+"""CRCs of the health-device protocols (parameters and check values in ``docs/devices.md``).
 
 * CRC-16/MCRF4XX protects CGMS records (E2E-CRC): check value 0x6F91; CGMS 1.0.1 §3.11
   example ``3E 01 … 09`` → 0x2F01, sent least significant byte first.

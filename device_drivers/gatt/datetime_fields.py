@@ -1,4 +1,4 @@
-"""Date Time (0x2A08) and Current Time (0x2A2B), DEVICES.md §1.3–1.4.
+"""Date Time (0x2A08) and Current Time (0x2A2B); byte layouts in ``docs/devices.md``.
 
 Both are the device's local wall-clock time with no zone. Year, month or day 0 means
 "unknown": such a time has no :meth:`DateTimeFields.to_datetime` (``None``), but the raw
@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import IntFlag
 from typing import Final
 
-from device_drivers.gatt._wire import FieldReader, pack_uint
+from device_drivers.gatt._wire import FieldReader, pack_uint, padding
 
 FRACTIONS_PER_SECOND: Final = 256
 MICROSECONDS_PER_SECOND: Final = 1_000_000
@@ -41,7 +41,7 @@ class DateTimeFields:
         if self.date_unknown:
             return None
         try:
-            # Device wall-clock time: the device does not know its zone (DEVICES.md §8.5).
+            # Device wall-clock time: the device does not know its zone.
             return datetime(  # noqa: DTZ001
                 self.year, self.month, self.day, self.hours, self.minutes, self.seconds
             )
@@ -83,6 +83,8 @@ class CurrentTimeFields:
     fractions256: int = 0
     """1/256 s (0 when the device does not support fractions)."""
     adjust_reason: AdjustReason = NO_ADJUSTMENT
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
     def to_datetime(self) -> datetime | None:
         """The naive local time including the fraction of a second, or ``None`` if unknown."""
@@ -106,7 +108,8 @@ def read_date_time(reader: FieldReader, field: str) -> DateTimeFields:
 
 
 def parse_date_time(data: bytes) -> DateTimeFields:
-    """Decode a Date Time (0x2A08) value; trailing bytes are ignored.
+    """Decode a Date Time (0x2A08) value; trailing bytes are ignored
+    (:func:`device_drivers.gatt.decode_characteristic` counts them).
 
     Raises:
         InvalidFrame: fewer than 7 bytes.
@@ -134,7 +137,7 @@ _ADJUST_REASON_MASK: Final = 0x0F
 
 
 def parse_current_time(data: bytes) -> CurrentTimeFields:
-    """Decode a Current Time (0x2A2B) value; trailing bytes are ignored.
+    """Decode a Current Time (0x2A2B) value; trailing bytes are ignored and counted.
 
     Raises:
         InvalidFrame: fewer than 10 bytes.
@@ -144,7 +147,9 @@ def parse_current_time(data: bytes) -> CurrentTimeFields:
     day_of_week = reader.uint8("day_of_week")
     fractions256 = reader.uint8("fractions256")
     adjust_reason = AdjustReason(reader.uint8("adjust_reason") & _ADJUST_REASON_MASK)
-    return CurrentTimeFields(date_time, day_of_week, fractions256, adjust_reason)
+    return CurrentTimeFields(
+        date_time, day_of_week, fractions256, adjust_reason, reader.trailing_bytes()
+    )
 
 
 def encode_current_time(value: CurrentTimeFields) -> bytes:
@@ -158,6 +163,7 @@ def encode_current_time(value: CurrentTimeFields) -> bytes:
         + pack_uint(value.day_of_week, 1, "day_of_week")
         + pack_uint(value.fractions256, 1, "fractions256")
         + pack_uint(int(value.adjust_reason), 1, "adjust_reason")
+        + padding(value.trailing_bytes)
     )
 
 

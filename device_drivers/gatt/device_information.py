@@ -1,10 +1,12 @@
-"""Device Information Service 0x180A: the strings and System ID 0x2A23 (DEVICES.md §5.8).
+"""Device Information Service 0x180A: the strings and System ID 0x2A23 (``docs/devices.md``).
 
 Decisions: strings are cut at the first NUL (real devices pad fixed-size buffers with
 NULs, sometimes followed by leftovers), decoded as UTF-8 with a Latin-1 fallback (every
 byte sequence is valid Latin-1, so decoding never fails), and stripped of surrounding
 white space as blessed does. Manufacturer + model + serial (or the System ID) identify a
-device; BLE addresses may be random and never do.
+device; BLE addresses may be random and never do. A string fills the whole value, so it
+has no trailing bytes; a System ID is eight bytes and what follows is ignored
+(:func:`device_drivers.gatt.decode_characteristic` counts it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from device_drivers.gatt._wire import FieldReader, pack_uint
 
 _MANUFACTURER_IDENTIFIER_BYTES: Final = 5
 _OUI_BYTES: Final = 3
+SYSTEM_ID_SIZE: Final = _MANUFACTURER_IDENTIFIER_BYTES + _OUI_BYTES
 
 
 def parse_dis_string(data: bytes) -> str:

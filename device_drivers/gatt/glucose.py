@@ -1,6 +1,6 @@
 """Glucose Service: Glucose Measurement 0x2A18, Measurement Context 0x2A34, Feature 0x2A51.
 
-DEVICES.md §3.1–3.3. Decisions (§8):
+Byte layouts and the reasons for these decisions: ``docs/devices.md``. Decisions:
 
 * **Scale.** The concentration SFLOAT is read per the spec, in SI base units: kg/L (flags
   bit 2 = 0) or mol/L (bit 2 = 1). It is converted to mmol/L only through
@@ -23,8 +23,11 @@ DEVICES.md §3.1–3.3. Decisions (§8):
   flags only.
 * **Context amounts** stay SI (``carbohydrate_kg``, ``medication_kg`` or
   ``medication_l``): the GATT resolution hints (grams, mg, mL) are for display only.
-* Strictness: truncation is rejected (``InvalidFrame`` naming field and offset); trailing
-  bytes (Nordic sends 17-byte contexts with zero padding) and RFU bits are ignored.
+* Strictness: a field the flags promise must be there, else the value is truncated
+  (``InvalidFrame`` naming field and offset). Bytes after the last defined field (Nordic
+  sends 17-byte contexts with zero padding) are ignored and counted as ``trailing_bytes``
+  (in a measurement's context; a context value's count stays in its decoded fields, not
+  in the reading it annotates). RFU bits are ignored.
 """
 
 from __future__ import annotations
@@ -35,8 +38,19 @@ from dataclasses import dataclass
 from enum import IntFlag
 from typing import Final
 
-from device_drivers.gatt._common import ContextValue, device_time_of, flag_names
-from device_drivers.gatt._wire import FieldReader, pack_sint, pack_uint, require_together
+from device_drivers.gatt._common import (
+    ContextValue,
+    device_time_of,
+    flag_names,
+    note_trailing_bytes,
+)
+from device_drivers.gatt._wire import (
+    FieldReader,
+    pack_sint,
+    pack_uint,
+    padding,
+    require_together,
+)
 from device_drivers.gatt.datetime_fields import DateTimeFields, encode_date_time, read_date_time
 from device_drivers.gatt.errors import UnencodableValue
 from device_drivers.gatt.ieee11073 import (
@@ -200,6 +214,8 @@ class GlucoseMeasurementFields:
     sample_location: int | None = None
     sensor_status: GlucoseSensorStatus | None = None
     context_follows: bool = False
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +241,8 @@ class GlucoseContextFields:
     """kg, or L when ``medication_unit_litres``."""
     medication_unit_litres: bool = False
     hba1c_percent: DecodedFloat | None = None
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 def parse_glucose_measurement_fields(data: bytes) -> GlucoseMeasurementFields:
@@ -258,6 +276,7 @@ def parse_glucose_measurement_fields(data: bytes) -> GlucoseMeasurementFields:
         sample_location=sample_location,
         sensor_status=sensor_status,
         context_follows=bool(flags & _GM_CONTEXT_FOLLOWS),
+        trailing_bytes=reader.trailing_bytes(),
     )
 
 
@@ -295,6 +314,7 @@ def encode_glucose_measurement(fields: GlucoseMeasurementFields) -> bytes:
         out.append(fields.sample_type | fields.sample_location << 4)
     if fields.sensor_status is not None:
         out += pack_uint(int(fields.sensor_status), 2, "sensor_status_annunciation")
+    out += padding(fields.trailing_bytes)
     return bytes(out)
 
 
@@ -308,6 +328,7 @@ def to_measurement(fields: GlucoseMeasurementFields) -> Measurement:
     )
     if fields.time_offset_minutes is not None:
         context["time_offset_minutes"] = fields.time_offset_minutes
+    note_trailing_bytes(fields.trailing_bytes, context)
     if fields.sample_type in SAMPLE_TYPE_NAMES:
         context["sample_type"] = SAMPLE_TYPE_NAMES[fields.sample_type]
     if fields.sample_location in SAMPLE_LOCATION_NAMES:
@@ -403,6 +424,7 @@ def parse_glucose_context_fields(data: bytes) -> GlucoseContextFields:
         medication=medication,
         medication_unit_litres=bool(flags & _GC_MEDICATION_UNIT_LITRES),
         hba1c_percent=hba1c,
+        trailing_bytes=reader.trailing_bytes(),
     )
 
 
@@ -451,6 +473,7 @@ def encode_glucose_context(fields: GlucoseContextFields) -> bytes:
         out += encode_sfloat(fields.medication, field="medication")
     if fields.hba1c_percent is not None:
         out += encode_sfloat(fields.hba1c_percent, field="hba1c")
+    out += padding(fields.trailing_bytes)
     return bytes(out)
 
 

@@ -1,11 +1,13 @@
 """Heart Rate Service: Heart Rate Measurement 0x2A37 and Body Sensor Location 0x2A38.
 
-DEVICES.md §5.3. Decisions (§8):
+Byte layouts and the reasons for these decisions: ``docs/devices.md``. Decisions:
 
-* RR intervals are all remaining bytes, uint16 in 1/1024 s, oldest first; any number
-  (zero, one, many) is normal. Nordic rejects a value whose RR flag is set but carries no
-  RR bytes; we accept it as "no intervals this time" (the heart rate is still valid).
-  A single dangling byte cannot be an interval and is rejected as truncation.
+* RR intervals are all remaining bytes, uint16 in 1/1024 s, oldest first; one or many
+  are normal. A value whose RR flag is set promises at least one interval: with no RR
+  bytes it is truncated (``rr_interval[0]``), as Nordic's parser also says, and a single
+  dangling byte cannot be an interval either. With the RR flag set every byte is an
+  interval, so only a value without it can have trailing bytes (ignored, counted in the
+  context as ``trailing_bytes``).
 * An RR interval of 0 is not a time between beats: it is dropped and flagged
   ``rr_interval_invalid``.
 * Sensor contact (flags bits 1–2) goes to the context as ``sensor_contact``:
@@ -19,8 +21,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from device_drivers.errors import InvalidFrame
-from device_drivers.gatt._common import ContextValue
-from device_drivers.gatt._wire import FieldReader, pack_uint
+from device_drivers.gatt._common import ContextValue, note_trailing_bytes
+from device_drivers.gatt._wire import FieldReader, pack_uint, padding
 from device_drivers.gatt.errors import UnencodableValue
 from device_drivers.measurement import Measurement
 from readings.model import HeartRateValues, Kind
@@ -58,15 +60,17 @@ class HeartRateMeasurementFields:
     """The raw 2-bit code: 0/1 not supported, 2 no contact, 3 contact."""
     energy_expended_kj: int | None = None
     rr_intervals_1024: tuple[int, ...] | None = None
-    """RR intervals in 1/1024 s; ``None`` when the flag is clear, ``()`` when set but empty."""
+    """RR intervals in 1/1024 s (at least one); ``None`` when the flag is clear."""
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 def parse_heart_rate_fields(data: bytes) -> HeartRateMeasurementFields:
     """Decode a Heart Rate Measurement (0x2A37) value into its fields.
 
     Raises:
-        InvalidFrame: the value is shorter than its flags require, or ends in half an RR
-            interval.
+        InvalidFrame: the value is shorter than its flags require (the RR flag requires
+            at least one interval), or ends in half an RR interval.
     """
     reader = FieldReader(data)
     flags = reader.uint8("flags")
@@ -75,6 +79,8 @@ def parse_heart_rate_fields(data: bytes) -> HeartRateMeasurementFields:
     energy = reader.uint16("energy_expended") if flags & _HR_ENERGY_EXPENDED else None
     rr_intervals = None
     if flags & _HR_RR_INTERVALS:
+        if not reader.remaining:
+            reader.uint16("rr_interval[0]")  # raises: the flag promises an interval
         if reader.remaining % 2:
             raise InvalidFrame(
                 "odd number of bytes left for uint16 RR intervals",
@@ -90,6 +96,7 @@ def parse_heart_rate_fields(data: bytes) -> HeartRateMeasurementFields:
         sensor_contact=(flags & _HR_SENSOR_CONTACT_MASK) >> _HR_SENSOR_CONTACT_SHIFT,
         energy_expended_kj=energy,
         rr_intervals_1024=rr_intervals,
+        trailing_bytes=reader.trailing_bytes(),
     )
 
 
@@ -101,6 +108,15 @@ def encode_heart_rate(fields: HeartRateMeasurementFields) -> bytes:
     """
     if not 0 <= fields.sensor_contact <= SENSOR_CONTACT_CONTACT:
         raise UnencodableValue("sensor contact is a 2-bit code (0–3)", field="sensor_contact")
+    if fields.rr_intervals_1024 == ():
+        raise UnencodableValue(
+            "the RR flag promises at least one interval: use None for none",
+            field="rr_interval",
+        )
+    if fields.rr_intervals_1024 is not None and fields.trailing_bytes:
+        raise UnencodableValue(
+            "with RR intervals every remaining byte is an interval", field="trailing_bytes"
+        )
     flags = (
         (_HR_UINT16 if fields.uint16_format else 0)
         | fields.sensor_contact << _HR_SENSOR_CONTACT_SHIFT
@@ -113,6 +129,7 @@ def encode_heart_rate(fields: HeartRateMeasurementFields) -> bytes:
         out += pack_uint(fields.energy_expended_kj, 2, "energy_expended")
     for interval in fields.rr_intervals_1024 or ():
         out += pack_uint(interval, 2, "rr_interval")
+    out += padding(fields.trailing_bytes)
     return bytes(out)
 
 
@@ -127,6 +144,7 @@ def to_measurement(fields: HeartRateMeasurementFields) -> Measurement:
         flags.add("no_sensor_contact")
     else:
         context["sensor_contact"] = "not_supported"
+    note_trailing_bytes(fields.trailing_bytes, context)
     intervals = fields.rr_intervals_1024 or ()
     if 0 in intervals:
         flags.add("rr_interval_invalid")

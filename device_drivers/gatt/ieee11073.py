@@ -1,15 +1,15 @@
-"""IEEE 11073-20601 SFLOAT (16-bit) and FLOAT (32-bit) decimal floats (DEVICES.md §1.1, §1.2).
+"""IEEE 11073-20601 SFLOAT (16-bit) and FLOAT (32-bit) decimal floats (``docs/devices.md``).
 
 value = mantissa x 10^exponent, both two's complement, **no exponent bias**. Five raw
 words with exponent 0 are not numbers: NaN, NRes (not at this resolution), +INF, -INF and
 one reserved word. They decode to a :class:`SpecialValue`, kept distinct from each other
-(DEVICES.md §8.7: other parsers fold NRes and reserved into NaN) and never into a float,
+(other public parsers fold NRes and reserved into NaN) and never into a float,
 so a special can never be published as a number.
 
 Decoding divides the integer mantissa by the integer power of ten, which IEEE 754 rounds
 correctly: ``BD F0`` gives exactly the float nearest 18.9 (``189 * 0.1`` would not).
 
-Encoding (for simulators and tests) follows the §1.1 guidance: the largest exponent that
+Encoding (for simulators and tests) follows the usual guidance: the largest exponent that
 keeps the value exact, mantissa magnitude kept below the reserved words (≤ 2045 for
 SFLOAT, like Nordic's encoder; ≤ 2^23 - 3 for FLOAT), and round half away from zero when
 precision must be lost.

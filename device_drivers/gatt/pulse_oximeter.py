@@ -1,6 +1,6 @@
 """Pulse Oximeter Service: PLX Spot-Check 0x2A5E, PLX Continuous 0x2A5F, PLX Features 0x2A60.
 
-DEVICES.md §5.6–5.7. Decisions (§8):
+Byte layouts and the reasons for these decisions: ``docs/devices.md``. Decisions:
 
 * Status bits become flags named after the spec (``measurement_ongoing``,
   ``questionable_measurement``, ``low_perfusion``, ``sensor_displaced`` …).
@@ -30,10 +30,11 @@ from device_drivers.gatt._common import (
     ContextValue,
     device_time_of,
     flag_names,
+    note_trailing_bytes,
     positive_number,
     secondary_number,
 )
-from device_drivers.gatt._wire import FieldReader, pack_uint, require_together
+from device_drivers.gatt._wire import FieldReader, pack_uint, padding, require_together
 from device_drivers.gatt.datetime_fields import DateTimeFields, encode_date_time, read_date_time
 from device_drivers.gatt.ieee11073 import DecodedFloat, encode_sfloat, read_sfloat
 from device_drivers.measurement import Disposition, Measurement
@@ -134,6 +135,8 @@ class PlxSpotCheckFields:
     pulse_amplitude_index: DecodedFloat | None = None
     """%."""
     clock_not_set: bool = False
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,8 @@ class PlxContinuousFields:
     measurement_status: PlxMeasurementStatus | None = None
     device_sensor_status: PlxDeviceSensorStatus | None = None
     pulse_amplitude_index: DecodedFloat | None = None
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +163,8 @@ class PlxFeaturesFields:
     supported: PlxSupportedFeatures
     measurement_status_support: PlxMeasurementStatus | None = None
     device_sensor_status_support: PlxDeviceSensorStatus | None = None
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 def _read_measurement_status(reader: FieldReader) -> PlxMeasurementStatus:
@@ -193,6 +200,7 @@ def parse_plx_spot_check_fields(data: bytes) -> PlxSpotCheckFields:
         device_sensor_status=device,
         pulse_amplitude_index=pai,
         clock_not_set=bool(flags & _SC_CLOCK_NOT_SET),
+        trailing_bytes=reader.trailing_bytes(),
     )
 
 
@@ -232,6 +240,7 @@ def encode_plx_spot_check(fields: PlxSpotCheckFields) -> bytes:
     out += _encode_statuses(
         fields.measurement_status, fields.device_sensor_status, fields.pulse_amplitude_index
     )
+    out += padding(fields.trailing_bytes)
     return bytes(out)
 
 
@@ -267,6 +276,7 @@ def parse_plx_continuous_fields(data: bytes) -> PlxContinuousFields:
         measurement_status=status,
         device_sensor_status=device,
         pulse_amplitude_index=pai,
+        trailing_bytes=reader.trailing_bytes(),
     )
 
 
@@ -297,6 +307,7 @@ def encode_plx_continuous(fields: PlxContinuousFields) -> bytes:
     out += _encode_statuses(
         fields.measurement_status, fields.device_sensor_status, fields.pulse_amplitude_index
     )
+    out += padding(fields.trailing_bytes)
     return bytes(out)
 
 
@@ -308,10 +319,12 @@ def _measurement(
     device_time_stamp: DateTimeFields | None,
     extras: dict[str, DecodedFloat | None],
     flags: set[str],
+    trailing_bytes: int,
 ) -> Measurement:
     flags |= flag_names(measurement_status) | flag_names(device_sensor_status)
     context: dict[str, ContextValue] = {}
     device_time = device_time_of(device_time_stamp, flags, context)
+    note_trailing_bytes(trailing_bytes, context)
     spo2_percent = positive_number("spo2", spo2, flags, context)
     pulse = positive_number("pulse", pulse_rate, flags, context)
     for name, value in extras.items():
@@ -351,6 +364,7 @@ def spot_check_to_measurement(fields: PlxSpotCheckFields) -> Measurement:
         fields.timestamp,
         {"pulse_amplitude_index_percent": fields.pulse_amplitude_index},
         {"clock_not_set"} if fields.clock_not_set else set(),
+        fields.trailing_bytes,
     )
 
 
@@ -370,6 +384,7 @@ def continuous_to_measurement(fields: PlxContinuousFields) -> Measurement:
             "pulse_amplitude_index_percent": fields.pulse_amplitude_index,
         },
         set(),
+        fields.trailing_bytes,
     )
 
 
@@ -405,7 +420,7 @@ def parse_plx_features(data: bytes) -> PlxFeaturesFields:
     device_support = None
     if supported & PlxSupportedFeatures.DEVICE_SENSOR_STATUS:
         device_support = _read_device_sensor_status(reader)
-    return PlxFeaturesFields(supported, status_support, device_support)
+    return PlxFeaturesFields(supported, status_support, device_support, reader.trailing_bytes())
 
 
 def encode_plx_features(fields: PlxFeaturesFields) -> bytes:
@@ -422,4 +437,5 @@ def encode_plx_features(fields: PlxFeaturesFields) -> bytes:
     if supported & PlxSupportedFeatures.DEVICE_SENSOR_STATUS:
         device = fields.device_sensor_status_support or PlxDeviceSensorStatus(0)
         out += pack_uint(int(device), 3, "device_and_sensor_status_support")
+    out += padding(fields.trailing_bytes)
     return bytes(out)

@@ -1,4 +1,4 @@
-"""Record Access Control Point 0x2A52 (GLS, CGMS, PLXS …), DEVICES.md §3.4.
+"""Record Access Control Point 0x2A52 (GLS, CGMS, PLXS …); byte layouts in ``docs/devices.md``.
 
 A value is ``Op Code | Operator | Operand``. The client writes requests (report, delete,
 abort, count); the server indicates a record count (op 0x05) or a response code (op
@@ -12,7 +12,11 @@ Decisions:
   rather than failing, so a server can answer "not supported" and a client can report
   the code it got. Only truncation raises :class:`InvalidFrame`.
 * A record count is uint16 per GLS/CGMS/PLXS, but Nordic's client also accepts 1- and
-  4-byte counts: 1 byte is read as uint8, 2–3 bytes as uint16, 4 or more as uint32.
+  4-byte counts: exactly 1 byte is read as uint8 and exactly 4 as uint32; otherwise the
+  count is the spec's uint16.
+* Bytes after the last field a value defines are ignored and counted in
+  ``trailing_bytes`` (a 3- or 5-byte count is a uint16 followed by trailing bytes). The operand of
+  a filter type this module does not know is not trailing: it is ``unparsed_operand``.
 * Filter type 0x01 is the sequence number on GLS and the time offset (minutes since
   session start) on CGMS: same bytes, so :data:`FilterType.TIME_OFFSET` is an alias.
 """
@@ -24,7 +28,7 @@ from enum import IntEnum
 from typing import Final
 
 from device_drivers.errors import InvalidFrame, ProtocolError
-from device_drivers.gatt._wire import FieldReader, pack_uint
+from device_drivers.gatt._wire import FieldReader, pack_uint, padding
 from device_drivers.gatt.datetime_fields import DateTimeFields, encode_date_time, read_date_time
 from device_drivers.gatt.errors import UnencodableValue
 
@@ -77,7 +81,7 @@ class ResponseCode(IntEnum):
     OPERAND_NOT_SUPPORTED = 0x09
 
 
-# ATT application errors on the RACP write itself: then no indication follows (§3.4).
+# ATT application errors on the RACP write itself: then no indication follows.
 GLS_ATT_ERROR_PROCEDURE_ALREADY_IN_PROGRESS: Final = 0x80
 """Nordic's GLS server: a RACP procedure is still running."""
 GLS_ATT_ERROR_CCCD_IMPROPERLY_CONFIGURED: Final = 0x81
@@ -96,8 +100,10 @@ _OPERAND_VALUE_COUNT: Final[dict[int, int]] = {
     Operator.GREATER_THAN_OR_EQUAL: 1,
     Operator.WITHIN_RANGE: 2,
 }
-_UINT16_COUNT_MIN_BYTES: Final = 2
-_UINT32_COUNT_MIN_BYTES: Final = 4
+_UINT8_COUNT_BYTES: Final = 1
+"""A count of exactly one byte: some servers send uint8 (Nordic's client accepts it)."""
+_UINT32_COUNT_BYTES: Final = 4
+"""A count of exactly four bytes: some servers send uint32 (Nordic's client accepts it)."""
 
 
 class RacpProcedureFailed(ProtocolError):
@@ -142,6 +148,8 @@ class RacpRequest:
     filter_type: FilterType | int | None = None
     operands: tuple[int, ...] | tuple[DateTimeFields, ...] = ()
     unparsed_operand: bytes = b""
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +160,8 @@ class RacpResponse:
     request_op_code: OpCode | int | None = None
     response_code: ResponseCode | int | None = None
     number_of_records: int | None = None
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
     def raise_for_error(self) -> None:
         """Raise unless this is a count or a response code ``SUCCESS``/``NO_RECORDS_FOUND``.
@@ -192,6 +202,7 @@ def encode_racp_request(request: RacpRequest) -> bytes:
         else:
             out += pack_uint(value, 2, "operand")
     out += request.unparsed_operand
+    out += padding(request.trailing_bytes)
     return bytes(out)
 
 
@@ -206,14 +217,20 @@ def parse_racp_request(data: bytes) -> RacpRequest:
     operator = _known(Operator, reader.uint8("operator"))
     count = _OPERAND_VALUE_COUNT.get(int(operator))
     if count is None:
-        return RacpRequest(op_code=op_code, operator=operator)
+        return RacpRequest(
+            op_code=op_code, operator=operator, trailing_bytes=reader.trailing_bytes()
+        )
     filter_type = _known(FilterType, reader.uint8("filter_type"))
     if filter_type == FilterType.SEQUENCE_NUMBER:
         numbers = tuple(reader.uint16(f"operand[{index}]") for index in range(count))
-        return RacpRequest(op_code, operator, filter_type, numbers)
+        return RacpRequest(
+            op_code, operator, filter_type, numbers, trailing_bytes=reader.trailing_bytes()
+        )
     if filter_type == FilterType.USER_FACING_TIME:
         times = tuple(read_date_time(reader, f"operand[{index}]") for index in range(count))
-        return RacpRequest(op_code, operator, filter_type, times)
+        return RacpRequest(
+            op_code, operator, filter_type, times, trailing_bytes=reader.trailing_bytes()
+        )
     return RacpRequest(op_code, operator, filter_type, (), reader.rest())
 
 
@@ -228,17 +245,26 @@ def parse_racp_response(data: bytes) -> RacpResponse:
     reader.uint8("operator")
     if op_code == OpCode.NUMBER_OF_STORED_RECORDS_RESPONSE:
         size = reader.remaining
-        if size >= _UINT32_COUNT_MIN_BYTES:
+        if size == _UINT32_COUNT_BYTES:
             count = reader.uint32("number_of_records")
-        elif size >= _UINT16_COUNT_MIN_BYTES:
-            count = reader.uint16("number_of_records")
-        else:
+        elif size == _UINT8_COUNT_BYTES:
             count = reader.uint8("number_of_records")
-        return RacpResponse(OpCode.NUMBER_OF_STORED_RECORDS_RESPONSE, number_of_records=count)
+        else:
+            count = reader.uint16("number_of_records")
+        return RacpResponse(
+            OpCode.NUMBER_OF_STORED_RECORDS_RESPONSE,
+            number_of_records=count,
+            trailing_bytes=reader.trailing_bytes(),
+        )
     if op_code == OpCode.RESPONSE_CODE:
         request_op = _known(OpCode, reader.uint8("request_op_code"))
         code = _known(ResponseCode, reader.uint8("response_code"))
-        return RacpResponse(OpCode.RESPONSE_CODE, request_op_code=request_op, response_code=code)
+        return RacpResponse(
+            OpCode.RESPONSE_CODE,
+            request_op_code=request_op,
+            response_code=code,
+            trailing_bytes=reader.trailing_bytes(),
+        )
     raise InvalidFrame(
         f"op code 0x{op_code:02X} is not a response (0x05 count or 0x06 response code)",
         offset=0,

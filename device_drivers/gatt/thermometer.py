@@ -1,7 +1,7 @@
 """Health Thermometer Service: Temperature Measurement 0x2A1C, Temperature Type 0x2A1D,
 Intermediate Temperature 0x2A1E.
 
-DEVICES.md §5.5. Decisions (§8):
+Byte layouts and the reasons for these decisions: ``docs/devices.md``. Decisions:
 
 * The temperature is a 32-bit FLOAT in °C or °F (flags bit 0); values are converted to °C
   through :mod:`readings.units`; ``source_unit`` is ``Cel`` or ``[degF]``.
@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from device_drivers.gatt._common import ContextValue, device_time_of
-from device_drivers.gatt._wire import FieldReader, pack_uint
+from device_drivers.gatt._common import ContextValue, device_time_of, note_trailing_bytes
+from device_drivers.gatt._wire import FieldReader, pack_uint, padding
 from device_drivers.gatt.datetime_fields import DateTimeFields, encode_date_time, read_date_time
 from device_drivers.gatt.ieee11073 import DecodedFloat, SpecialValue, encode_float, read_float
 from device_drivers.measurement import Disposition, Measurement
@@ -54,6 +54,8 @@ class TemperatureMeasurementFields:
     """°C, or °F when ``fahrenheit``."""
     timestamp: DateTimeFields | None = None
     temperature_type: int | None = None
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 def parse_temperature_fields(data: bytes) -> TemperatureMeasurementFields:
@@ -72,6 +74,7 @@ def parse_temperature_fields(data: bytes) -> TemperatureMeasurementFields:
         temperature=temperature,
         timestamp=timestamp,
         temperature_type=temperature_type,
+        trailing_bytes=reader.trailing_bytes(),
     )
 
 
@@ -92,6 +95,7 @@ def encode_temperature(fields: TemperatureMeasurementFields) -> bytes:
         out += encode_date_time(fields.timestamp, field="time_stamp")
     if fields.temperature_type is not None:
         out += pack_uint(fields.temperature_type, 1, "temperature_type")
+    out += padding(fields.trailing_bytes)
     return bytes(out)
 
 
@@ -101,6 +105,7 @@ def to_measurement(fields: TemperatureMeasurementFields) -> Measurement:
     flags: set[str] = set()
     context: dict[str, ContextValue] = {}
     device_time = device_time_of(fields.timestamp, flags, context)
+    note_trailing_bytes(fields.trailing_bytes, context)
     if fields.temperature_type in TEMPERATURE_TYPE_NAMES:
         context["temperature_type"] = TEMPERATURE_TYPE_NAMES[fields.temperature_type]
     values = None

@@ -1,4 +1,4 @@
-"""Service and characteristic UUIDs (DEVICES.md §2), as 128-bit lower-case strings.
+"""Service and characteristic UUIDs, as 128-bit lower-case strings (map in ``docs/devices.md``).
 
 16-bit assigned numbers expand into the Bluetooth base UUID
 ``0000xxxx-0000-1000-8000-00805f9b34fb``, the form bleak, BlueZ and Android use.

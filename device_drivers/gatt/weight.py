@@ -1,6 +1,6 @@
 """Weight Scale Service: Weight Measurement 0x2A9D and Weight Scale Feature 0x2A9E.
 
-DEVICES.md §5.4. Decisions (§8):
+Byte layouts and the reasons for these decisions: ``docs/devices.md``. Decisions:
 
 * Resolutions are fixed by the characteristic: weight 0.005 kg or 0.01 lb, BMI 0.1,
   height 0.001 m or 0.1 in. The feature's resolution is only a precision hint and never
@@ -20,8 +20,19 @@ from dataclasses import dataclass
 from enum import IntFlag
 from typing import Final
 
-from device_drivers.gatt._common import ContextValue, device_time_of, positive_number
-from device_drivers.gatt._wire import UINT16_MAX, FieldReader, pack_uint, require_together
+from device_drivers.gatt._common import (
+    ContextValue,
+    device_time_of,
+    note_trailing_bytes,
+    positive_number,
+)
+from device_drivers.gatt._wire import (
+    UINT16_MAX,
+    FieldReader,
+    pack_uint,
+    padding,
+    require_together,
+)
 from device_drivers.gatt.datetime_fields import DateTimeFields, encode_date_time, read_date_time
 from device_drivers.gatt.errors import UnencodableValue
 from device_drivers.measurement import Disposition, Measurement
@@ -87,6 +98,8 @@ class WeightMeasurementFields:
     user_id: int | None = None
     bmi: float | None = None
     height: float | None = None
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +109,8 @@ class WeightScaleFeatureFields:
     features: WeightScaleFeature
     weight_resolution_code: int
     height_resolution_code: int
+    trailing_bytes: int = 0
+    """Bytes after the last defined field: ignored, and counted here."""
 
     @property
     def weight_resolution(self) -> tuple[float, float] | None:
@@ -137,7 +152,9 @@ def parse_weight_fields(data: bytes) -> WeightMeasurementFields:
     weight = None
     if raw_weight != WEIGHT_UNSUCCESSFUL:
         weight = raw_weight / (WEIGHT_STEPS_PER_POUND if imperial else WEIGHT_STEPS_PER_KG)
-    return WeightMeasurementFields(imperial, weight, timestamp, user_id, bmi, height)
+    return WeightMeasurementFields(
+        imperial, weight, timestamp, user_id, bmi, height, reader.trailing_bytes()
+    )
 
 
 def encode_weight(fields: WeightMeasurementFields) -> bytes:
@@ -169,6 +186,7 @@ def encode_weight(fields: WeightMeasurementFields) -> bytes:
         out += pack_uint(_steps(fields.bmi, BMI_STEPS_PER_UNIT, "bmi"), 2, "bmi")
         per_unit = HEIGHT_STEPS_PER_INCH if fields.imperial else HEIGHT_STEPS_PER_METRE
         out += pack_uint(_steps(fields.height, per_unit, "height"), 2, "height")
+    out += padding(fields.trailing_bytes)
     return bytes(out)
 
 
@@ -179,6 +197,7 @@ def to_measurement(fields: WeightMeasurementFields) -> Measurement:
     flags: set[str] = set()
     context: dict[str, ContextValue] = {}
     device_time = device_time_of(fields.timestamp, flags, context)
+    note_trailing_bytes(fields.trailing_bytes, context)
     if fields.user_id is not None and fields.user_id != USER_ID_UNKNOWN:
         context["user_id"] = fields.user_id
     values = None
@@ -226,11 +245,13 @@ def parse_weight_scale_feature(data: bytes) -> WeightScaleFeatureFields:
     Raises:
         InvalidFrame: fewer than four bytes.
     """
-    raw = FieldReader(data).uint32("weight_scale_feature")
+    reader = FieldReader(data)
+    raw = reader.uint32("weight_scale_feature")
     return WeightScaleFeatureFields(
         features=WeightScaleFeature(raw & _FEATURE_FLAGS_MASK),
         weight_resolution_code=(raw >> _WEIGHT_RESOLUTION_SHIFT) & 0x0F,
         height_resolution_code=(raw >> _HEIGHT_RESOLUTION_SHIFT) & 0x07,
+        trailing_bytes=reader.trailing_bytes(),
     )
 
 
@@ -249,4 +270,4 @@ def encode_weight_scale_feature(fields: WeightScaleFeatureFields) -> bytes:
         | fields.weight_resolution_code << _WEIGHT_RESOLUTION_SHIFT
         | fields.height_resolution_code << _HEIGHT_RESOLUTION_SHIFT
     )
-    return pack_uint(raw, 4, "weight_scale_feature")
+    return pack_uint(raw, 4, "weight_scale_feature") + padding(fields.trailing_bytes)

@@ -1,11 +1,14 @@
 """Serial glucose-meter protocols: pure parsers and encoders, no I/O.
 
-* :mod:`.onetouch_ultra2` — LifeScan OneTouch Ultra 2 ASCII commands (DEVICES.md §6.1).
+* :mod:`.onetouch_ultra2` — LifeScan OneTouch Ultra 2 ASCII commands.
 * :mod:`.astm` — ASTM E1381 framing and E1394 records as Bayer / Ascensia Contour meters
-  send them (DEVICES.md §6.2).
+  send them.
 
-:func:`decode_transfer` decodes a recorded transfer of either protocol; it is what
-``vitalgate decode --protocol`` calls.
+Byte formats, decisions and pitfalls of both: ``docs/devices.md``.
+
+:func:`decode_transfer` decodes a recorded transfer of either protocol, strictly;
+:func:`decode_input` also takes a piece of one (a OneTouch record line, an ASTM frame or
+record), and is what ``vitalgate decode --protocol`` calls.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from device_drivers.serial_protocols import astm, onetouch_ultra2
 _DECODERS: Final[dict[str, Callable[[bytes], list[Measurement]]]] = {
     "onetouch-ultra2": onetouch_ultra2.decode_dump,
     "astm": astm.decode_transfer,
+}
+_LENIENT_DECODERS: Final[dict[str, Callable[[bytes], list[Measurement]]]] = {
+    "onetouch-ultra2": onetouch_ultra2.decode_lines,
+    "astm": astm.decode_transfer_or_excerpt,
 }
 
 PROTOCOLS: Final = tuple(_DECODERS)
@@ -60,6 +67,46 @@ def decode_transfer(protocol: str, data: bytes) -> list[Measurement]:
     """
     try:
         decoder = _DECODERS[protocol]
+    except KeyError:
+        raise UnknownProtocol(protocol) from None
+    return decoder(data)
+
+
+def describe_input(protocol: str, data: bytes) -> str:
+    """What :func:`decode_input` takes ``data`` for, in words for messages.
+
+    ``onetouch-ultra2``: ``transfer`` (header line first), ``record line`` or
+    ``record lines``; ``astm``: ``transfer``, ``frame``, ``frames``, ``record`` or
+    ``records``.
+
+    Raises:
+        UnknownProtocol: ``protocol`` is not one of :data:`PROTOCOLS`.
+    """
+    if protocol == "onetouch-ultra2":
+        return onetouch_ultra2.describe_input(data)
+    if protocol == "astm":
+        return astm.describe_input(data)
+    raise UnknownProtocol(protocol)
+
+
+def decode_input(protocol: str, data: bytes) -> list[Measurement]:
+    """Decode a whole transfer or a piece cut out of one (what a technician pastes).
+
+    Args:
+        protocol: ``"onetouch-ultra2"`` — the full ``DMP`` reply, or one or more of its
+            record lines (``P "SAT","03/21/15",… 09B6``), each with its checksum; or
+            ``"astm"`` — a transfer as :func:`decode_transfer` takes it, or an excerpt:
+            one or more frames (checksums verified) or bare records such as an
+            ``R|…`` line, without the H record.
+        data: the bytes.
+
+    Raises:
+        UnknownProtocol: ``protocol`` is not one of :data:`PROTOCOLS`.
+        InvalidFrame: malformed input, naming the field and byte offset.
+        ChecksumMismatch: a line or frame checksum is wrong, with its byte offset.
+    """
+    try:
+        decoder = _LENIENT_DECODERS[protocol]
     except KeyError:
         raise UnknownProtocol(protocol) from None
     return decoder(data)

@@ -1,9 +1,10 @@
 """ASTM E1381 framing and E1394 records, as Bayer / Ascensia Contour meters send them.
 
-DEVICES.md §6.2. Pure code: frame encode/decode, a receiver state machine that is fed
-bytes and says what to answer, E1394 record parsing with the delimiters read from each
-H record, the record → :class:`~device_drivers.measurement.Measurement` mapping, and
-encoders for the simulator. The driver (:mod:`device_drivers.astm_contour`) moves bytes.
+Byte formats and pitfalls: ``docs/devices.md``. Pure code: frame encode/decode, a
+receiver state machine that is fed bytes and says what to answer, E1394 record parsing
+with the delimiters read from each H record, the record →
+:class:`~device_drivers.measurement.Measurement` mapping, and encoders for the simulator.
+The driver (:mod:`device_drivers.astm_contour`) moves bytes.
 
 Low level (E1381): the meter sends ENQ, the host answers ACK; each frame is
 ``STX FN text ETB|ETX C1 C2 CR LF`` with FN = ``'0'``–``'7'`` (first frame ``'1'``) and the
@@ -62,6 +63,7 @@ FRAME_NUMBER_MODULUS: Final = 8
 FIRST_FRAME_NUMBER: Final = 1
 
 _FRAME_TRAILER_BYTES: Final = 4  # C1 C2 CR LF
+_CHECKSUM_DIGITS: Final = 2  # C1 C2: the 8-bit checksum as two hex digits
 _HEX_DIGITS: Final = frozenset(b"0123456789ABCDEFabcdef")
 _FORBIDDEN_IN_TEXT: Final = frozenset(
     {0x01, 0x02, 0x04, 0x05, 0x06, 0x0A, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16}
@@ -214,7 +216,11 @@ def _scan_frame(buffer: bytes, base: int) -> tuple[Frame | InvalidFrame | None, 
     if wire != calculated:
         return (
             ChecksumMismatch(
-                wire=wire, calculated=calculated, offset=base + terminator + 1, field="checksum"
+                wire=wire,
+                calculated=calculated,
+                offset=base + terminator + 1,
+                field="checksum",
+                hex_digits=_CHECKSUM_DIGITS,
             ),
             used,
         )
@@ -746,10 +752,17 @@ def parse_records(records: Sequence[RecordText]) -> AstmTransfer:
     if not records:
         raise InvalidFrame("transfer holds no records", offset=0, field="header")
     first = parse_header(records[0])
-    delimiters = first.delimiters
+    results, terminated = _parse_body(records[1:], first.delimiters)
+    return AstmTransfer(header=first, results=results, terminated=terminated)
+
+
+def _parse_body(
+    records: Sequence[RecordText], delimiters: Delimiters
+) -> tuple[tuple[AstmResult, ...], bool]:
+    """The results of the records after a header, and whether an L record closed them."""
     results: list[AstmResult] = []
     terminated = False
-    for record in records[1:]:
+    for record in records:
         kind = record.text[:1]
         if kind not in _KNOWN_RECORD_TYPES:
             raise InvalidFrame(
@@ -762,11 +775,15 @@ def parse_records(records: Sequence[RecordText]) -> AstmTransfer:
             results.append(parse_result(record, delimiters))
         elif kind == "L":
             terminated = True
-    return AstmTransfer(header=first, results=tuple(results), terminated=terminated)
+    return tuple(results), terminated
 
 
-def result_to_measurement(result: AstmResult, header: AstmHeader) -> Measurement | None:
-    """The measurement an R record stands for; ``None`` for results of other tests."""
+def result_to_measurement(result: AstmResult, header: AstmHeader | None) -> Measurement | None:
+    """The measurement an R record stands for; ``None`` for results of other tests.
+
+    Without the session's header (an R record decoded on its own) the meter's range is
+    unknown, so a HI/LO result keeps the value the meter sent.
+    """
     if not result.is_glucose:
         return None
     unit = GLUCOSE_UNITS[result.unit.lower()]
@@ -785,7 +802,7 @@ def result_to_measurement(result: AstmResult, header: AstmHeader) -> Measurement
     if "D" in codes:
         context["logbook"] = True
     value = to_canonical(float(result.value), unit)
-    meter_range = header.range_mg_dl
+    meter_range = header.range_mg_dl if header is not None else None
     if ">" in codes:
         flags.add("result_high")
         if meter_range is not None:
@@ -825,10 +842,14 @@ def transfer_measurements(transfer: AstmTransfer) -> list[Measurement]:
     which stays the same across transfers and still tells apart two readings taken in
     the same minute.
     """
+    return _measurements(transfer.results, transfer.header)
+
+
+def _measurements(results: Sequence[AstmResult], header: AstmHeader | None) -> list[Measurement]:
     out = []
     ordinals: Counter[datetime | None] = Counter()
-    for result in transfer.results:
-        measurement = result_to_measurement(result, transfer.header)
+    for result in results:
+        measurement = result_to_measurement(result, header)
         if measurement is not None:
             ordinal = ordinals[measurement.device_time]
             ordinals[measurement.device_time] += 1
@@ -853,30 +874,109 @@ def parse_transfer(data: bytes) -> AstmTransfer:
         InvalidFrame: the first malformed frame or record (field and stream offset).
         ChecksumMismatch: the first frame whose checksum is wrong.
     """
+    return parse_records(_records_of(data))
+
+
+def _records_of(data: bytes) -> Sequence[RecordText]:
+    """The records in ``data``: reassembled from frames when it holds an STX, else one
+    record per line."""
     if STX not in data:
-        return parse_records(_record_lines(data))
+        return _record_lines(data)
     receiver = AstmReceiver()
     for step in receiver.feed(data):
         if step.rejected is not None:
             raise step.rejected
     if receiver.pending_bytes:
+        last_frame = data[data.rindex(STX) :]
+        end = max(last_frame.rfind(ETX), last_frame.rfind(ETB))
+        if end >= 0:
+            after = len(last_frame) - end - 1
+            raise InvalidFrame(
+                f"the frame ends {after} byte(s) after its ETB/ETX; two checksum digits "
+                "and CR LF must follow",
+                offset=receiver.stream_offset,
+                field="checksum" if after < _CHECKSUM_DIGITS else "frame_trailer",
+            )
         raise InvalidFrame(
-            "transfer ends inside a frame",
+            "the bytes end inside a frame (no ETB/ETX after its text)",
             offset=receiver.stream_offset,
             field="terminator",
         )
     if receiver.inside_record:
         raise InvalidFrame(
-            "transfer ends inside a record (no CR or ETX after its last frame)",
+            "the bytes end inside a record: the last frame is an ETB frame whose text has "
+            "no closing CR, so the record continues in a frame not given",
             offset=receiver.stream_offset,
             field="text",
         )
-    return parse_records(receiver.records)
+    return receiver.records
 
 
 def decode_transfer(data: bytes) -> list[Measurement]:
     """The glucose measurements of one transfer (see :func:`parse_transfer`)."""
     return transfer_measurements(parse_transfer(data))
+
+
+def is_whole_transfer(data: bytes) -> bool:
+    """Whether ``data`` is a whole transfer rather than an excerpt of one.
+
+    A transfer opens with ENQ (a session capture), ends with EOT, or its first record is
+    the H record; anything else (an ``R|…`` line, one frame out of the middle of a
+    session) is an excerpt.
+    """
+    if STX in data:
+        if ENQ in data or EOT in data:
+            return True
+        first = data.index(STX)
+        return data[first + 2 : first + 3] == b"H"
+    lines = _record_lines(data)
+    return not lines or lines[0].text.startswith("H")
+
+
+def describe_input(data: bytes) -> str:
+    """What ``data`` is, in words for messages: ``transfer``, ``frame``, ``frames``,
+    ``record`` or ``records``."""
+    if is_whole_transfer(data):
+        return "transfer"
+    if STX in data:
+        return "frame" if data.count(STX) == 1 else "frames"
+    return "record" if len(_record_lines(data)) == 1 else "records"
+
+
+def parse_excerpt(data: bytes) -> tuple[AstmResult, ...]:
+    """The results of records cut out of a transfer: one or more frames (STX, frame
+    number, text, ETB/ETX, checksum, CR LF; every checksum is verified) or bare records one
+    per line, without the H record.
+
+    Without an H record the records are read with the default delimiters ``|\\^&``
+    (the ones every Contour declares); an H record inside the excerpt sets them for the
+    records after it, as in a transfer.
+
+    Raises:
+        InvalidFrame: no record, or the first malformed frame or record (field and offset).
+        ChecksumMismatch: a frame's checksum is wrong.
+    """
+    records = _records_of(data)
+    if not records:
+        raise InvalidFrame("no record in the input", offset=0, field="record_type")
+    results, _ = _parse_body(records, Delimiters())
+    return results
+
+
+def decode_excerpt(data: bytes) -> list[Measurement]:
+    """The glucose measurements of an excerpt (see :func:`parse_excerpt`).
+
+    ``seq`` is the ordinal among the excerpt's results with the same timestamp, as for a
+    transfer; HI/LO results keep the value sent (the meter's range is in the header).
+    """
+    return _measurements(parse_excerpt(data), None)
+
+
+def decode_transfer_or_excerpt(data: bytes) -> list[Measurement]:
+    """A whole transfer, or an excerpt of one, decoded (see :func:`is_whole_transfer`)."""
+    if is_whole_transfer(data):
+        return decode_transfer(data)
+    return decode_excerpt(data)
 
 
 def header_device_identity(header: AstmHeader) -> tuple[str, str, str]:

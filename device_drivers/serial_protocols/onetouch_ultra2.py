@@ -1,4 +1,4 @@
-"""LifeScan OneTouch Ultra 2: the ASCII command protocol over RS-232 (DEVICES.md §6.1).
+"""LifeScan OneTouch Ultra 2: the ASCII command protocol over RS-232 (``docs/devices.md``).
 
 Pure functions only: command builders, reply-line checksums, parsers for every reply the
 driver uses, the record → :class:`~device_drivers.measurement.Measurement` mapping, and
@@ -68,6 +68,8 @@ _DAY_NAMES: Final = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 _Y2K_CENTURY: Final = 2000
 """The firmware is not Y2K-aware: it keeps two year digits."""
 _CHECKSUM_TRAILER: Final = re.compile(rb" ([0-9A-F]{4})\r?\n?$")
+_RECORD_LINE_START: Final = b'P "'
+"""A record line starts ``P "`` (a quoted day of week); the header ``P `` and digits."""
 _NOT_IN_CABLE: Final = b"\x00"
 """Tidepool: a reply of one zero byte means the meter is not in its cable or is switched on."""
 
@@ -466,6 +468,54 @@ def decode_dump(data: bytes) -> list[Measurement]:
     """The measurements of a complete ``DMP`` reply, in the meter's order."""
     _, records = parse_dump(data)
     return [record_to_measurement(record) for record in records]
+
+
+def starts_with_record_line(data: bytes) -> bool:
+    """Whether the first non-blank line of ``data`` is a record line (``P "…``) rather
+    than the dump header (``P 003,…``): how an excerpt is told from a whole dump."""
+    lines = _lines(data)
+    return bool(lines) and lines[0][0].startswith(_RECORD_LINE_START)
+
+
+def describe_input(data: bytes) -> str:
+    """What :func:`decode_lines` takes ``data`` for: ``transfer`` (header line first),
+    ``record line`` or ``record lines``."""
+    if not starts_with_record_line(data):
+        return "transfer"
+    return "record line" if len(_lines(data)) == 1 else "record lines"
+
+
+def parse_record_lines(data: bytes) -> list[OneTouchRecord]:
+    """Record lines cut out of a ``DMP`` reply (one or more, no header line).
+
+    Each line must carry its checksum, as the meter sent it: the checksum is what tells
+    a faithful copy from a mistyped one.
+
+    Raises:
+        InvalidFrame: no line, or a malformed line (field and offset in ``data``).
+        ChecksumMismatch: a line's checksum is wrong (offset of the checksum in ``data``).
+    """
+    lines = _lines(data)
+    if not lines:
+        raise InvalidFrame("no record line", offset=0, field="record")
+    return [parse_record(verify_line(line, offset=start), offset=start) for line, start in lines]
+
+
+def decode_record_lines(data: bytes) -> list[Measurement]:
+    """The measurements of record lines cut out of a dump (see :func:`parse_record_lines`)."""
+    return [record_to_measurement(record) for record in parse_record_lines(data)]
+
+
+def decode_lines(data: bytes) -> list[Measurement]:
+    """A whole ``DMP`` reply, or record lines cut out of one, decoded.
+
+    Raises:
+        InvalidFrame: as :func:`parse_dump` or :func:`parse_record_lines`.
+        ChecksumMismatch: a line's checksum is wrong.
+    """
+    if starts_with_record_line(data):
+        return decode_record_lines(data)
+    return decode_dump(data)
 
 
 # Encoders (simulator, tests).

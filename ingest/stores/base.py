@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ingest.errors import IngestError
 from readings.model import Kind, Reading
 
 ValueNumbers = float | tuple[float, ...]
@@ -24,7 +25,7 @@ ValueNumbers = float | tuple[float, ...]
 ContextValue = str | int | float | bool
 
 
-class StoreError(Exception):
+class StoreError(IngestError):
     """Root of every error a reading store raises."""
 
 

@@ -25,7 +25,7 @@ def _decimal_float(mantissa: int, exponent: int) -> float:
 
 
 sfloat_numbers = st.builds(_decimal_float, st.integers(-2045, 2045), st.integers(-8, 7))
-"""Every number an SFLOAT encoder may write (|mantissa| ≤ 2045, DEVICES.md §1.1)."""
+"""Every number an SFLOAT encoder may write (|mantissa| ≤ 2045, docs/devices.md)."""
 float_numbers = st.builds(
     _decimal_float, st.integers(-(2**23) + 3, 2**23 - 3), st.integers(-128, 127)
 )

@@ -1,4 +1,4 @@
-"""ASTM E1381/E1394 as Contour meters speak it: recorded frames (DEVICES.md §6.2)."""
+"""ASTM E1381/E1394 as Contour meters speak it: recorded frames (docs/devices.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from device_drivers.base import DeviceInfo
 from device_drivers.errors import ChecksumMismatch, DriverError, InvalidFrame, ProtocolError
 from device_drivers.measurement import Disposition
-from device_drivers.serial_protocols import astm, decode_transfer
+from device_drivers.serial_protocols import astm, decode_input, decode_transfer
 from readings.units import Unit, mmol_per_l_to_mg_per_dl
 
 FRAMES = Path(__file__).parent / "frames" / "astm"
@@ -513,3 +513,96 @@ def test_near_valid_streams_never_break_the_receiver(parts: list[bytes], noise: 
             assert step.reply in (astm.ACK, astm.NAK, b"")
     with contextlib.suppress(DriverError):
         decode_transfer("astm", data)
+
+
+# --- Excerpts: one frame or one record cut out of a transfer ------------------------
+
+SESSION = (FRAMES / "contour_usb_session.bin").read_bytes()
+
+
+def test_one_recorded_frame_decodes_on_its_own() -> None:
+    assert RESULT_FRAME in SESSION
+    assert astm.describe_input(RESULT_FRAME) == "frame"
+    (measurement,) = decode_input("astm", RESULT_FRAME)
+    assert measurement.device_time == datetime(2015, 5, 26, 11, 50)
+    assert measurement.values is not None
+    glucose = measurement.values.as_dict()["glucose"]
+    assert isinstance(glucose, float)
+    assert mmol_per_l_to_mg_per_dl(glucose) == pytest.approx(93)
+    assert dict(measurement.context)["meal"] == "postprandial"
+
+
+def test_one_record_line_decodes_on_its_own_with_default_delimiters() -> None:
+    assert astm.describe_input(RESULT.encode()) == "record"
+    (measurement,) = decode_input("astm", RESULT.encode() + b"\r\n")
+    assert (measurement.seq, measurement.source_unit) == (0, Unit.MG_PER_DL)
+    assert measurement.device_time == datetime(2015, 5, 26, 11, 50)
+
+
+def test_records_other_than_results_decode_to_no_reading() -> None:
+    assert decode_input("astm", b"P|1") == []
+    assert decode_input("astm", b"L|1||N") == []
+
+
+def test_excerpt_hi_result_keeps_the_sent_value_without_the_header() -> None:
+    (measurement,) = decode_input("astm", b"R|2|^^^Glucose|35.0|mmol/L^B||>/D||201505261140")
+    assert "result_high" in measurement.flags
+    assert measurement.values is not None
+    assert measurement.values.as_dict()["glucose"] == pytest.approx(35.0)
+
+
+def test_excerpt_frame_with_a_wrong_checksum_says_so() -> None:
+    corrupted = RESULT_FRAME.replace(b"|93|", b"|98|")
+    with pytest.raises(ChecksumMismatch) as caught:
+        decode_input("astm", corrupted)
+    assert caught.value.field == "checksum"
+    assert caught.value.offset == len(RESULT_FRAME) - 4
+    assert "checksum mismatch: frame says 0x74, contents give 0x79" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "offset"),
+    [
+        # Pasted without CR LF: the checksum is there, the trailer is not.
+        (RESULT_FRAME[:-2], "frame_trailer", len(RESULT_FRAME) - 2),
+        (RESULT_FRAME[:-3], "checksum", len(RESULT_FRAME) - 3),
+        (RESULT_FRAME[:25], "terminator", 25),
+        # An ETB frame whose text has no CR: the record goes on in the next frame.
+        (astm.encode_frame(3, RESULT.encode()[:20], final=False), "text", 27),
+        (b"X|1|2", "record_type", 0),
+        (b"R|3|^^^Glucose|9x3|mg/dL^P||A||201505261150", "result.value", 15),
+        (b"\x06\x06", "record_type", 0),
+    ],
+)
+def test_malformed_excerpt_names_field_and_offset(data: bytes, field: str, offset: int) -> None:
+    with pytest.raises(InvalidFrame) as caught:
+        decode_input("astm", data)
+    assert (caught.value.field, caught.value.offset) == (field, offset)
+
+
+@pytest.mark.parametrize(
+    ("data", "shape"),
+    [
+        (SESSION, "transfer"),
+        (SESSION[1:-1], "transfer"),  # frames only, the first is the H record's
+        (HEADER.encode(), "transfer"),
+        (RESULT_FRAME + RESULT_FRAME.replace(b"\x025", b"\x026"), "frames"),
+        (f"{RESULT}\nL|1||N".encode(), "records"),
+    ],
+)
+def test_whole_transfers_are_told_from_excerpts(data: bytes, shape: str) -> None:
+    assert astm.describe_input(data) == shape
+
+
+def test_a_whole_transfer_still_decodes_strictly() -> None:
+    assert decode_input("astm", SESSION) == decode_transfer("astm", SESSION)
+    assert len(decode_input("astm", SESSION)) == 5
+    with pytest.raises(InvalidFrame) as caught:
+        decode_input("astm", SESSION.replace(b"\x023R|8", b"\x023X|8").replace(b"C3\r", b"C9\r"))
+    assert caught.value.field == "record_type"
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_excerpts_raise_only_driver_errors(data: bytes) -> None:
+    with contextlib.suppress(DriverError):
+        decode_input("astm", data)

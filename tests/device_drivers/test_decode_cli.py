@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import typer
@@ -114,7 +115,7 @@ def test_unknown_protocol_is_a_usage_error() -> None:
 
 
 def test_serial_protocol_transfer_from_stdin() -> None:
-    # Contour USB header and result records of DEVICES.md §6.2, bare, one per line.
+    # Contour USB header and result records of docs/devices.md, bare, one per line.
     transfer = (
         b"H|\\^&||7w3LBL|Bayer7390^01.24\\01.04\\09.02.20^7390-2336773^7403-|"
         b"A=1^C=63^G=1^I=0200^R=0^S=1^U=0^V=10600^X=070070070070180130150250"
@@ -140,3 +141,80 @@ def test_the_project_command_line() -> None:
     )
     assert result.exit_code == 0
     assert json.loads(result.stdout)[0]["kind"] == "blood_pressure"
+
+
+FRAMES = Path(__file__).parent / "frames"
+CONTOUR_RESULT_FRAME = (
+    "02 35" + b"R|3|^^^Glucose|93|mg/dL^P||A/M0/T1||201505261150\r".hex() + "17 3734 0D0A"
+)
+
+
+def test_one_onetouch_record_line() -> None:
+    dump = (FRAMES / "onetouch_ultra2" / "tidepool_dump.txt").read_bytes()
+    line = dump.splitlines()[1].decode()
+    code, out, err = _run("--protocol", "onetouch-ultra2", "--text", line)
+    assert (code, err) == (0, "")
+    [reading] = json.loads(out)
+    assert (reading["device_time"], reading["context"]) == (
+        "2015-03-21T16:45:24.000",
+        {"comment": "mild_exercise"},
+    )
+
+
+def test_one_astm_frame_as_hex() -> None:
+    code, out, err = _run("--protocol", "astm", "--hex", CONTOUR_RESULT_FRAME)
+    assert (code, err) == (0, "")
+    [reading] = json.loads(out)
+    assert (reading["device_time"], reading["context"]["meal"]) == (
+        "2015-05-26T11:50:00.000",
+        "postprandial",
+    )
+
+
+def test_one_astm_record_as_text() -> None:
+    code, out, err = _run(
+        "--protocol", "astm", "--text", "R|8|^^^Glucose|133|mg/dL^P||B/X||201202052034"
+    )
+    assert (code, err) == (0, "")
+    [reading] = json.loads(out)
+    assert (reading["seq"], reading["context"]["meal"]) == (0, "preprandial")
+
+
+def test_whole_recorded_session_from_stdin() -> None:
+    session = (FRAMES / "astm" / "contour_usb_session.bin").read_bytes()
+    code, out, err = _run("--protocol", "astm", "--text", "-", stdin=session)
+    assert (code, err) == (0, "")
+    assert len(json.loads(out)) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--protocol", "astm", "--hex", CONTOUR_RESULT_FRAME.replace("3734", "3735")),
+            "cannot decode astm frame (56 bytes): checksum at offset 52: "
+            "checksum mismatch: frame says 0x75, contents give 0x74",
+        ),
+        (
+            (
+                "--protocol",
+                "onetouch-ultra2",
+                "--text",
+                'P "SAT","03/21/15","16:45:24   ","  081 ","N","03", 00 09B7',
+            ),
+            "cannot decode onetouch-ultra2 record line (59 bytes): checksum at offset 55: "
+            "checksum mismatch",
+        ),
+        (
+            ("--protocol", "astm", "--text", "R|3|^^^Glucose|93|mg/dL^P||A||2015052611"),
+            "cannot decode astm record (40 bytes): result.date_time at offset 30",
+        ),
+    ],
+)
+def test_bad_serial_excerpt_names_what_it_was_taken_for(
+    args: tuple[str, ...], message: str
+) -> None:
+    code, out, err = _run(*args)
+    assert (code, out) == (2, "")
+    assert message in err
+    assert err.count("\n") == 1

@@ -1,5 +1,5 @@
 """Blood Pressure Measurement 0x2A35, Intermediate Cuff Pressure 0x2A36, Feature 0x2A49
-(DEVICES.md §5.1–5.2). kPa → mmHg with 1 kPa = 7.50062 mmHg (§5.1)."""
+(docs/devices.md). kPa → mmHg with 1 kPa = 7.50062 mmHg."""
 
 from __future__ import annotations
 

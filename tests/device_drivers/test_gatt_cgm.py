@@ -1,4 +1,4 @@
-"""CGM Measurement 0x2AA7, CGM Feature 0x2AA8, Session Start Time 0x2AAA (DEVICES.md §4).
+"""CGM Measurement 0x2AA7, CGM Feature 0x2AA8, Session Start Time 0x2AAA (docs/devices.md).
 
 Records with an E2E-CRC built by hand get their CRC from ``crc16_mcrf4xx``, which
 ``test_gatt_crc`` pins to the check value 0x6F91 and the CGMS §3.11 example.
@@ -146,7 +146,7 @@ def test_strict_decoding_names_the_bad_record() -> None:
 @pytest.mark.parametrize(
     ("record", "flags"),
     [
-        # Only one octet present: it is the octet its flag names (LSO-first order, §8.3).
+        # Only one octet present: it is the octet its flag names (LSO-first order).
         ("07 20 0C 10 06 00 80", {"result_high"}),  # Warning octet 0x80 → bit 23
         ("07 40 0C 10 06 00 04", {"calibration_recommended"}),  # Cal/Temp 0x04 → bit 10
         ("07 80 0C 10 06 00 02", {"battery_low"}),  # Status 0x02 → bit 1

@@ -1,4 +1,4 @@
-"""CRCs: check values and worked examples of DEVICES.md §1.5 and §6.1."""
+"""CRCs: check values and worked examples of docs/devices.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Date Time 0x2A08 and Current Time 0x2A2B (DEVICES.md §1.3–1.4)."""
+"""Date Time 0x2A08 and Current Time 0x2A2B (docs/devices.md)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_out_of_range_fields_are_kept_raw_without_a_datetime(wire: str) -> None:
 
 
 def test_trailing_bytes_are_tolerated() -> None:
-    # eisaev rejects 8-byte Date Time values; we ignore the extra byte (§8.6).
+    # eisaev rejects 8-byte Date Time values; we ignore the extra byte (docs/devices.md).
     assert parse_date_time(bytes.fromhex("E2 07 04 11 0F 33 00 FF")).year == 2018
 
 

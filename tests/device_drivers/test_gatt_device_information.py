@@ -1,4 +1,4 @@
-"""Device Information strings and System ID 0x2A23 (DEVICES.md §5.8)."""
+"""Device Information strings and System ID 0x2A23 (docs/devices.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Glucose Measurement 0x2A18, Context 0x2A34 and Feature 0x2A51 (DEVICES.md §3.1–3.3).
+"""Glucose Measurement 0x2A18, Context 0x2A34 and Feature 0x2A51 (docs/devices.md).
 
-Vectors are the Nordic example of §3.1 plus values built by hand from the field tables;
+Vectors are the Nordic example plus values built by hand from the field tables;
 each comment derives the expected value from the spec. Glucose in mmol/L uses
-1 mmol/L = 18.0156 mg/dL (molar mass 180.156 g/mol, §3.1).
+1 mmol/L = 18.0156 mg/dL (molar mass 180.156 g/mol).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def test_nordic_example() -> None:
     assert measurement.kind is Kind.GLUCOSE
     assert measurement.seq == 1
     assert measurement.source_unit is Unit.KG_PER_L
-    # User-facing time = base + offset: 11:10:30 - 5 min (§3.5; xDrip subtracts: a bug).
+    # User-facing time = base + offset: 11:10:30 - 5 min (xDrip subtracts: a bug).
     assert measurement.device_time == datetime(2019, 2, 27, 11, 5, 30)
     assert measurement.context == {
         "time_offset_minutes": -5,
@@ -128,7 +128,7 @@ def test_mol_per_litre(concentration: str, mmol_per_l: float) -> None:
 
 
 def test_scale_bug_is_flagged_not_rescaled() -> None:
-    # 26 D2 = 550 x 10^-3 mol/L = 550 mmol/L (the later nRF5 samples' exponent, §8.1).
+    # 26 D2 = 550 x 10^-3 mol/L = 550 mmol/L (the later nRF5 samples' exponent).
     measurement = parse_glucose_measurement(bytes.fromhex(f"06 01 00 {BASE_TIME} 26 D2 12"))
     assert _values(measurement) == pytest.approx({"glucose": 550.0})
     assert "glucose_out_of_range" in measurement.flags
@@ -348,9 +348,10 @@ def test_exercise_overrun() -> None:
 
 
 def test_nordic_padded_context_and_unknown_codes() -> None:
-    # Meal only (flags 0x02), 1 = preprandial, then 13 zero bytes of padding (§8.6).
+    # Meal only (flags 0x02), 1 = preprandial, then 13 zero bytes of padding: ignored,
+    # and counted.
     fields = parse_glucose_context_fields(bytes.fromhex("02 05 00 01" + " 00" * 13))
-    assert fields == GlucoseContextFields(sequence_number=5, meal=1)
+    assert fields == GlucoseContextFields(sequence_number=5, meal=1, trailing_bytes=13)
     # Meal 9 is RFU: kept in the fields, left out of the reading's context.
     decoded = decode_characteristic("2A34", bytes.fromhex("02 05 00 09"))
     assert isinstance(decoded, dict)

@@ -1,4 +1,4 @@
-"""Heart Rate Measurement 0x2A37 and Body Sensor Location 0x2A38 (DEVICES.md §5.3)."""
+"""Heart Rate Measurement 0x2A37 and Body Sensor Location 0x2A38 (docs/devices.md)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_sensor_contact_codes(flags: str, contact: str, extra_flags: set[str]) -
 
 
 def test_rr_interval_to_seconds() -> None:
-    # Flags 0x10; RR 0x01CC = 460/1024 s = 449.2 ms (§5.3).
+    # Flags 0x10; RR 0x01CC = 460/1024 s = 449.2 ms.
     measurement = parse_heart_rate_measurement(bytes.fromhex("10 48 CC 01"))
     assert measurement.values == HeartRateValues(heart_rate=72.0, rr_intervals=(0.44921875,))
 
@@ -87,13 +87,15 @@ def test_energy_without_rr() -> None:
     assert measurement.values == HeartRateValues(heart_rate=72.0, energy_expended=16.0)
 
 
-def test_rr_flag_without_rr_bytes_is_accepted() -> None:
-    # Nordic rejects this; the heart rate is still valid, so we keep it (§8.6).
-    fields = parse_heart_rate_fields(bytes.fromhex("10 48"))
-    assert fields.rr_intervals_1024 == ()
-    assert parse_heart_rate_measurement(bytes.fromhex("10 48")).values == HeartRateValues(
-        heart_rate=72.0
-    )
+def test_rr_flag_without_rr_bytes_is_a_truncated_value() -> None:
+    # The flag promises RR intervals: none at all is a truncated value (Nordic agrees),
+    # never a reading that silently lacks them.
+    with pytest.raises(InvalidFrame) as error:
+        parse_heart_rate_fields(bytes.fromhex("10 48"))
+    assert (error.value.field, error.value.offset) == ("rr_interval[0]", 2)
+    with pytest.raises(UnencodableValue) as refused:
+        encode_heart_rate(HeartRateMeasurementFields(heart_rate=72, rr_intervals_1024=()))
+    assert refused.value.field == "rr_interval"
 
 
 def test_zero_rr_interval_is_dropped_and_flagged() -> None:
@@ -144,7 +146,7 @@ def measurement_fields(draw: st.DrawFn) -> HeartRateMeasurementFields:
         uint16_format=uint16_format,
         sensor_contact=draw(st.integers(0, 3)),
         energy_expended_kj=draw(st.none() | uint16),
-        rr_intervals_1024=draw(st.none() | st.tuples() | st.lists(uint16, max_size=9).map(tuple)),
+        rr_intervals_1024=draw(st.none() | st.lists(uint16, min_size=1, max_size=9).map(tuple)),
     )
 
 

@@ -1,4 +1,4 @@
-"""IEEE 11073-20601 SFLOAT/FLOAT: the worked examples of DEVICES.md §1.1–1.2."""
+"""IEEE 11073-20601 SFLOAT/FLOAT: the worked examples of docs/devices.md"""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from device_drivers.gatt import (
 )
 from tests.device_drivers.gatt_strategies import float_numbers, floats32, sfloat_numbers, sfloats
 
-# (bytes on air, value) — DEVICES.md §1.1 table; value = mantissa x 10^exponent.
+# (bytes on air, value) — docs/devices.md table; value = mantissa x 10^exponent.
 SFLOAT_EXAMPLES = [
     ("72 00", 114.0),  # 0x0072: exponent 0, mantissa 114
     ("BD F0", 18.9),  # 0xF0BD: exponent -1, mantissa 189
@@ -40,7 +40,7 @@ SFLOAT_SPECIALS = [
     ("01 08", SpecialValue.RESERVED),
 ]
 
-# DEVICES.md §1.2.
+# docs/devices.md
 FLOAT_EXAMPLES = [
     ("B0 0E 00 FE", 37.6),  # 0xFE000EB0: exponent -2, mantissa 3760
     ("DA 03 00 FF", 98.6),  # exponent -1, mantissa 986
@@ -81,7 +81,7 @@ def test_float_reserved_words_decode_to_distinct_specials(wire: str, special: Sp
 
 
 def test_biased_exponent_vector_is_not_98_percent() -> None:
-    # §1.2 pitfall: bluetooth-sig-python writes 98 % as 62 80; without bias that is
+    # Pitfall: bluetooth-sig-python writes 98 % as 62 80; without bias that is
     # exponent 0x8 = -8, mantissa 0x062 = 98 → 98e-8.
     assert decode_sfloat(bytes.fromhex("62 80")) == pytest.approx(98e-8)
 
@@ -92,7 +92,7 @@ def test_biased_exponent_vector_is_not_98_percent() -> None:
         (120.0, "0C 10"),  # largest exact exponent: 12 x 10^1
         (18.9, "BD F0"),  # 189 x 10^-1
         (-51.1, "01 FE"),  # -511 x 10^-1
-        (0.0055, "37 C0"),  # 55 x 10^-4 (largest exact exponent, §3.1 "37 C0")
+        (0.0055, "37 C0"),  # 55 x 10^-4 (largest exact exponent)
         (0.0, "00 00"),
         (2046.0, "CD 10"),  # 2046 > 2045: 204.6 → 205 x 10^1 (half away from zero)
         (-2046.0, "33 1F"),  # -205 x 10^1: 0xF33 is -205 in 12 bits, exponent 1

@@ -1,4 +1,4 @@
-"""PLX Spot-Check 0x2A5E, PLX Continuous 0x2A5F and PLX Features 0x2A60 (DEVICES.md §5.6–5.7)."""
+"""PLX Spot-Check 0x2A5E, PLX Continuous 0x2A5F and PLX Features 0x2A60 (docs/devices.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Record Access Control Point 0x2A52: the request table and responses of DEVICES.md §3.4."""
+"""Record Access Control Point 0x2A52: the request table and responses of docs/devices.md"""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from device_drivers.gatt import (
 )
 from tests.device_drivers.gatt_strategies import date_times, uint8, uint16
 
-# DEVICES.md §3.4 "Request examples (checked)".
+# docs/devices.md "Request examples (checked)".
 BUILT_REQUESTS = [
     (racp.report_all(), "01 01"),
     (racp.report_last(), "01 06"),
@@ -192,7 +192,7 @@ def test_invalid_responses(wire: str, field: str, offset: int) -> None:
 
 
 def test_response_encoders() -> None:
-    # Download end (§3.4 step 6): 06 00 01 01 success, 06 00 01 06 no records found.
+    # Download end (docs/devices.md, RACP): 06 00 01 01 success, 06 00 01 06 no records found.
     assert encode_racp_response(
         OpCode.REPORT_STORED_RECORDS, ResponseCode.SUCCESS
     ) == bytes.fromhex("06 00 01 01")
@@ -203,7 +203,7 @@ def test_response_encoders() -> None:
 
 
 def test_att_error_codes() -> None:
-    # §3.4: Nordic GLS uses 0x80/0x81; CGMS the common-profile 0xFE/0xFD (and 0x80/0x81
+    # Nordic GLS uses 0x80/0x81; CGMS the common-profile 0xFE/0xFD (and 0x80/0x81
     # for missing/invalid CRC on E2E-protected writes).
     assert racp.GLS_ATT_ERROR_PROCEDURE_ALREADY_IN_PROGRESS == 0x80
     assert racp.GLS_ATT_ERROR_CCCD_IMPROPERLY_CONFIGURED == 0x81

@@ -1,5 +1,5 @@
 """Temperature Measurement 0x2A1C, Temperature Type 0x2A1D, Intermediate Temperature 0x2A1E
-(DEVICES.md §5.5)."""
+(docs/devices.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UUID forms accepted by ``normalize_uuid``; the base-UUID expansion (DEVICES.md conventions)."""
+"""UUID forms accepted by ``normalize_uuid``; the base-UUID expansion (docs/devices.md)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_non_uuids_are_refused_with_the_forms_accepted(text: str) -> None:
 
 
 def test_constants_use_the_base_uuid() -> None:
-    # DEVICES.md conventions: 0x2A18 → 00002a18-0000-1000-8000-00805f9b34fb.
+    # Base UUID: 0x2A18 → 00002a18-0000-1000-8000-00805f9b34fb.
     assert uuids.GLUCOSE_MEASUREMENT == "00002a18-0000-1000-8000-00805f9b34fb"
     assert uuids.GLUCOSE_SERVICE == "00001808-0000-1000-8000-00805f9b34fb"
     assert short_form(uuids.CGM_MEASUREMENT) == "0x2AA7"

@@ -1,4 +1,4 @@
-"""Weight Measurement 0x2A9D and Weight Scale Feature 0x2A9E (DEVICES.md §5.4).
+"""Weight Measurement 0x2A9D and Weight Scale Feature 0x2A9E (docs/devices.md).
 
 Imperial values in kg/m use the exact definitions 1 lb = 0.45359237 kg, 1 in = 0.0254 m.
 """

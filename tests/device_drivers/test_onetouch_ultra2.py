@@ -1,4 +1,4 @@
-"""OneTouch Ultra 2 protocol: recorded replies (DEVICES.md §6.1, Tidepool, glucometerutils)."""
+"""OneTouch Ultra 2 protocol: recorded replies (docs/devices.md, Tidepool, glucometerutils)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from device_drivers.errors import ChecksumMismatch, DriverError, InvalidFrame, ProtocolError
 from device_drivers.measurement import Disposition
-from device_drivers.serial_protocols import UnknownProtocol, decode_transfer
+from device_drivers.serial_protocols import UnknownProtocol, decode_input, decode_transfer
 from device_drivers.serial_protocols import onetouch_ultra2 as otu2
 from readings.units import Unit, mmol_per_l_to_mg_per_dl
 
@@ -221,3 +221,66 @@ def test_arbitrary_bytes_raise_only_driver_errors(data: bytes) -> None:
 def test_near_valid_dumps_raise_only_driver_errors(parts: list[str], noise: bytes) -> None:
     with contextlib.suppress(DriverError):
         decode_transfer("onetouch-ultra2", "\r\n".join(parts).encode() + noise)
+
+
+# --- Excerpts: record lines cut out of a dump ---------------------------------------
+
+
+def test_one_recorded_record_line_decodes_on_its_own() -> None:
+    dump = (FRAMES / "tidepool_dump.txt").read_bytes()
+    line = dump.splitlines()[1]
+    assert line == RECORD_LINE.encode()
+    assert otu2.describe_input(line) == "record line"
+    (measurement,) = decode_input("onetouch-ultra2", line + b"\r\n")
+    assert measurement == decode_transfer("onetouch-ultra2", dump)[0]
+
+
+def test_several_record_lines_decode_in_order() -> None:
+    dump = (FRAMES / "tidepool_dump.txt").read_bytes()
+    body = dump[dump.index(b"\n") + 1 :]
+    assert otu2.describe_input(body) == "record lines"
+    assert decode_input("onetouch-ultra2", body) == decode_transfer("onetouch-ultra2", dump)
+
+
+def test_a_whole_dump_still_decodes_and_still_counts_its_lines() -> None:
+    dump = (FRAMES / "tidepool_dump.txt").read_bytes()
+    assert otu2.describe_input(dump) == "transfer"
+    assert decode_input("onetouch-ultra2", dump) == decode_transfer("onetouch-ultra2", dump)
+    with pytest.raises(InvalidFrame) as caught:
+        decode_input("onetouch-ultra2", dump[: dump.rindex(b'P "SAT"')])
+    assert caught.value.field == "record_count"
+
+
+CHECKSUM_AT = RECORD_LINE.index("09B6")
+
+
+@pytest.mark.parametrize(
+    ("line", "error", "field", "offset"),
+    [
+        (RECORD_LINE.replace("09B6", "09B7"), ChecksumMismatch, "checksum", CHECKSUM_AT),
+        (RECORD_LINE.replace("  081 ", "  091 "), ChecksumMismatch, "checksum", CHECKSUM_AT),
+        # A mistyped meal flag is caught by the checksum before the field is read.
+        (RECORD_LINE.replace('"N"', '"X"'), ChecksumMismatch, "checksum", CHECKSUM_AT),
+        # Without its checksum a line cannot be trusted: refused, not guessed at.
+        (RECORD_LINE.removesuffix(" 09B6"), InvalidFrame, "checksum", CHECKSUM_AT - 1),
+    ],
+)
+def test_record_line_checksum_is_verified(
+    line: str, error: type[InvalidFrame], field: str, offset: int
+) -> None:
+    with pytest.raises(error) as caught:
+        decode_input("onetouch-ultra2", line.encode())
+    assert (caught.value.field, caught.value.offset) == (field, offset)
+
+
+def test_record_line_with_a_good_checksum_still_names_a_bad_field() -> None:
+    payload = 'P "SAT","03/21/15","16:45:24   ","  081 ","X","03", 00'
+    with pytest.raises(InvalidFrame) as caught:
+        decode_input("onetouch-ultra2", otu2.encode_line(payload))
+    assert (caught.value.field, caught.value.offset) == ("meal", 43)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_line_excerpts_raise_only_driver_errors(data: bytes) -> None:
+    with contextlib.suppress(DriverError):
+        decode_input("onetouch-ultra2", b'P "' + data)

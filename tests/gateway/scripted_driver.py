@@ -9,7 +9,7 @@ by device time otherwise), so a test sees exactly what the session asked for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -52,6 +52,11 @@ class ScriptedDevice:
     cursors_seen: list[RecordCursor | None] = field(default_factory=list)
     clock_writes: list[datetime] = field(default_factory=list)
     subscriptions: int = 0
+    stores_live: bool = False
+    """Live measurements also go into the device's memory (a glucose meter keeps every
+    result it measured), so a later download returns them."""
+    before_live: Callable[[Measurement], None] | None = None
+    """Called before each live measurement is delivered (a test changes the world there)."""
 
     def link(self, *, live: bool = False) -> DeviceLink:
         """A new link for one contact (what a session's link factory returns)."""
@@ -118,6 +123,10 @@ class ScriptedDriver:
 
         async def deliver() -> None:
             for measurement in live:
+                if self._device.stores_live:
+                    self._device.records.append(measurement)
+                if self._device.before_live is not None:
+                    self._device.before_live(measurement)
                 await callback(measurement)
             self._dropped.set()
 
@@ -141,9 +150,13 @@ def _after(record: Measurement, cursor: RecordCursor | None) -> bool:
 
 
 def profile(
-    *, ble: bool = True, clock_settable: bool = False, profile_id: str = "test_meter"
+    *,
+    ble: bool = True,
+    clock_settable: bool = False,
+    profile_id: str = "test_meter",
+    racp: bool = False,
 ) -> DeviceProfile:
-    """A glucose meter profile, BLE or serial."""
+    """A glucose meter profile, BLE or serial; ``racp``: its memory is downloaded by RACP."""
     transport: dict[str, object] = (
         {"kind": "ble", "service_uuids": ["1808"]}
         if ble
@@ -163,7 +176,10 @@ def profile(
             "driver": "ble_glucose" if ble else "onetouch_ultra2",
             "kinds": ["glucose"],
             "transport": transport,
-            "quirks": {"clock_settable": clock_settable},
+            "quirks": {
+                "clock_settable": clock_settable,
+                "racp_operators": ["all", "greater_or_equal"] if racp else None,
+            },
         }
     )
 

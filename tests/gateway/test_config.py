@@ -10,6 +10,7 @@ import pytest
 from gateway.config import load_settings
 from gateway.errors import SettingsError
 from gateway.publisher import MqttProtocol
+from infra.settings import KNOWN_DEFAULT_SECRETS
 
 EXAMPLE = Path(__file__).parents[2] / "firmware_configs" / "gateway.example.toml"
 
@@ -308,3 +309,33 @@ def test_the_systemd_unit_fits_the_runtime() -> None:
 
     example = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     assert example["data_dir"] == f"/var/lib/{unit['StateDirectory'][0]}"
+
+
+@pytest.mark.parametrize("secret", sorted(KNOWN_DEFAULT_SECRETS))
+def test_every_shared_known_default_password_is_refused_outside_demo(
+    tmp_path: Path, secret: str
+) -> None:
+    text = secure_toml(tmp_path).replace("a-long-unique-secret", secret.upper())
+    with pytest.raises(SettingsError) as caught:
+        load_settings(write(tmp_path, "gateway.toml", text))
+    assert [key for key, _ in caught.value.problems] == ["mqtt.password"]
+    demo = load_settings(write(tmp_path, "demo.toml", "demo = true\n" + text))
+    assert demo.demo
+
+
+def test_problems_of_the_file_the_environment_and_security_come_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VITALGATE_GATEWAY_MQTT__PASSWORD", "changethis")
+    text = (
+        f'gateway_id = "gw-0001"\ndata_dir = "{tmp_path}"\n[mqtt]\n'
+        'url = "mqtt://broker.clinic.example"\nusername = "gw-0001"\n'
+    )
+    path = write(tmp_path, "gateway.toml", text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path)
+    assert [key for key, _ in caught.value.problems] == ["mqtt.url", "mqtt.password"]
+    lines = str(caught.value).splitlines()
+    assert lines[0].startswith(f"{path}: mqtt.url: plain-text")
+    assert lines[1].startswith(f"{path}: mqtt.password: empty or a well-known default")
+    assert lines[1].endswith("(set by the environment variable VITALGATE_GATEWAY_MQTT__PASSWORD)")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,6 +39,7 @@ from readings.model import (
     new_reading,
 )
 from readings.units import Unit
+from tests.gateway.full_database import FullDatabase
 
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 DEVICE = "Roche-Accu_Chek_Guide-92310000123"
@@ -632,3 +638,145 @@ def test_bad_settings_name_the_field(
     with pytest.raises(ConfigError) as raised:
         SqliteOutbox(tmp_path / "o.db", clock=clock, **arguments)  # type: ignore[arg-type]
     assert raised.value.field == field
+
+
+# -- durability after a failed write ------------------------------------------------------
+
+FSYNC_FULL = 2
+"""``PRAGMA synchronous`` value of FULL: every commit is fsynced."""
+
+
+def test_a_real_full_disk_refuses_clinical_readings_and_keeps_the_cursor(
+    outbox: SqliteOutbox,
+) -> None:
+    outbox.add([glucose(seq) for seq in range(200)], cursor=(DEVICE, RecordCursor(last_seq=199)))
+    full = FullDatabase(outbox)
+    full.fill()
+
+    with pytest.raises(OutboxFull) as raised:
+        outbox.add(
+            [glucose(seq) for seq in range(200, 400)], cursor=(DEVICE, RecordCursor(last_seq=399))
+        )
+
+    assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+    assert raised.value.__cause__.sqlite_errorcode == sqlite3.SQLITE_FULL
+    assert raised.value.refused == 200
+    assert outbox.cursor(DEVICE) == RecordCursor(last_seq=199)
+    assert outbox.stats().refused_clinical == 200
+    assert outbox.stats().depth == 200
+    full.release()
+    assert outbox.add([glucose(seq) for seq in range(200, 400)]).added == 200
+
+
+def test_fsync_is_restored_after_bookkeeping_fails_on_a_full_disk(outbox: SqliteOutbox) -> None:
+    outbox.add([glucose(seq) for seq in range(3000)])
+    batch = outbox.begin_batch(3000, UNLIMITED)
+    assert batch is not None
+    full = FullDatabase(outbox)
+    full.fill()
+
+    # 3000 PUBACK records need pages the database may not take: SQLite says SQLITE_FULL.
+    with pytest.raises(OutboxError) as raised:
+        outbox.mark_sent(batch)
+
+    assert isinstance(raised.value.__cause__, sqlite3.Error)
+    assert raised.value.__cause__.sqlite_errorcode == sqlite3.SQLITE_FULL
+    # Every later reading and cursor must still be committed with an fsync.
+    assert full.synchronous() == FSYNC_FULL
+    full.release()
+    outbox.mark_sent(batch)
+    assert full.synchronous() == FSYNC_FULL
+    assert set(states(outbox.path).values()) == {(STATE_SENT, 1)}
+
+
+def test_fsync_is_restored_when_bookkeeping_cannot_even_begin(outbox: SqliteOutbox) -> None:
+    outbox.add([glucose(seq) for seq in range(10)])
+    full = FullDatabase(outbox)
+    full.set_busy_timeout(50)
+    # An operator's sqlite3 shell holding the write lock: BEGIN IMMEDIATE gets SQLITE_BUSY.
+    other = sqlite3.connect(outbox.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OutboxError, match="cannot begin") as raised:
+            outbox.acknowledge([glucose(0).id])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    assert isinstance(raised.value.__cause__, sqlite3.Error)
+    assert raised.value.__cause__.sqlite_errorcode == sqlite3.SQLITE_BUSY
+    assert full.synchronous() == FSYNC_FULL
+    assert outbox.acknowledge([glucose(0).id]) == 1
+
+
+_FULL_FILESYSTEM_SCRIPT = """
+import json, sys
+from gateway.errors import OutboxFull
+from gateway.outbox import SqliteOutbox
+from device_drivers.base import RecordCursor
+from tests.gateway.full_database import FullDatabase
+from tests.gateway.test_outbox import DEVICE, FakeClock, glucose
+
+box = SqliteOutbox(sys.argv[1] + "/outbox.db", quota_bytes=10**9, clock=FakeClock())
+seq = 0
+cause = None
+while seq < 100_000:
+    chunk = [glucose(s) for s in range(seq, seq + 100)]
+    try:
+        box.add(chunk, cursor=(DEVICE, RecordCursor(last_seq=seq + 99)))
+    except OutboxFull as exc:
+        cause = exc.__cause__
+        break
+    seq += 100
+stats = box.stats()
+print(json.dumps({
+    "stored": seq,
+    "cause": getattr(cause, "sqlite_errorcode", None),
+    "cursor": box.cursor(DEVICE).last_seq,
+    "depth": stats.depth,
+    "refused_clinical": stats.refused_clinical,
+    "synchronous": FullDatabase(box).synchronous(),
+    "integrity": box._db.execute("PRAGMA integrity_check").fetchone()[0],
+}))
+"""
+FILESYSTEM_BYTES = 2 * 1024 * 1024
+
+
+def test_a_really_full_filesystem_refuses_readings_and_keeps_the_cursor(tmp_path: Path) -> None:
+    # A 2 MiB tmpfs in a private mount namespace: the disk itself runs out (ENOSPC).
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount a small filesystem")
+    repo = Path(__file__).resolve().parents[2]
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(_FULL_FILESYSTEM_SCRIPT)
+    command = (
+        f"mount -t tmpfs -o size={FILESYSTEM_BYTES} vitalgate-test {mount_point} && "
+        f"exec {sys.executable} {script} {mount_point}"
+    )
+    result = subprocess.run(
+        [unshare, "--mount", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        timeout=120,
+        check=False,
+    )
+    if (
+        result.returncode != 0
+        and "mount" in result.stderr
+        and "permission" in result.stderr.lower()
+    ):
+        pytest.skip(f"cannot mount a filesystem here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+
+    assert outcome["cause"] == sqlite3.SQLITE_FULL
+    assert outcome["stored"] > 0
+    assert outcome["cursor"] == outcome["stored"] - 1  # the refused chunk did not move it
+    assert outcome["depth"] == outcome["stored"]
+    assert outcome["refused_clinical"] == 100
+    assert outcome["synchronous"] == FSYNC_FULL
+    assert outcome["integrity"] == "ok"

@@ -4,6 +4,7 @@ into a real SQLite outbox."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from device_drivers.measurement import Disposition, Measurement
 from device_drivers.profiles import DeviceProfile
 from gateway.clock import FLAG_CLOCK_CORRECTED, ClockObservation
 from gateway.config import BreakerSettings, DeviceSettings
-from gateway.errors import IdentityMismatch, OutboxFull
+from gateway.errors import IdentityMismatch, OutboxError, OutboxFull
 from gateway.outbox import SqliteOutbox
 from gateway.pairing import Pairing, PairingStore
 from gateway.session import (
@@ -39,12 +40,15 @@ from gateway.session import (
     classify_failure,
     cursor_after,
     cursor_for_download,
+    kept_on_device,
     measurement_to_reading,
+    not_stored_reason,
     retry_delay_seconds,
 )
 from readings.codec import EventMessage, EventType
-from readings.model import AnyReading, GlucoseValues, Kind, Reading
+from readings.model import AnyReading, GlucoseValues, HeartRateValues, Kind, Reading, new_reading
 from readings.units import Unit
+from tests.gateway.full_database import FullDatabase
 from tests.gateway.scripted_driver import (
     HANG,
     Contact,
@@ -718,3 +722,167 @@ async def test_a_meter_reset_to_2000_is_caught_and_its_clock_set(harness: Harnes
     assert all({"device_clock_reset", FLAG_CLOCK_CORRECTED} <= set(r.flags) for r in stored)
     assert [r.device_time for r in stored] == [m.device_time for m in device.records]
     await until(lambda: device.clock_writes == [datetime(2026, 11, 23, 16, 0)])
+
+
+# -- live measurements that cannot be stored ---------------------------------------------
+
+
+def _heart_rate_sample() -> Measurement:
+    """A strap's sample: stamped on receipt, no record key, kept nowhere on the device."""
+    return Measurement(
+        kind=Kind.HEART_RATE, values=HeartRateValues(heart_rate=70.0), source_unit=Unit.PER_MIN
+    )
+
+
+@pytest.mark.parametrize(
+    ("racp", "ble", "seq", "device_time", "kept"),
+    [
+        (True, True, 7, None, True),  # a glucose meter's numbered record
+        (True, True, None, T0, True),  # a record keyed by its time
+        (False, False, 7, T0, True),  # a serial meter: its memory is downloaded
+        (True, True, None, None, False),  # no key: a download cannot find it
+        (False, True, 7, T0, False),  # a BLE device without a record memory
+    ],
+)
+def test_kept_on_device(
+    racp: bool, ble: bool, seq: int | None, device_time: datetime | None, kept: bool
+) -> None:
+    assert kept_on_device(profile(racp=racp, ble=ble), _live(seq, device_time)) is kept
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (OutboxFull(Path("o.db"), used_bytes=2, ceiling_bytes=1, refused=1), "outbox_full"),
+        (OutboxError(Path("o.db"), "write failed: disk I/O error"), "outbox_error"),
+        (KeyError("bug"), "unexpected"),
+    ],
+)
+def test_not_stored_reason(exc: BaseException, reason: str) -> None:
+    assert not_stored_reason(exc).value == reason
+
+
+def _other_glucose(index: int) -> Reading:
+    return new_reading(
+        values=GlucoseValues(glucose=6.0),
+        source_unit=Unit.MMOL_PER_L,
+        measured_at=GATEWAY_NOW - timedelta(minutes=index),
+        received_at=GATEWAY_NOW,
+        device_id="Roche-Accu_Chek_Guide-92310000999",
+        patient_id="p-0002",
+        gateway_id="gw-test",
+        device_time=datetime(2026, 1, 1) + timedelta(minutes=index),
+        seq=index,
+    )
+
+
+def _fill_to_ceiling(box: SqliteOutbox) -> None:
+    """Another meter's backlog, up to the hard ceiling: clinical readings are refused."""
+    index = 0
+    while not box.stats().full:
+        box.add([_other_glucose(index + i) for i in range(20)])
+        index += 20
+
+
+def _drain(box: SqliteOutbox) -> None:
+    """Ingest acknowledged the whole backlog."""
+    while (batch := box.begin_batch(1000, 10_000_000)) is not None:
+        box.acknowledge(batch.reading_ids)
+
+
+async def test_a_live_record_refused_by_a_full_outbox_is_announced_and_downloaded_later(
+    harness: Harness, tmp_path: Path
+) -> None:
+    box = SqliteOutbox(
+        tmp_path / "full.db", quota_bytes=64 * 1024, reserve_bytes=0, clock=harness.clock
+    )
+    _fill_to_ceiling(box)
+    first, second = records(2, start=datetime(2026, 11, 23, 15, 50))
+
+    def before_live(measurement: Measurement) -> None:
+        if measurement.seq == 2:
+            _drain(box)  # the backlog was acknowledged between the two measurements
+
+    device = ScriptedDevice(
+        info=meter_info(),
+        clock=datetime(2026, 11, 23, 16, 0),
+        stores_live=True,
+        before_live=before_live,
+        script=[Contact(live=[first, second]), Contact()],
+    )
+    session = harness.session(device, live=True, outbox=box, device_profile=profile(racp=True))
+    harness.start(session)
+    try:
+        await until(lambda: len(device.cursors_seen) >= 2)
+
+        not_stored = [e for e in harness.events if e.event is EventType.READINGS_NOT_STORED]
+        assert [e.detail for e in not_stored] == [
+            {
+                "reason": "outbox_full",
+                "kept_on_device": True,
+                "kind": "glucose",
+                "seq": 1,
+                "device_time": "2026-11-23T15:50:00",
+            }
+        ]
+        assert not_stored[0].device_id == device.info.device_id
+        status = session.status()
+        assert (status.readings_not_stored, status.readings_lost) == (1, 0)
+        assert box.stats().refused_clinical == 1
+        # The second measurement was stored, but the cursor stayed before the first:
+        # the next contact downloaded from there and brought the refused record in.
+        assert device.cursors_seen[1] == RecordCursor()
+        await until(lambda: session.counters.readings_stored == 2)
+        stored = [msgspec.json.decode(encoded, type=AnyReading) for encoded in _stored_encoded(box)]
+        assert sorted(r.seq or 0 for r in stored if r.device_id == device.info.device_id) == [1, 2]
+        assert session.counters.duplicates == 1  # the second, downloaded again
+    finally:
+        harness.tasks.pop().cancel()
+        await asyncio.sleep(0)
+        box.close()
+
+
+def _stored_encoded(box: SqliteOutbox) -> tuple[bytes, ...]:
+    batch = box.begin_batch(1000, 10_000_000)
+    if batch is None:
+        return ()
+    box.requeue(batch)
+    return batch.encoded
+
+
+async def test_stream_samples_lost_to_a_failing_outbox_are_counted_and_announced_once(
+    harness: Harness,
+) -> None:
+    samples = [_heart_rate_sample() for _ in range(3)]
+    database = FullDatabase(harness.outbox)
+    database.set_busy_timeout(20)
+    holder = sqlite3.connect(harness.outbox.path, isolation_level=None)
+    delivered: list[Measurement] = []
+
+    def before_live(measurement: Measurement) -> None:
+        delivered.append(measurement)
+        if len(delivered) == 1:
+            holder.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        if len(delivered) == 3:
+            holder.execute("ROLLBACK")
+
+    device = ScriptedDevice(
+        info=meter_info(),
+        clock=datetime(2026, 11, 23, 16, 0),
+        before_live=before_live,
+        script=[Contact(live=samples), Contact()],
+    )
+    session = harness.session(device, live=True)
+    harness.start(session)
+    try:
+        await until(lambda: session.counters.live_measurements == 3 and len(delivered) == 3)
+        await until(lambda: session.counters.readings_stored == 1)
+    finally:
+        holder.close()
+
+    not_stored = [e for e in harness.events if e.event is EventType.READINGS_NOT_STORED]
+    assert [e.detail for e in not_stored] == [
+        {"reason": "outbox_error", "kept_on_device": False, "kind": "heart_rate"}
+    ]
+    status = session.status()
+    assert (status.readings_not_stored, status.readings_lost) == (2, 2)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.settings import KNOWN_DEFAULT_SECRETS
 from ingest.config import (
     IngestConfigError,
     IngestSettings,
@@ -152,3 +153,47 @@ def test_settings_are_immutable() -> None:
     settings = IngestSettings()
     with pytest.raises(ValueError, match="frozen"):
         settings.group = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("secret", sorted(KNOWN_DEFAULT_SECRETS - {""}))
+def test_every_shared_known_default_password_is_refused_outside_demo(secret: str) -> None:
+    url = f"mqtt://ingest:{secret.upper()}@127.0.0.1"
+    with pytest.raises(IngestConfigError) as caught:
+        load_settings(mqtt_url=url)
+    assert caught.value.key == "mqtt_url"
+    assert load_settings(mqtt_url=url, demo=True).demo
+
+
+def test_every_problem_is_reported_at_once_with_the_file_and_where_each_value_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "ingest.toml"
+    config.write_text(
+        'group = "a/b"\nstore_url = "influxdb-v1://admin:password@db:8086/vg"\n'
+        "[plausibility]\nno_such_limit = 1\n"
+    )
+    monkeypatch.setenv("VITALGATE_INGEST_RECEIVE_MAXIMUM", "0")
+    with pytest.raises(IngestConfigError) as caught:
+        load_settings(config_file=config, client_id="gw+1")
+    keys = [key for key, _ in caught.value.problems]
+    assert keys == ["group", "client_id", "receive_maximum", "plausibility.no_such_limit"]
+    assert (caught.value.key, caught.value.path) == ("group", str(config))
+    message = str(caught.value)
+    assert f"{config}: group: must be 1-64" in message
+    assert "client_id: must be 1-128 letters, digits, '_', '.' or '-' (set by an option)" in message
+    assert "(set by the environment variable VITALGATE_INGEST_RECEIVE_MAXIMUM)" in message
+
+
+def test_every_problem_across_settings_is_reported_at_once() -> None:
+    with pytest.raises(IngestConfigError) as caught:
+        load_settings(
+            mqtt_url="mqtt://ingest:changethis@broker.example.org",
+            store_url="influxdb-v1://admin:password@db:8086/vg",
+            batch_max_messages=5000,
+        )
+    assert [key for key, _ in caught.value.problems] == [
+        "batch_max_messages",
+        "mqtt_url",
+        "mqtt_url",
+        "store_url",
+    ]

@@ -57,7 +57,8 @@ class Binding:
 
 
 def make_registry(path: Path, bindings: Iterable[Binding]) -> str:
-    """A migrated SQLite registry at ``path`` holding ``bindings`` (bound a day ago)."""
+    """A migrated SQLite registry at ``path`` holding ``bindings`` (bound a day ago, with
+    60 days of stored history)."""
     url = f"sqlite:///{path}"
     upgrade(url)
     engine = create_engine_for(url)
@@ -74,8 +75,14 @@ def make_registry(path: Path, bindings: Iterable[Binding]) -> str:
                 if binding.patient_id not in seen_patients:
                     patients.add(binding.patient_id)
                     seen_patients.add(binding.patient_id)
+                # The test meters' memory is their patients' own, back 60 days (the
+                # throughput tests send up to 50,000 readings, one a minute, ending now).
                 DeviceRepository(session).bind(
-                    binding.device_id, binding.gateway_id, binding.patient_id, at=bound_at
+                    binding.device_id,
+                    binding.gateway_id,
+                    binding.patient_id,
+                    at=bound_at,
+                    history_since=bound_at - timedelta(days=60),
                 )
     finally:
         engine.dispose()

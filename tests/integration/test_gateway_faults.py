@@ -1,4 +1,4 @@
-"""Delivery under faults (RELIABILITY.md A6 R1, R2, R8): nothing committed is lost.
+"""Delivery under faults (gateway killed, broker killed, disk full): nothing committed is lost.
 
 Real Mosquitto from the harness, a real gateway process (``python -m gateway.drain``)
 where the gateway itself is killed, and a test consumer that acknowledges end to end
@@ -8,6 +8,7 @@ so every test compares the exact set of ids produced with the set that arrived.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sqlite3
@@ -19,12 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from gateway.errors import OutboxError
-from gateway.outbox import STATE_SENT, Batch, SqliteOutbox
+from gateway.outbox import STATE_SENT, SqliteOutbox
 from gateway.publisher import BrokerSettings, Publisher, PublisherSettings
 from gateway.synthetic import (
     SYNTHETIC_START,
@@ -35,6 +34,7 @@ from gateway.synthetic import (
 )
 from readings.codec import GatewayState
 from tests.gateway.consumer import AckingConsumer
+from tests.gateway.full_database import FullDatabase
 from tests.harness.services import MosquittoServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -234,7 +234,7 @@ def test_broker_sigkilled_after_puback_before_delivery(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
     # The consumer's session exists but it is away: the broker PUBACKs and queues the
-    # readings for it, in memory only (Mosquitto persists by snapshot, RELIABILITY.md §0).
+    # readings for it, in memory only (Mosquitto persists by snapshot; see docs/gateway.md).
     consumer = AckingConsumer(mosquitto.host, mosquitto.port, client_id="vg-test-ingest-r2")
     consumer.start()
     consumer.stop()
@@ -273,40 +273,44 @@ def test_broker_sigkilled_after_puback_before_delivery(
     assert consumer.errors == []
 
 
-class UnrecordableOutbox:
-    """The real outbox, except that PUBACKs cannot be recorded for a while: what a disk
-    that is really full (ENOSPC) does to ``mark_sent``."""
-
-    def __init__(self, outbox: SqliteOutbox, failing_seconds: float) -> None:
-        self.outbox = outbox
-        self.failing_until = time.monotonic() + failing_seconds
-        self.refused_marks = 0
-
-    def mark_sent(self, *batches: Batch) -> None:
-        if time.monotonic() < self.failing_until:
-            self.refused_marks += 1
-            raise OutboxError(self.outbox.path, "write failed: database or disk is full")
-        self.outbox.mark_sent(*batches)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.outbox, name)
+FULL_DISK_SECONDS = 2.0
+FSYNC_FULL = 2
+"""``PRAGMA synchronous`` value of FULL."""
 
 
 def test_a_disk_too_full_to_record_pubacks_still_drains(
-    mosquitto: MosquittoServer, tmp_path: Path
+    mosquitto: MosquittoServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    consumer = AckingConsumer(mosquitto.host, mosquitto.port)
+    # The consumer's session exists but it is away at first, so while the disk is full
+    # the gateway's only writes are PUBACK records, refused by SQLite itself (SQLITE_FULL).
+    consumer = AckingConsumer(mosquitto.host, mosquitto.port, client_id="vg-test-ingest-full")
     consumer.start()
+    consumer.stop()
     outbox = SqliteOutbox(tmp_path / "outbox.db", quota_bytes=10**9, clock=utc_now)
     burst = SyntheticBurst(count=3000, gateway_id=GATEWAY)
     run_burst(burst, outbox, clock=utc_now)
-    flaky = UnrecordableOutbox(outbox, failing_seconds=2.0)
+    full = FullDatabase(outbox)
+    full.fill()
     settings = PublisherSettings(
         gateway_id=GATEWAY, broker=BrokerSettings(host=mosquitto.host, port=mosquitto.port)
     )
-    publisher = Publisher(settings, flaky)  # type: ignore[arg-type]
+    publisher = Publisher(settings, outbox)
+    caplog.set_level(logging.ERROR, logger="gateway.publisher")
     publisher.start()
     try:
+        assert consumer.wait_until(
+            lambda _c: any(
+                record.getMessage() == "cannot record PUBACKs; retrying"
+                for record in caplog.records
+            ),
+            CONNECT_WAIT_SECONDS,
+        )
+        # After a failed bookkeeping write, readings and cursors must still be fsynced.
+        synchronous_while_full = full.synchronous()
+        # Ingest comes back while the disk is still full: its acks free space.
+        consumer.start()
+        time.sleep(FULL_DISK_SECONDS)
+        full.release()
         assert consumer.wait_for_ids(synthetic_ids(burst), DRAIN_WAIT_SECONDS)
         assert consumer.wait_until(lambda _c: outbox.stats().depth == 0, DRAIN_WAIT_SECONDS)
         counters = publisher.counters()
@@ -315,7 +319,7 @@ def test_a_disk_too_full_to_record_pubacks_still_drains(
         consumer.stop()
         outbox.close()
 
-    assert flaky.refused_marks >= 1
+    assert synchronous_while_full == FSYNC_FULL
     assert counters.connects == 1  # no reconnect storm over a bookkeeping failure
     assert counters.readings_republished == 0  # and nothing was published twice
     assert consumer.received_count() == burst.count

@@ -220,3 +220,50 @@ def test_the_vitalgate_command_runs_the_group(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     result = runner.invoke(vitalgate_app, ["registry", "--registry", url, "init"])
     assert _ok(result)["revision"] == head_revision()
+
+
+def test_bind_takes_the_history_decision(sqlite_registry: str) -> None:
+    url = sqlite_registry
+    _ok(_run(url, "gateway", "add", "gw-0001"))
+    _ok(_run(url, "patient", "add", "patient-0001"))  # Asia/Shanghai
+    bind = ("device", "bind", DEVICE, "--gateway", "gw-0001", "--patient", "patient-0001")
+
+    no_history = _ok(_run(url, *bind))["bound"]
+    assert no_history["history_since"] == no_history["valid_from"]
+
+    # A date is midnight at the patient's home.
+    dated = _ok(_run(url, *bind, "--history-since", "2026-09-01"))
+    assert dated["changed"] is True
+    assert dated["bound"]["history_since"] == "2026-08-31T16:00:00+00:00"
+    assert dated["bound"]["valid_from"] == no_history["valid_from"]
+    timed = _ok(_run(url, *bind, "--history-since", "2026-09-01T08:00:00+08:00"))
+    assert timed["bound"]["history_since"] == "2026-09-01T00:00:00+00:00"
+    listed = _ok(_run(url, "device", "list"))["data"]
+    assert listed[0]["history_since"] == "2026-09-01T00:00:00+00:00"
+
+    _refused(_run(url, *bind, "--history-since", "2026-09-01T08:00"), "has no UTC offset")
+    _refused(_run(url, *bind, "--history-since", "last week"), "is not a date")
+    _refused(_run(url, *bind, "--history-since", "2999-01-01"), "after the binding's start")
+    audited = [(action, outcome) for _, action, _, outcome in _audit(url)]
+    assert audited[-3:] == [("device.bind", AuditOutcome.REJECTED)] * 3
+
+
+def test_bind_help_tells_the_history_rule() -> None:
+    result = runner.invoke(app, ["device", "bind", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "--history-since" in text
+    assert "before_binding" in text
+    assert "second-hand" in text
+
+
+def test_a_service_identity_cannot_be_registered_as_a_gateway(sqlite_registry: str) -> None:
+    _refused(
+        _run(sqlite_registry, "gateway", "add", "vitalgate-ingest"),
+        "gateway_id: 'vitalgate-ingest' is reserved",
+    )
+    assert _audit(sqlite_registry)[-1][1:] == (
+        "gateway.add",
+        "vitalgate-ingest",
+        AuditOutcome.REJECTED,
+    )

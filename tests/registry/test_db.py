@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, column, inspect, select, table, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from registry.db import (
@@ -23,7 +23,7 @@ from registry.db import (
     upgrade,
 )
 from registry.errors import InvalidRegistryInput, MigrationError, RegistryUnavailable
-from registry.models import Base, DevicePairing, Gateway
+from registry.models import Base, DevicePairing, Gateway, UtcDateTime
 from registry.repositories import DeviceRepository, GatewayRepository, PatientRepository
 
 TABLES = {
@@ -154,8 +154,103 @@ def test_the_database_allows_one_open_pairing_per_device(engine: Engine) -> None
                 patient_id="p-1",
                 valid_from=datetime(2026, 1, 1, tzinfo=UTC),
                 valid_to=None,
+                history_since=datetime(2026, 1, 1, tzinfo=UTC),
             )
         )
+
+
+def test_the_database_keeps_history_before_the_pairing_start(engine: Engine) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with session_scope(engine) as session:
+        GatewayRepository(session).add("gw-1")
+        PatientRepository(session).add("p-1")
+        DeviceRepository(session).bind("Acme-Meter-1", "gw-1", "p-1", start - timedelta(days=9))
+        DeviceRepository(session).unbind("Acme-Meter-1", start - timedelta(days=1))
+    with pytest.raises(IntegrityError, match="history_before_start"), session_scope(engine) as s:
+        s.add(
+            DevicePairing(
+                device_id="Acme-Meter-1",
+                gateway_id="gw-1",
+                patient_id="p-1",
+                valid_from=start,
+                valid_to=None,
+                history_since=start + timedelta(seconds=1),
+            )
+        )
+
+
+def test_pairings_made_before_history_since_existed_accept_no_history(
+    registry_url: str,
+) -> None:
+    engine = create_engine_for(registry_url)
+    pairings = table(
+        "device_pairings",
+        column("device_id"),
+        column("gateway_id"),
+        column("patient_id"),
+        column("valid_from", UtcDateTime()),
+        column("valid_to", UtcDateTime()),
+    )
+    start = datetime(2026, 1, 1, 8, 0, 0, 250000, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0001")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO gateways (id, label, created_at, active) VALUES "
+                    "('gw-1', '', :at, true)"
+                ),
+                {"at": start},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO patients (id, display_name, time_zone, created_at) VALUES "
+                    "('p-1', NULL, 'Asia/Shanghai', :at)"
+                ),
+                {"at": start},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO devices (id, manufacturer, model, serial, profile, created_at) "
+                    "VALUES ('Acme-Meter-1', 'Acme', 'Meter', '1', NULL, :at)"
+                ),
+                {"at": start},
+            )
+            connection.execute(
+                pairings.insert(),
+                [
+                    {
+                        "device_id": "Acme-Meter-1",
+                        "gateway_id": "gw-1",
+                        "patient_id": "p-1",
+                        "valid_from": start,
+                        "valid_to": start + timedelta(days=1),
+                    },
+                    {
+                        "device_id": "Acme-Meter-1",
+                        "gateway_id": "gw-1",
+                        "patient_id": "p-1",
+                        "valid_from": start + timedelta(days=2),
+                        "valid_to": None,
+                    },
+                ],
+            )
+        upgrade(engine)
+        with session_scope(engine, write=False) as session:
+            history = DeviceRepository(session).history("Acme-Meter-1")
+        assert [(p.valid_from, p.history_since) for p in history] == [
+            (start, start),
+            (start + timedelta(days=2), start + timedelta(days=2)),
+        ]
+        with engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0001")
+            assert "history_since" not in {
+                c["name"] for c in inspect(connection).get_columns("device_pairings")
+            }
+            assert connection.execute(text("SELECT count(*) FROM device_pairings")).scalar() == 2
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_is_configured_for_durability(tmp_path: Path) -> None:

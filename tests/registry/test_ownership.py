@@ -12,7 +12,6 @@ from sqlalchemy import Engine
 from registry.db import create_engine_for, session_scope
 from registry.errors import InvalidRegistryInput, RegistryUnavailable
 from registry.ownership import (
-    STORED_HISTORY_BACKFILL_DAYS,
     OwnershipChecker,
     OwnershipVerdict,
     PairingPeriod,
@@ -24,14 +23,14 @@ from tests.registry.conftest import T0, FakeClock, StatementCounter
 
 DEVICE = "Roche-Accu_Chek_Guide-92310000123"
 DAY = timedelta(days=1)
-BACKFILL = timedelta(days=STORED_HISTORY_BACKFILL_DAYS)
+SECOND = timedelta(seconds=1)
 V = OwnershipVerdict
 
 
 def _verdict(
     periods: list[PairingPeriod], gateway: str, patient: str, at: datetime, now: datetime = T0
 ) -> OwnershipVerdict:
-    windows = acceptance_windows(periods, BACKFILL)
+    windows = acceptance_windows(periods)
     return judge(windows, gateway_id=gateway, patient_id=patient, at=at, now=now)
 
 
@@ -46,55 +45,99 @@ def test_a_current_pairing_accepts_its_gateway_and_patient() -> None:
     assert _verdict(periods, "gw-2", "p-1", T0) is V.DEVICE_NOT_PAIRED_TO_GATEWAY
 
 
-def test_stored_history_from_before_the_pairing_is_accepted_within_the_window() -> None:
-    periods = [PairingPeriod("gw-1", "p-1", T0, None)]
-    assert _verdict(periods, "gw-1", "p-1", T0 - timedelta(seconds=1)) is V.OK
-    assert _verdict(periods, "gw-1", "p-1", T0 - BACKFILL) is V.OK
-    outside = T0 - BACKFILL - timedelta(seconds=1)
-    assert _verdict(periods, "gw-1", "p-1", outside) is V.NOT_PAIRED_AT_MEASURED_AT
+def test_without_a_history_decision_nothing_before_the_binding_is_accepted() -> None:
+    # The default of a binding: history_since is its own start.
+    for periods in (
+        [PairingPeriod("gw-1", "p-1", T0, None)],
+        [PairingPeriod("gw-1", "p-1", T0, None, history_since=T0)],
+    ):
+        assert _verdict(periods, "gw-1", "p-1", T0) is V.OK
+        assert _verdict(periods, "gw-1", "p-1", T0 - SECOND) is V.BEFORE_BINDING
+        assert _verdict(periods, "gw-1", "p-1", T0 - 30 * DAY) is V.BEFORE_BINDING
+        assert _verdict(periods, "gw-1", "p-1", T0 - 3650 * DAY) is V.BEFORE_BINDING
+        # Only the bound gateway and patient are "before binding"; anything else keeps its
+        # security verdict.
+        assert _verdict(periods, "gw-1", "p-2", T0 - DAY) is V.NOT_PAIRED_AT_MEASURED_AT
+        assert _verdict(periods, "gw-2", "p-1", T0 - DAY) is V.DEVICE_NOT_PAIRED_TO_GATEWAY
+
+
+def test_stored_history_is_accepted_from_history_since_on() -> None:
+    since = T0 - 30 * DAY
+    periods = [PairingPeriod("gw-1", "p-1", T0, None, history_since=since)]
+    assert _verdict(periods, "gw-1", "p-1", T0 - SECOND) is V.OK
+    assert _verdict(periods, "gw-1", "p-1", since) is V.OK
+    assert _verdict(periods, "gw-1", "p-1", since - SECOND) is V.BEFORE_BINDING
     # The claimed patient still has to match inside the window.
     assert _verdict(periods, "gw-1", "p-2", T0 - DAY) is V.WRONG_PATIENT
 
 
 def test_history_of_a_previous_patient_is_not_filed_under_the_new_one() -> None:
-    # The meter was p-1's until T0 (through gw-1); p-2 got it on T0 + 10 days, same gateway.
+    # The meter was p-1's until T0 (through gw-1); p-2 got it on T0 + 10 days, same gateway,
+    # with a history decision reaching far back.
     periods = [
         PairingPeriod("gw-1", "p-1", T0 - 30 * DAY, T0),
-        PairingPeriod("gw-1", "p-2", T0 + 10 * DAY, None),
+        PairingPeriod("gw-1", "p-2", T0 + 10 * DAY, None, history_since=T0 - 100 * DAY),
     ]
     now = T0 + 11 * DAY
-    # Re-downloaded records from p-1's time, claimed for p-2: refused.
+    # Re-downloaded records from p-1's time, claimed for p-2: refused, and not releasable.
     assert _verdict(periods, "gw-1", "p-2", T0 - DAY, now) is V.WRONG_PATIENT
-    # Between the two pairings p-2's backfill applies, but it stops at the end of p-1's.
+    assert _verdict(periods, "gw-1", "p-2", T0 - 60 * DAY, now) is V.NOT_PAIRED_AT_MEASURED_AT
+    # Between the two pairings p-2's history applies, but it stops at the end of p-1's.
     assert _verdict(periods, "gw-1", "p-2", T0 + DAY, now) is V.OK
     assert _verdict(periods, "gw-1", "p-2", T0, now) is V.OK
-    # p-1's own history through gw-1 stays p-1's.
+    # p-1's own readings through gw-1 stay p-1's.
     assert _verdict(periods, "gw-1", "p-1", T0 - DAY, now) is V.OK
 
 
-def test_a_gateway_swap_for_the_same_patient_keeps_the_history() -> None:
+def test_a_previous_patient_on_another_gateway_is_never_before_binding() -> None:
+    # A second-hand meter: p-1 used it through gw-1 until T0; p-2 binds it through gw-2 and
+    # (wrongly) says its whole memory is theirs.
     periods = [
-        PairingPeriod("gw-old", "p-1", T0 - 30 * DAY, T0),
-        PairingPeriod("gw-new", "p-1", T0, None),
+        PairingPeriod("gw-1", "p-1", T0 - 30 * DAY, T0),
+        PairingPeriod("gw-2", "p-2", T0 + 10 * DAY, None, history_since=T0 - 100 * DAY),
+    ]
+    now = T0 + 11 * DAY
+    assert _verdict(periods, "gw-2", "p-2", T0 - DAY, now) is V.NOT_PAIRED_AT_MEASURED_AT
+    assert _verdict(periods, "gw-2", "p-2", T0 - SECOND, now) is V.NOT_PAIRED_AT_MEASURED_AT
+    assert _verdict(periods, "gw-2", "p-2", T0, now) is V.OK
+    # Without the history decision, the time after p-1 is p-2's only by a person's release.
+    periods[1] = PairingPeriod("gw-2", "p-2", T0 + 10 * DAY, None)
+    assert _verdict(periods, "gw-2", "p-2", T0 + DAY, now) is V.BEFORE_BINDING
+    assert _verdict(periods, "gw-2", "p-2", T0 - DAY, now) is V.NOT_PAIRED_AT_MEASURED_AT
+
+
+def test_a_gateway_swap_for_the_same_patient_keeps_the_history() -> None:
+    # The repository carries the history decision over to the new pairing.
+    since = T0 - 60 * DAY
+    periods = [
+        PairingPeriod("gw-old", "p-1", T0 - 30 * DAY, T0, history_since=since),
+        PairingPeriod("gw-new", "p-1", T0, None, history_since=since),
     ]
     # The new box downloads the meter's memory, including the old box's period.
     assert _verdict(periods, "gw-new", "p-1", T0 - 20 * DAY) is V.OK
+    assert _verdict(periods, "gw-new", "p-1", since) is V.OK
+    assert _verdict(periods, "gw-new", "p-1", since - SECOND) is V.BEFORE_BINDING
     # The old box, still online with a stale config, may not send new readings.
     assert _verdict(periods, "gw-old", "p-1", T0 + DAY) is V.DEVICE_NOT_PAIRED_TO_GATEWAY
     assert _verdict(periods, "gw-old", "p-1", T0 - DAY) is V.OK
 
 
 def test_paired_now_but_not_then_is_told_apart_from_never_paired() -> None:
-    periods = [PairingPeriod("gw-1", "p-1", T0, None)]
-    long_before = T0 - BACKFILL - DAY
-    assert _verdict(periods, "gw-1", "p-1", long_before) is V.NOT_PAIRED_AT_MEASURED_AT
-    assert _verdict(periods, "gw-2", "p-1", long_before) is V.DEVICE_NOT_PAIRED_TO_GATEWAY
+    periods = [
+        PairingPeriod("gw-1", "p-1", T0 - 30 * DAY, T0 - 20 * DAY),
+        PairingPeriod("gw-1", "p-2", T0 - 10 * DAY, None),
+    ]
+    # p-1's time, claimed for p-2 through gw-1: the gateway had it, for another patient.
+    assert _verdict(periods, "gw-1", "p-2", T0 - 25 * DAY) is V.WRONG_PATIENT
+    # Before p-1's pairing: paired to gw-1 now, never for p-2 then.
+    assert _verdict(periods, "gw-1", "p-2", T0 - 40 * DAY) is V.NOT_PAIRED_AT_MEASURED_AT
+    assert _verdict(periods, "gw-2", "p-2", T0 - 40 * DAY) is V.DEVICE_NOT_PAIRED_TO_GATEWAY
 
 
 def test_after_unbinding_nothing_new_is_accepted() -> None:
     periods = [PairingPeriod("gw-1", "p-1", T0, T0 + DAY)]
     now = T0 + 2 * DAY
-    assert _verdict(periods, "gw-1", "p-1", T0 + DAY - timedelta(seconds=1), now) is V.OK
+    assert _verdict(periods, "gw-1", "p-1", T0 + DAY - SECOND, now) is V.OK
     assert _verdict(periods, "gw-1", "p-1", T0 + DAY, now) is V.DEVICE_NOT_PAIRED_TO_GATEWAY
 
 
@@ -102,12 +145,22 @@ def test_a_device_with_no_pairing_is_not_paired() -> None:
     assert _verdict([], "gw-1", "p-1", T0) is V.DEVICE_NOT_PAIRED_TO_GATEWAY
 
 
+def test_only_before_binding_is_not_a_security_event() -> None:
+    assert {verdict for verdict in V if not verdict.is_security_event} == {
+        V.OK,
+        V.BEFORE_BINDING,
+    }
+    assert V.BEFORE_BINDING.value == "before_binding"
+
+
 # -- the checker on a real registry --------------------------------------------------------
 
 
 @pytest.fixture
 def registry(engine: Engine) -> Engine:
-    """gw-1 (active), gw-off (deactivated), p-1, p-2; DEVICE bound to p-1 on gw-1 at T0."""
+    """gw-1 (active), gw-off (deactivated), p-1, p-2; DEVICE bound to p-1 on gw-1 at T0
+    (no history); Acme-Cuff-7 bound likewise with 30 days of history; Acme-Scale-2 p-2's
+    through gw-1 until T0 - 5 days, p-1's through gw-1 since T0."""
     with session_scope(engine) as session:
         gateways = GatewayRepository(session)
         gateways.add("gw-1")
@@ -116,7 +169,12 @@ def registry(engine: Engine) -> Engine:
         gateways.set_active("gw-off", False)
         PatientRepository(session).add("p-1")
         PatientRepository(session).add("p-2")
-        DeviceRepository(session).bind(DEVICE, "gw-1", "p-1", at=T0)
+        devices = DeviceRepository(session)
+        devices.bind(DEVICE, "gw-1", "p-1", at=T0)
+        devices.bind("Acme-Cuff-7", "gw-1", "p-1", at=T0, history_since=T0 - 30 * DAY)
+        devices.bind("Acme-Scale-2", "gw-1", "p-2", at=T0 - 10 * DAY)
+        devices.unbind("Acme-Scale-2", at=T0 - 5 * DAY)
+        devices.bind("Acme-Scale-2", "gw-1", "p-1", at=T0, history_since=T0 - 5 * DAY)
     return engine
 
 
@@ -129,13 +187,17 @@ def checker(registry: Engine, clock: FakeClock) -> OwnershipChecker:
     ("gateway", "device", "patient", "at", "verdict"),
     [
         ("gw-1", DEVICE, "p-1", T0 + DAY, V.OK),
-        ("gw-1", DEVICE, "p-1", T0 - 30 * DAY, V.OK),
+        ("gw-1", "Acme-Cuff-7", "p-1", T0 - 30 * DAY, V.OK),
+        ("gw-1", "Acme-Cuff-7", "p-1", T0 - 31 * DAY, V.BEFORE_BINDING),
+        ("gw-1", DEVICE, "p-1", T0 - SECOND, V.BEFORE_BINDING),
         ("gw-9", DEVICE, "p-1", T0, V.UNKNOWN_GATEWAY),
         ("gw-off", DEVICE, "p-1", T0, V.INACTIVE_GATEWAY),
         ("gw-1", "Acme-Unknown-1", "p-1", T0, V.UNKNOWN_DEVICE),
         ("gw-2", DEVICE, "p-1", T0, V.DEVICE_NOT_PAIRED_TO_GATEWAY),
         ("gw-1", DEVICE, "p-2", T0, V.WRONG_PATIENT),
-        ("gw-1", DEVICE, "p-1", T0 - BACKFILL - DAY, V.NOT_PAIRED_AT_MEASURED_AT),
+        ("gw-1", "Acme-Scale-2", "p-1", T0 - DAY, V.OK),
+        ("gw-1", "Acme-Scale-2", "p-1", T0 - 7 * DAY, V.WRONG_PATIENT),
+        ("gw-1", "Acme-Scale-2", "p-1", T0 - 12 * DAY, V.NOT_PAIRED_AT_MEASURED_AT),
     ],
 )
 def test_every_verdict_from_the_registry(
@@ -233,10 +295,15 @@ def test_the_cache_is_bounded(
     assert statements.count > before
 
 
-def test_a_shorter_backfill_can_be_configured(registry: Engine, clock: FakeClock) -> None:
-    checker = OwnershipChecker(registry, clock=clock, backfill=timedelta(days=7))
-    assert checker.check("gw-1", DEVICE, "p-1", T0 - 7 * DAY) is V.OK
-    assert checker.check("gw-1", DEVICE, "p-1", T0 - 8 * DAY) is V.NOT_PAIRED_AT_MEASURED_AT
+def test_a_history_decision_is_seen_after_the_ttl(
+    registry: Engine, checker: OwnershipChecker, clock: FakeClock
+) -> None:
+    week_before = T0 - 7 * DAY
+    assert checker.check("gw-1", DEVICE, "p-1", week_before) is V.BEFORE_BINDING
+    with session_scope(registry) as session:
+        DeviceRepository(session).bind(DEVICE, "gw-1", "p-1", history_since=T0 - 10 * DAY)
+    clock.advance(5.0)
+    assert checker.check("gw-1", DEVICE, "p-1", week_before) is V.OK
 
 
 def test_checks_from_many_threads_agree(registry: Engine, clock: FakeClock) -> None:
@@ -281,7 +348,6 @@ def test_a_naive_measurement_time_is_refused(checker: OwnershipChecker) -> None:
     ("arguments", "field"),
     [
         ({"cache_ttl_seconds": -1}, "cache_ttl_seconds"),
-        ({"backfill": -DAY}, "backfill"),
         ({"max_cached_entries": 0}, "max_cached_entries"),
     ],
 )

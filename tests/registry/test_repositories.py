@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
+from readings.topics import SERVICE_IDENTITIES
 from registry.db import session_scope
 from registry.errors import (
     AlreadyExists,
@@ -21,6 +23,7 @@ from registry.repositories import (
     DeviceRepository,
     GatewayRepository,
     PatientRepository,
+    is_reserved_gateway_id,
 )
 from tests.registry.conftest import T0, FakeClock
 
@@ -42,10 +45,18 @@ def populated(engine: Engine, clock: FakeClock) -> Engine:
 
 
 def _bind(
-    engine: Engine, device: str, gateway: str, patient: str, at: datetime | None = None
+    engine: Engine,
+    device: str,
+    gateway: str,
+    patient: str,
+    at: datetime | None = None,
+    *,
+    history_since: datetime | None = None,
 ) -> BindResult:
     with session_scope(engine) as session:
-        return DeviceRepository(session, clock=lambda: T0).bind(device, gateway, patient, at)
+        return DeviceRepository(session, clock=lambda: T0).bind(
+            device, gateway, patient, at, history_since=history_since
+        )
 
 
 # -- gateways ------------------------------------------------------------------------------
@@ -74,6 +85,27 @@ def test_a_gateway_id_must_be_one_topic_level(engine: Engine, bad_id: str) -> No
     with pytest.raises(InvalidRegistryInput) as caught, session_scope(engine) as session:
         GatewayRepository(session).add(bad_id)
     assert caught.value.field == "gateway_id"
+
+
+@pytest.mark.parametrize(
+    "reserved",
+    [*SERVICE_IDENTITIES, "VitalGate-Ingest", "vitalgate-dashboard", "vitalgate-gw-1"],
+)
+def test_service_identities_are_not_gateway_ids(engine: Engine, reserved: str) -> None:
+    with pytest.raises(InvalidRegistryInput) as caught, session_scope(engine) as session:
+        GatewayRepository(session).add(reserved)
+    assert caught.value.field == "gateway_id"
+    assert "reserved" in caught.value.problem
+    assert "vitalgate-ingest" in caught.value.problem
+    with session_scope(engine, write=False) as session, pytest.raises(NotFound):
+        GatewayRepository(session).get(reserved)
+
+
+@pytest.mark.parametrize("allowed", ["gw-vitalgate-ingest", "vitalgate", "vitalgate_1", "vg-1"])
+def test_names_merely_resembling_a_service_are_gateway_ids(engine: Engine, allowed: str) -> None:
+    assert not is_reserved_gateway_id(allowed)
+    with session_scope(engine) as session:
+        assert GatewayRepository(session).add(allowed).id == allowed
 
 
 def test_a_gateway_can_be_deactivated_and_activated(populated: Engine) -> None:
@@ -260,6 +292,76 @@ def test_a_new_pairing_cannot_overlap_the_previous_one(populated: Engine) -> Non
     assert caught.value.field == "at"
 
 
+# -- the history decision (history_since) --------------------------------------------------
+
+
+def test_by_default_a_binding_accepts_no_stored_history(populated: Engine) -> None:
+    bound = _bind(populated, DEVICE, "gw-1", "p-1", T0)
+    assert bound.pairing.history_since == T0 == bound.pairing.valid_from
+    now_bound = _bind(populated, "Acme-Cuff-1", "gw-1", "p-1")
+    assert now_bound.pairing.history_since == now_bound.pairing.valid_from == T0
+
+
+def test_a_binding_stores_its_history_decision(populated: Engine) -> None:
+    since = T0 - 30 * DAY
+    bound = _bind(populated, DEVICE, "gw-1", "p-1", T0, history_since=since)
+    assert bound.pairing.history_since == since
+    with session_scope(populated, write=False) as session:
+        stored = DeviceRepository(session).current_pairing(DEVICE)
+    assert stored is not None
+    assert stored.history_since == since
+
+
+def test_history_cannot_start_after_the_binding(populated: Engine) -> None:
+    with pytest.raises(InvalidRegistryInput, match="after the binding's start") as caught:
+        _bind(populated, DEVICE, "gw-1", "p-1", T0, history_since=T0 + timedelta(seconds=1))
+    assert caught.value.field == "history_since"
+
+
+def test_history_never_reaches_into_another_patients_pairing(populated: Engine) -> None:
+    _bind(populated, DEVICE, "gw-1", "p-2", T0 - 40 * DAY)
+    with session_scope(populated) as session:
+        DeviceRepository(session).unbind(DEVICE, T0 - 10 * DAY)
+    with pytest.raises(InvalidRegistryInput, match="another patient ended") as caught:
+        _bind(populated, DEVICE, "gw-1", "p-1", T0, history_since=T0 - 11 * DAY)
+    assert caught.value.field == "history_since"
+    bound = _bind(populated, DEVICE, "gw-1", "p-1", T0, history_since=T0 - 10 * DAY)
+    assert bound.pairing.history_since == T0 - 10 * DAY
+
+
+def test_binding_again_with_another_history_changes_only_the_history(populated: Engine) -> None:
+    first = _bind(populated, DEVICE, "gw-1", "p-1", T0)
+    again = _bind(populated, DEVICE, "gw-1", "p-1", T0 + DAY, history_since=T0 - 7 * DAY)
+    assert not again.created
+    assert again.history_changed
+    assert again.pairing.valid_from == first.pairing.valid_from
+    assert again.pairing.history_since == T0 - 7 * DAY
+    same = _bind(populated, DEVICE, "gw-1", "p-1", T0 + DAY, history_since=T0 - 7 * DAY)
+    assert not same.history_changed
+    with pytest.raises(InvalidRegistryInput) as caught:
+        _bind(populated, DEVICE, "gw-1", "p-1", T0 + DAY, history_since=T0 + DAY)
+    assert caught.value.field == "history_since"
+    with session_scope(populated, write=False) as session:
+        history = DeviceRepository(session).history(DEVICE)
+    assert [(p.valid_from, p.history_since) for p in history] == [(T0, T0 - 7 * DAY)]
+
+
+def test_a_gateway_swap_keeps_the_history_decision(populated: Engine) -> None:
+    _bind(populated, DEVICE, "gw-1", "p-1", T0, history_since=T0 - 30 * DAY)
+    moved = _bind(populated, DEVICE, "gw-2", "p-1", T0 + DAY)
+    assert moved.pairing.history_since == T0 - 30 * DAY
+    assert moved.closed is not None
+    assert moved.closed.history_since == T0 - 30 * DAY
+    moved_again = _bind(populated, DEVICE, "gw-1", "p-1", T0 + 2 * DAY, history_since=T0)
+    assert moved_again.pairing.history_since == T0
+
+
+def test_a_naive_history_time_is_refused(populated: Engine) -> None:
+    with pytest.raises(InvalidRegistryInput, match="naive") as caught:
+        _bind(populated, DEVICE, "gw-1", "p-1", T0, history_since=datetime(2026, 2, 1))
+    assert caught.value.field == "history_since"
+
+
 def test_a_naive_time_is_refused(populated: Engine) -> None:
     with pytest.raises(InvalidRegistryInput, match="naive") as caught:
         _bind(populated, DEVICE, "gw-1", "p-1", datetime(2026, 3, 1, 8, 0))
@@ -344,3 +446,10 @@ def test_concurrent_binds_of_one_device_let_exactly_one_win(populated: Engine) -
         else:
             assert outcome in ("DeviceAlreadyBound", "AlreadyExists")
     assert "bound" in {outcome for _, outcome in outcomes}
+
+
+def test_the_reserved_names_are_the_service_users_of_the_shipped_acl() -> None:
+    acl = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "acl"
+    users = {line.split()[1] for line in acl.read_text().splitlines() if line.startswith("user ")}
+    assert users == set(SERVICE_IDENTITIES)
+    assert all(is_reserved_gateway_id(user) for user in users)

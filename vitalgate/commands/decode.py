@@ -5,11 +5,18 @@ Examples::
     vitalgate decode --characteristic 2A35 --hex 1E8A00580078000000041114293B3C00012700
     vitalgate decode -c 0x2A18 --hex "1B:01:00:E3:07:02:1B:0B:0A:1E:FB:FF:1E:00:12:05:01"
     vitalgate decode --protocol astm --text - < contour-session.txt
+    vitalgate decode --protocol astm --text 'R|3|^^^Glucose|93|mg/dL^P||A/M0/T1||201505261150'
+    vitalgate decode --protocol onetouch-ultra2 \
+        --text 'P "SAT","03/21/15","16:45:24   ","  081 ","N","03", 00 09B6'
 
-Measurement characteristics (and serial transfers) print a list of readings in the
-contract's form; other characteristics print an object of named fields, with special
-SFLOAT values as their names ("NaN", "NRes" …), never as numbers. Bad input prints one
-line on stderr naming the problem (field and byte offset for frames) and exits with 2.
+``--protocol`` takes a whole transfer or a piece of one: OneTouch record lines (each with
+its checksum), ASTM frames (STX … checksum CR LF; every checksum is verified) or bare ASTM
+records without the H record. Measurement characteristics and serial input print a list
+of readings in the contract's form; other characteristics print an object of named
+fields, with special SFLOAT values as their names ("NaN", "NRes" …), never as numbers.
+Bad input prints one line on stderr naming the problem (field and byte offset for
+frames) and exits with 2. The byte formats and the decisions behind them are in
+``docs/devices.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import typer
 
 from device_drivers.errors import DriverError
 from device_drivers.measurement import Measurement
+from vitalgate.errors import VitalgateError
 
 EXIT_BAD_INPUT: Final = 2
 """The CLI convention for input the command cannot use (click's usage errors use 2 too)."""
@@ -48,7 +56,7 @@ app = typer.Typer(
 )
 
 
-class BadInput(Exception):
+class BadInput(VitalgateError):
     """Input the command cannot decode; the message is printed as is."""
 
 
@@ -107,14 +115,15 @@ def _decode_characteristic(characteristic: str, data: bytes) -> Any:
     return decoded
 
 
-def _decode_transfer(protocol: SerialProtocol, data: bytes) -> list[Measurement]:
-    from device_drivers.serial_protocols import decode_transfer
+def _decode_serial(protocol: SerialProtocol, data: bytes) -> list[Measurement]:
+    from device_drivers.serial_protocols import decode_input, describe_input
 
     try:
-        return decode_transfer(protocol.value, data)
+        return decode_input(protocol.value, data)
     except DriverError as exc:
+        shape = describe_input(protocol.value, data)
         raise BadInput(
-            f"cannot decode {protocol.value} transfer ({len(data)} bytes): {exc}"
+            f"cannot decode {protocol.value} {shape} ({len(data)} bytes): {exc}"
         ) from None
 
 
@@ -141,10 +150,16 @@ def decode(
     ] = None,
     protocol: Annotated[
         SerialProtocol | None,
-        typer.Option("--protocol", help="Serial meter protocol of a recorded transfer."),
+        typer.Option(
+            "--protocol",
+            help=(
+                "Serial meter protocol of the bytes: a whole transfer, or a piece of one "
+                "(OneTouch record line; ASTM frame or record)."
+            ),
+        ),
     ] = None,
 ) -> None:
-    """Decode a characteristic value or a serial transfer and print it as JSON."""
+    """Decode a characteristic value, or a serial transfer or piece of one, as JSON."""
     try:
         if (characteristic is None) == (protocol is None):
             raise BadInput(
@@ -156,7 +171,7 @@ def decode(
             document = _decode_characteristic(characteristic, data)
         else:
             assert protocol is not None
-            document = [m.to_json_dict() for m in _decode_transfer(protocol, data)]
+            document = [m.to_json_dict() for m in _decode_serial(protocol, data)]
     except BadInput as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -41,7 +41,7 @@ def _settings(**options: object) -> IngestSettings:
     try:
         return load_settings(**options)
     except IngestConfigError as exc:
-        raise _fail(f"configuration error: {exc.key}: {exc.problem}", EXIT_BAD_INPUT) from None
+        raise _fail(f"configuration error:\n{exc}", EXIT_BAD_INPUT) from None
 
 
 def _open(settings: IngestSettings) -> IngestWorker:

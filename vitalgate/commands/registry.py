@@ -7,6 +7,8 @@ Examples::
     vitalgate registry gateway add gw-0001 --label "Wang household, Chaoyang"
     vitalgate registry patient add patient-0001 --name "Wang Fang"
     vitalgate registry device bind OMRON-HEM_7361T-20031234 --gateway gw-0001 --patient patient-0001
+    vitalgate registry device bind Roche-Accu_Chek_Guide-92310000123 --gateway gw-0001 \
+        --patient patient-0001 --history-since 2026-09-01
     vitalgate registry device list --gateway gw-0001
     vitalgate registry device unbind OMRON-HEM_7361T-20031234
 
@@ -21,8 +23,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Annotated, Any, Final, NoReturn
+from zoneinfo import ZoneInfo
 
 import typer
 from sqlalchemy import Engine
@@ -124,7 +127,35 @@ def _pairing_json(pairing: PairingRecord) -> dict[str, Any]:
         "patient_id": pairing.patient_id,
         "valid_from": _time(pairing.valid_from),
         "valid_to": _time(pairing.valid_to),
+        "history_since": _time(pairing.history_since),
     }
+
+
+def parse_history_since(text: str, time_zone: str) -> datetime:
+    """``--history-since``: a date (midnight at the patient's home) or a time with offset.
+
+    Raises:
+        InvalidRegistryInput: neither, or a time without offset (its zone would be a guess).
+    """
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day, time(0), tzinfo=ZoneInfo(time_zone))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRegistryInput(
+            "history_since",
+            f"{text!r} is not a date (2026-09-01) or a time with offset (2026-09-01T08:00+08:00)",
+        ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidRegistryInput(
+            "history_since",
+            f"{text!r} has no UTC offset: give a date, or a time such as 2026-09-01T08:00+08:00",
+        )
+    return moment
 
 
 def _gateway_json(gateway: GatewayRecord) -> dict[str, Any]:
@@ -331,17 +362,40 @@ def device_bind(
     gateway: Annotated[str, typer.Option(help="Gateway that collects its readings.")],
     patient: Annotated[str, typer.Option(help="Patient its readings belong to.")],
     profile: Annotated[str | None, typer.Option(help="Device profile in firmware_configs.")] = None,
+    history_since: Annotated[
+        str | None,
+        typer.Option(
+            "--history-since",
+            metavar="DATE",
+            help="Readings already in the device's memory measured from DATE on are the "
+            "patient's: a date (midnight at the patient's home) or a time with offset. "
+            "Default: none of them (the binding time).",
+        ),
+    ] = None,
 ) -> None:
     """Bind a device to a patient through a gateway, from now on.
 
-    Same binding again: no change. Same patient, other gateway: moved. Other patient: refused.
+    Readings the device measured before the binding (its stored memory, sent at the first
+    sync) are the patient's only from --history-since on; older ones are quarantined with
+    the reason before_binding until a person releases them. Give it for the patient's own
+    meter; leave it out for a second-hand or borrowed one. It can never reach back past
+    the device's binding to another patient.
+
+    Same binding again: no change (or only the new --history-since). Same patient, other
+    gateway: moved, keeping the history decision. Other patient: refused.
     """
 
     def operation(session: Session) -> dict[str, Any]:
-        result = DeviceRepository(session).bind(device_id, gateway, patient, profile=profile)
+        since = None
+        if history_since is not None:
+            time_zone = PatientRepository(session).get(patient).time_zone
+            since = parse_history_since(history_since, time_zone)
+        result = DeviceRepository(session).bind(
+            device_id, gateway, patient, profile=profile, history_since=since
+        )
         return {
             "bound": _pairing_json(result.pairing),
-            "changed": result.created,
+            "changed": result.created or result.history_changed,
             "moved_from_gateway": None if result.closed is None else result.closed.gateway_id,
             "device_registered": result.device_created,
         }
@@ -350,7 +404,12 @@ def device_bind(
         ctx,
         action="device.bind",
         target=device_id,
-        detail={"gateway_id": gateway, "patient_id": patient, "profile": profile},
+        detail={
+            "gateway_id": gateway,
+            "patient_id": patient,
+            "profile": profile,
+            "history_since": history_since,
+        },
         operation=operation,
     )
 

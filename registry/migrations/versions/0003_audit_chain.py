@@ -3,8 +3,8 @@
 Existing rows are chained in id order (their content as it is now), so an upgraded
 deployment verifies from its first row.
 
-Revision ID: 0002_audit_chain
-Revises: 0001
+Revision ID: 0003_audit_chain
+Revises: 0002_pairings_history_since
 Create Date: 2026-12-02 05:00:00+00:00
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from registry.audit import AUDIT_MIGRATION_OPTION, GENESIS_HASH, link_digest
 
-revision: str = "0002_audit_chain"
-down_revision: str | None = "0001"
+revision: str = "0003_audit_chain"
+down_revision: str | None = "0002_pairings_history_since"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
