@@ -259,18 +259,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('patients', schema=None) as batch_op:
-        batch_op.drop_index('uq_patients_e_health_card_id')
-        batch_op.drop_index(batch_op.f('ix_patients_community'))
-        batch_op.drop_column('e_health_card_id')
-        batch_op.drop_column('preferred_glucose_unit')
-        batch_op.drop_column('village')
-        batch_op.drop_column('community')
-        batch_op.drop_column('district')
-        batch_op.drop_column('address')
-        batch_op.drop_column('phone')
-        batch_op.drop_column('sex')
-        batch_op.drop_column('date_of_birth')
+    # Plain ALTER TABLE … DROP COLUMN (SQLite ≥ 3.35): a batch copy of ``patients`` would
+    # drop the table under the foreign keys of every table that references it.
+    op.drop_index('uq_patients_e_health_card_id', table_name='patients')
+    op.drop_index(op.f('ix_patients_community'), table_name='patients')
+    for column in (
+        'e_health_card_id', 'preferred_glucose_unit', 'village', 'community', 'district',
+        'address', 'phone', 'sex', 'date_of_birth',
+    ):
+        op.execute(f'ALTER TABLE patients DROP COLUMN {column}')
 
     with op.batch_alter_table('family_consents', schema=None) as batch_op:
         batch_op.drop_index('ix_family_consents_link_id')
