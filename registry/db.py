@@ -40,6 +40,9 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+# The care model's tables belong to the same metadata: import them wherever engines exist.
+from registry import care_models as _care_models  # noqa: F401
+from registry.audit import refuse_audit_rewrites
 from registry.errors import InvalidRegistryInput, MigrationError, RegistryUnavailable
 
 DEFAULT_REGISTRY_URL: Final = "sqlite:///./vitalgate-data/registry.db"
@@ -115,7 +118,9 @@ def create_engine_for(url: str) -> Engine:
     """
     parsed = _parse_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True)
+        _refuse_audit_rewrites(engine)
+        return engine
     if _is_sqlite_memory(parsed):
         engine = create_engine(
             parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
@@ -124,7 +129,13 @@ def create_engine_for(url: str) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
+    _refuse_audit_rewrites(engine)
     return engine
+
+
+def _refuse_audit_rewrites(engine: Engine) -> None:
+    # The audit log is append-only: see registry.audit.
+    event.listen(engine, "before_cursor_execute", refuse_audit_rewrites)
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None:

@@ -4,9 +4,10 @@ The schema itself is created and changed only by the Alembic migrations shipped 
 :mod:`registry.migrations`; these classes must describe the same tables (a test compares
 them with the migrated database on every backend).
 
-PHI is kept minimal: a patient is an opaque id, a display label and a time zone. Health
-values never enter the registry, with one exception: the raw payload of a quarantined
-reading, kept so that an operator can review and replay it.
+PHI is kept to what care needs: a patient's name, birth date, sex, phone and address (for
+visits) and the e-health card id; the care model (teams, contracts, consents, targets) is in
+:mod:`registry.care_models`. Health values never enter the registry, with one exception:
+the raw payload of a quarantined reading, kept so that an operator can review and replay it.
 
 Columns filled from rejected, untrusted payloads (quarantine, security events) are
 unbounded ``Text``: a length limit there would turn a hostile payload into a failed insert,
@@ -15,13 +16,14 @@ and a failed quarantine write stops ingest.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Final
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
@@ -110,14 +112,33 @@ class Gateway(Base):
 
 
 class Patient(Base):
-    """A monitored person: an opaque id and a display label, nothing more."""
+    """A monitored person: an opaque id, and what the care team needs to reach them.
+
+    Conditions, targets, status, contracts and consents are in :mod:`registry.care_models`.
+    """
 
     __tablename__ = "patients"
+    # A unique index, not a constraint: SQLite can add it without rebuilding the table.
+    __table_args__ = (Index("uq_patients_e_health_card_id", "e_health_card_id", unique=True),)
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     display_name: Mapped[str | None] = mapped_column(String(200))
+    """The patient's name as staff address them (PHI: never logged, never in a URL)."""
     time_zone: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    sex: Mapped[str | None] = mapped_column(String(16))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(String(300))
+    """Street address for home visits."""
+    district: Mapped[str | None] = mapped_column(String(100))
+    community: Mapped[str | None] = mapped_column(String(100), index=True)
+    """社区 or 村: what triage filters and nurses' day routes group by."""
+    village: Mapped[str | None] = mapped_column(String(100))
+    preferred_glucose_unit: Mapped[str] = mapped_column(String(16), server_default="mmol/L")
+    e_health_card_id: Mapped[str | None] = mapped_column(String(64))
+    """Real-name e-health card (电子健康卡) number: an identifier for matching with hospital
+    systems, never shown in logs, URLs or exports other than FHIR identifiers."""
 
 
 class Device(Base):
@@ -204,15 +225,45 @@ class SecurityEvent(Base):
 
 
 class AuditRecord(Base):
-    """One operator action on the registry: who, what, on which record, when, outcome."""
+    """One access to or change of the registry's data: who, as what, on whom, when, outcome.
+
+    Rows are append-only and hash-chained (see :mod:`registry.audit`): ``seq`` numbers the
+    chain without gaps, ``prev_hash`` is the previous row's ``row_hash`` and ``row_hash`` is
+    the SHA-256 of this row's content and ``prev_hash``. No code path updates or deletes a
+    row; database triggers refuse both where the backend has them.
+    """
 
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
     at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(String(128))
+    actor_role: Mapped[str | None] = mapped_column(String(32))
+    """The role the actor acted in (``doctor``, ``nurse``, ``operator`` …); ``None`` for an
+    operating-system user at the command line."""
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
+    patient_ids: Mapped[str] = mapped_column(Text)
+    """JSON array of every patient id the action read or changed (sorted, no repeats)."""
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(Text)
     """JSON object with the command's arguments (ids only, never health values)."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The newest link of the audit chain: one row (``id = 1``), locked by every appender.
+
+    Keeping the head in its own row lets an appender find the previous hash with one
+    indexed lookup and serialises appenders on that row alone (see :mod:`registry.audit`).
+    It also reveals a deleted tail: the head names a row that no longer exists.
+    """
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    row_hash: Mapped[str] = mapped_column(String(64))

@@ -27,6 +27,8 @@ class LazyGroup:
     help: str
     extra: str | None = None
     """The distribution extra its imports need, named in the error when they are missing."""
+    attribute: str = "app"
+    """The module's Typer application."""
 
 
 LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
@@ -48,6 +50,24 @@ LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
         "vitalgate.commands.registry",
         "The care registry: gateways, patients, device bindings.",
         extra="server",
+    ),
+    "users": LazyGroup(
+        "vitalgate.commands.care",
+        "Accounts of staff, patients and family members.",
+        extra="server",
+        attribute="users_app",
+    ),
+    "care": LazyGroup(
+        "vitalgate.commands.care",
+        "Care teams, contracts, the duty rota and family consent.",
+        extra="server",
+        attribute="care_app",
+    ),
+    "serve": LazyGroup(
+        "vitalgate.commands.serve", "Serve the API (and later the pages).", extra="server"
+    ),
+    "audit": LazyGroup(
+        "vitalgate.commands.audit", "The audit log: verify its hash chain.", extra="server"
     ),
     "demo": LazyGroup(
         "vitalgate.commands.demo",
@@ -90,7 +110,7 @@ class _LazyTyperGroup(TyperGroup):
                 err=True,
             )
             raise typer.Exit(2) from None
-        command = typer.main.get_command(module.app)
+        command = typer.main.get_command(getattr(module, lazy.attribute))
         command.name = cmd_name
         return command
 

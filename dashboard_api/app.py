@@ -1,0 +1,76 @@
+"""The FastAPI application: routers under ``/api/v1``, security headers, the context.
+
+``create_app`` takes everything from outside (settings, registry engine, reading store, clock,
+SMS sender), so ``vitalgate serve`` and the tests build the same application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Final
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import Engine
+
+from dashboard_api.config import API_PREFIX, ApiSettings
+from dashboard_api.context import ApiContext
+from dashboard_api.routes import audit, auth, patients
+from dashboard_api.sms import SmsSender
+from ingest.stores.base import ReadingStore
+
+SECURITY_HEADERS: Final = {
+    # Everything the pages load comes from this origin; no inline script, no framing.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+"""Sent with every response. ``no-referrer`` because URLs carry patient ids."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: ApiSettings,
+    *,
+    registry: Engine,
+    store: ReadingStore,
+    sms: SmsSender,
+    clock: Callable[[], datetime] = _utc_now,
+) -> FastAPI:
+    """The API application over the given registry and reading store."""
+    app = FastAPI(
+        title="VitalGate API",
+        version="1",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.context = ApiContext(
+        settings=settings, registry=registry, store=store, clock=clock, sms=sms
+    )
+    for module in (auth, patients, audit):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith(API_PREFIX):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app

@@ -1,0 +1,137 @@
+"""The authorization matrix: relationship × action → allowed, in one pure function.
+
+The caller's relationships to the patient come from :func:`registry.access.access_facts`.
+The rule that keeps ids from being probed: with **no** relationship (or no such patient)
+the answer is :attr:`Verdict.NOT_FOUND`; with a relationship that does not allow the action
+it is :attr:`Verdict.FORBIDDEN`. The matrix is written out in ``docs/authorization.md``; a
+test checks that document against :data:`MATRIX`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from registry.access import AccessFacts, Relationship
+from registry.care_models import ConsentScope
+
+
+class Action(StrEnum):
+    """What a request does with a patient's data."""
+
+    READ_PATIENT = "read_patient"
+    """Profile, conditions, latest readings."""
+    READ_READINGS = "read_readings"
+    READ_DEVICES = "read_devices"
+    """Devices, pairing history, gateway status."""
+    PAIR_DEVICE = "pair_device"
+    ENTER_READING = "enter_reading"
+    """A reading typed in by hand (a cuff without Bluetooth)."""
+    READ_ALERTS = "read_alerts"
+    ACT_ON_ALERT = "act_on_alert"
+    """Acknowledge, resolve, snooze, assign."""
+    EDIT_TARGETS = "edit_targets"
+    MANAGE_CONSENTS = "manage_consents"
+    """Invite family, grant and revoke consent."""
+    EXPORT = "export"
+    """Reports and exports (PDF, FHIR, CSV)."""
+
+
+class Verdict(StrEnum):
+    """The decision on one request."""
+
+    ALLOW = "allow"
+    NOT_FOUND = "not_found"
+    """No relationship to the patient (or no such patient): answered 404."""
+    FORBIDDEN = "forbidden"
+    """A relationship that does not allow this action: answered 403."""
+
+
+_READ: Final = frozenset({Action.READ_PATIENT, Action.READ_READINGS, Action.READ_DEVICES})
+_CLINICAL_READ: Final = _READ | {Action.READ_ALERTS}
+
+MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
+    Relationship.SELF: _CLINICAL_READ
+    | {Action.PAIR_DEVICE, Action.ENTER_READING, Action.MANAGE_CONSENTS, Action.EXPORT},
+    Relationship.TEAM_DOCTOR: _CLINICAL_READ
+    | {
+        Action.PAIR_DEVICE,
+        Action.ENTER_READING,
+        Action.ACT_ON_ALERT,
+        Action.EDIT_TARGETS,
+        Action.EXPORT,
+    },
+    Relationship.TEAM_LEAD: _CLINICAL_READ
+    | {
+        Action.PAIR_DEVICE,
+        Action.ENTER_READING,
+        Action.ACT_ON_ALERT,
+        Action.EDIT_TARGETS,
+        Action.EXPORT,
+    },
+    Relationship.TEAM_NURSE: _CLINICAL_READ
+    | {Action.PAIR_DEVICE, Action.ENTER_READING, Action.ACT_ON_ALERT},
+    Relationship.DUTY_DOCTOR: _CLINICAL_READ | {Action.ACT_ON_ALERT},
+    Relationship.ESCALATION: _CLINICAL_READ | {Action.ACT_ON_ALERT},
+    Relationship.BREAK_GLASS: _CLINICAL_READ,
+    # Family members: what their consent's scopes give (FAMILY_SCOPES), nothing by itself.
+    Relationship.FAMILY: frozenset(),
+}
+"""What each relationship allows by itself."""
+
+FAMILY_SCOPES: Final[Mapping[ConsentScope, frozenset[Action]]] = {
+    ConsentScope.VIEW_READINGS: _READ,
+    ConsentScope.RECEIVE_ALERTS: frozenset({Action.READ_PATIENT, Action.READ_ALERTS}),
+    ConsentScope.ACT_FOR_PATIENT: _READ | {Action.PAIR_DEVICE, Action.ENTER_READING},
+}
+"""What a family member may do, per consented scope."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict and the relationship it rests on (recorded in the audit row)."""
+
+    verdict: Verdict
+    basis: Relationship | None
+
+
+# Which relationship to name as the basis when several allow: the most ordinary first, so
+# that break-glass is recorded only when nothing else would have allowed the access.
+_BASIS_ORDER: Final = (
+    Relationship.SELF,
+    Relationship.TEAM_DOCTOR,
+    Relationship.TEAM_LEAD,
+    Relationship.TEAM_NURSE,
+    Relationship.FAMILY,
+    Relationship.DUTY_DOCTOR,
+    Relationship.ESCALATION,
+    Relationship.BREAK_GLASS,
+)
+
+
+def allowed_actions(facts: AccessFacts) -> frozenset[Action]:
+    """Every action the facts allow."""
+    actions: set[Action] = set()
+    for relationship in facts.relationships:
+        actions |= MATRIX[relationship]
+    if Relationship.FAMILY in facts.relationships:
+        for scope in facts.consent_scopes:
+            actions |= FAMILY_SCOPES[scope]
+    return frozenset(actions)
+
+
+def decide(facts: AccessFacts, action: Action) -> Decision:
+    """May the actor of ``facts`` do ``action`` on the patient of ``facts`` now?"""
+    if not facts.patient_exists or not facts.relationships:
+        return Decision(Verdict.NOT_FOUND, None)
+    for relationship in _BASIS_ORDER:
+        if relationship not in facts.relationships:
+            continue
+        granted = MATRIX[relationship]
+        if relationship is Relationship.FAMILY:
+            granted = frozenset().union(*(FAMILY_SCOPES[s] for s in facts.consent_scopes))
+        if action in granted:
+            return Decision(Verdict.ALLOW, relationship)
+    return Decision(Verdict.FORBIDDEN, None)

@@ -1,0 +1,172 @@
+"""Request and response models of the API (pydantic; unknown request fields are refused)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: an unknown field is a 422, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StaffLogin(RequestModel):
+    """Username, password and the current TOTP code."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    code: str = Field(min_length=6, max_length=8, pattern=r"^[0-9]+$")
+
+
+class RefreshRequest(RequestModel):
+    """A refresh token (API clients; pages send the cookie instead)."""
+
+    refresh_token: str | None = Field(default=None, max_length=256)
+
+
+class SmsLinkRequest(RequestModel):
+    """Send a one-time login link to this phone (patients and family)."""
+
+    phone: str = Field(pattern=r"^\+?[0-9]{6,20}$")
+
+
+class SmsLinkRedeem(RequestModel):
+    """The token from the link."""
+
+    token: str = Field(min_length=16, max_length=128)
+
+
+class TokenPublic(BaseModel):
+    """A login session as API clients receive it."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type
+    expires_at: datetime
+    refresh_token: str
+    csrf_token: str
+
+
+class Accepted(BaseModel):
+    """The request was taken; nothing more is said (so it cannot be used to probe)."""
+
+    accepted: bool = True
+
+
+class MePublic(BaseModel):
+    """The caller's own account."""
+
+    username: str
+    roles: list[str]
+    patient_id: str | None
+
+
+class LatestReading(BaseModel):
+    """The newest reading of one kind."""
+
+    kind: str
+    measured_at: datetime
+    values: dict[str, float]
+    unit: str
+    flags: list[str]
+
+
+class PatientPublic(BaseModel):
+    """A patient as a list or a detail page shows them."""
+
+    id: str
+    display_name: str | None
+    time_zone: str
+    conditions: list[str]
+    status: str
+    status_reason: str
+    latest: list[LatestReading]
+    last_contact: datetime | None
+    """When the newest reading of any kind was measured."""
+    relationship: str
+    """How the caller is related to the patient (``team_doctor``, ``family`` …)."""
+
+
+class PatientsPublic(BaseModel):
+    """A list of patients."""
+
+    data: list[PatientPublic]
+    count: int
+
+
+class ReadingPoint(BaseModel):
+    """One reading (raw) or one window (downsampled) of a chart series."""
+
+    t: datetime
+    values: dict[str, float]
+    """Raw: the reading's values. Downsampled: ``<field>`` (mean), ``<field>_min``,
+    ``<field>_max``."""
+    count: int = 1
+    id: str | None = None
+    device_id: str | None = None
+    flags: list[str] = Field(default_factory=list)
+    clock_corrected: bool = False
+    manual: bool = False
+
+
+class ReadingSeries(BaseModel):
+    """A patient's readings of one kind over a time range, for a chart or a table."""
+
+    patient_id: str
+    kind: str
+    start: datetime
+    end: datetime
+    units: dict[str, str]
+    downsampled: bool
+    window_seconds: float | None
+    total: int
+    points: list[ReadingPoint]
+
+
+class TargetCreate(RequestModel):
+    """A personal target, effective from a moment on."""
+
+    metric: Literal["glucose", "systolic", "diastolic", "weight", "spo2"]
+    low: float | None = None
+    high: float | None = None
+    unit: Literal["mmol/L", "mm[Hg]", "kg", "%"]
+    effective_from: datetime | None = None
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class TargetPublic(BaseModel):
+    """A target as stored."""
+
+    metric: str
+    low: float | None
+    high: float | None
+    unit: str
+    effective_from: datetime
+    set_by: str
+    reason: str
+
+
+class BreakGlassRequest(RequestModel):
+    """Open a patient in an emergency, with the reason (recorded, and the lead is told)."""
+
+    reason: str = Field(min_length=10, max_length=500)
+    minutes: int = Field(default=60, ge=5, le=240)
+
+
+class BreakGlassPublic(BaseModel):
+    """The emergency access opened."""
+
+    patient_id: str
+    ends_at: datetime
+
+
+class AuditVerifyPublic(BaseModel):
+    """Result of checking the audit chain."""
+
+    intact: bool
+    rows: int
+    head_hash: str | None
+    problems: list[str]

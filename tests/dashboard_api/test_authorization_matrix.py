@@ -1,0 +1,214 @@
+"""Every route with a path parameter, called as every kind of caller (the API's BOLA test).
+
+The routes come from the OpenAPI document, so a new route cannot escape: it fails here until
+it has a sample request and an expected answer for every caller. The expectations are
+written out below by hand, from the authorization matrix in ``docs/authorization.md`` —
+not computed from the code under test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import timedelta
+
+import jwt
+import pytest
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import func, select
+
+from dashboard_api.deps import PATIENT_ROUTE_MARKER
+from registry.db import session_scope
+from registry.models import AuditRecord
+from tests.dashboard_api.conftest import T0, Deployment
+
+PATIENT = "p-wang"
+
+SAMPLE_QUERY = {
+    "kind": "glucose",
+    "start": (T0 - timedelta(days=3)).isoformat(),
+    "end": (T0 + timedelta(days=1)).isoformat(),
+}
+SAMPLE_BODY = {
+    ("post", "/api/v1/patients/{patient_id}/targets"): {
+        "metric": "glucose",
+        "low": 4.4,
+        "high": 10.0,
+        "unit": "mmol/L",
+        "reason": "individual target after review",
+    },
+    ("post", "/api/v1/patients/{patient_id}/break-glass"): {
+        "reason": "unconscious at home, family called",
+        "minutes": 30,
+    },
+}
+
+R_PATIENT = ("get", "/api/v1/patients/{patient_id}")
+R_READINGS = ("get", "/api/v1/patients/{patient_id}/readings")
+R_TARGETS = ("get", "/api/v1/patients/{patient_id}/targets")
+R_SET_TARGET = ("post", "/api/v1/patients/{patient_id}/targets")
+R_BREAK_GLASS = ("post", "/api/v1/patients/{patient_id}/break-glass")
+
+ROUTES_WITH_PATIENT_GATE = {R_PATIENT, R_READINGS, R_TARGETS, R_SET_TARGET}
+"""Routes decided by the one gate; break-glass is the documented exception (any doctor)."""
+
+ALL = (R_PATIENT, R_READINGS, R_TARGETS, R_SET_TARGET, R_BREAK_GLASS)
+
+
+def _expect(read: int, set_target: int, break_glass: int) -> dict[tuple[str, str], int]:
+    return {
+        R_PATIENT: read,
+        R_READINGS: read,
+        R_TARGETS: read,
+        R_SET_TARGET: set_target,
+        R_BREAK_GLASS: break_glass,
+    }
+
+
+EXPECTED: dict[str, dict[tuple[str, str], int]] = {
+    "own doctor": _expect(200, 201, 201),
+    "team lead": _expect(200, 201, 201),
+    "doctor of another team": _expect(404, 404, 201),
+    "nurse of the team": _expect(200, 403, 403),
+    "the patient": _expect(200, 403, 403),
+    "consented family member": _expect(200, 403, 403),
+    "family, consent revoked": _expect(404, 404, 403),
+    "family, consent expired": _expect(404, 404, 403),
+    "admin": _expect(404, 404, 403),
+    "duty doctor during duty": _expect(200, 403, 201),
+    "duty doctor after duty": _expect(404, 404, 201),
+    "doctor after break-glass": _expect(200, 403, 201),
+    "no token": _expect(401, 401, 401),
+    "expired token": _expect(401, 401, 401),
+    "forged token": _expect(401, 401, 401),
+    "alg=none token": _expect(401, 401, 401),
+}
+
+
+def _forge(token: str, *, alg_none: bool = False) -> str:
+    _header, payload, _ = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    if alg_none:
+        head = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode())
+        return f"{head.decode().rstrip('=')}.{body.decode().rstrip('=')}."
+    return jwt.encode(claims, "not-the-key-" + "x" * 40, algorithm="HS256")
+
+
+def _headers(deployment: Deployment, persona: str) -> dict[str, str]:
+    login: Callable[[str], str] = deployment.login
+    match persona:
+        case "own doctor":
+            token = login("dr.zhang")
+        case "team lead":
+            token = login("lead.zhou")
+        case "doctor of another team":
+            token = login("dr.chen")
+        case "nurse of the team":
+            token = login("nurse.liu")
+        case "the patient":
+            token = deployment.sms_login("13800000001")
+        case "consented family member":
+            token = deployment.sms_login("13800000002")
+        case "family, consent revoked":
+            token = deployment.sms_login("13800000003")
+        case "family, consent expired":
+            token = deployment.sms_login("13800000004")
+        case "admin":
+            token = login("admin")
+        case "duty doctor during duty":
+            token = login("dr.duty")
+        case "duty doctor after duty":
+            deployment.clock.advance(hours=8)  # the shift ends at T0 + 9 h
+            token = login("dr.duty")
+        case "doctor after break-glass":
+            token = login("dr.glass")
+            opened = deployment.client.post(
+                f"/api/v1/patients/{PATIENT}/break-glass",
+                json=SAMPLE_BODY[R_BREAK_GLASS],
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert opened.status_code == 201, opened.text
+        case "no token":
+            return {}
+        case "expired token":
+            token = login("dr.zhang")
+            deployment.clock.advance(minutes=11)
+        case "forged token":
+            token = _forge(login("dr.zhang"))
+        case "alg=none token":
+            token = _forge(login("dr.zhang"), alg_none=True)
+        case _:
+            raise AssertionError(persona)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _routes_with_path_parameters(deployment: Deployment) -> set[tuple[str, str]]:
+    document = deployment.client.get("/api/v1/openapi.json").json()
+    return {
+        (method, path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if any(p["in"] == "path" for p in operation.get("parameters", []))
+    }
+
+
+def _denied_rows(deployment: Deployment) -> int:
+    with session_scope(deployment.registry, write=False) as session:
+        return (
+            session.scalar(
+                select(func.count()).select_from(AuditRecord).where(AuditRecord.outcome == "denied")
+            )
+            or 0
+        )
+
+
+def test_every_route_with_a_path_parameter_is_in_the_table(deployment: Deployment) -> None:
+    assert _routes_with_path_parameters(deployment) == set(ALL)
+
+
+def test_every_patient_route_depends_on_the_one_gate(deployment: Deployment) -> None:
+    gated = set()
+    # FastAPI includes routers lazily; iter_route_contexts yields the routes as served.
+    for route in iter_route_contexts(deployment.app.routes):
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            continue
+        stack = list(dependant.dependencies)
+        while stack:
+            dependency = stack.pop()
+            if hasattr(dependency.call, PATIENT_ROUTE_MARKER):
+                for method in route.methods or ():
+                    gated.add((method.lower(), route.path))
+            stack.extend(dependency.dependencies)
+    assert gated == ROUTES_WITH_PATIENT_GATE
+
+
+@pytest.mark.parametrize("persona", list(EXPECTED))
+def test_each_caller_gets_what_the_matrix_says(deployment: Deployment, persona: str) -> None:
+    headers = _headers(deployment, persona)
+    for method, path in ALL:
+        url = path.replace("{patient_id}", PATIENT)
+        denied_before = _denied_rows(deployment)
+        response = deployment.client.request(
+            method,
+            url,
+            headers=headers,
+            params=SAMPLE_QUERY if (method, path) == R_READINGS else None,
+            json=SAMPLE_BODY.get((method, path)),
+        )
+        expected = EXPECTED[persona][(method, path)]
+        assert response.status_code == expected, (persona, method, path, response.text)
+        if expected >= 400:
+            assert _denied_rows(deployment) == denied_before + 1, (persona, method, path)
+        if expected == 404:
+            assert "王芳" not in response.text
+            assert response.json() == {"detail": "patient not found"}
+
+
+def test_an_unknown_patient_answers_exactly_like_someone_elses(deployment: Deployment) -> None:
+    headers = {"Authorization": f"Bearer {deployment.login('dr.chen')}"}
+    other = deployment.client.get(f"/api/v1/patients/{PATIENT}", headers=headers)
+    unknown = deployment.client.get("/api/v1/patients/p-does-not-exist", headers=headers)
+    assert (other.status_code, other.json()) == (unknown.status_code, unknown.json())

@@ -1,0 +1,92 @@
+"""``vitalgate serve``: the VitalGate API over a registry and a reading store.
+
+Example::
+
+    export VITALGATE_API_TOKEN_SECRET="$(cat /etc/vitalgate/token-secret)"
+    vitalgate serve --registry postgresql://vitalgate@db/vitalgate \\
+        --store influxdb-v1://vitalgate:SECRET@influx:8086/vitalgate \\
+        --sms-webhook https://sms.clinic.internal/send --host 127.0.0.1 --port 8000
+
+The signing key comes from ``VITALGATE_API_TOKEN_SECRET`` (or ``--token-secret-file``),
+never from a command line another user could read in ``ps``. Put a TLS reverse proxy in front.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from infra.settings import is_known_default_secret
+from pydantic import ValidationError
+
+from dashboard_api.app import create_app
+from dashboard_api.config import ApiSettings
+from dashboard_api.sms import FileSmsSender, SmsSender, WebhookSmsSender
+from ingest.stores import open_store
+from ingest.stores.base import StoreError
+from registry.db import DEFAULT_REGISTRY_URL, check_schema, create_engine_for
+from registry.errors import RegistryError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def serve(
+    registry: Annotated[
+        str, typer.Option(envvar="VITALGATE_REGISTRY_URL", help="Registry database URL.")
+    ] = DEFAULT_REGISTRY_URL,
+    store: Annotated[
+        str, typer.Option(envvar="VITALGATE_STORE_URL", help="Reading store URL.")
+    ] = "sqlite:///./vitalgate-data/readings.db",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: a free one, printed).")] = 8000,
+    token_secret_file: Annotated[
+        Path | None, typer.Option(help="File holding the token signing key.")
+    ] = None,
+    sms_webhook: Annotated[
+        str | None, typer.Option(help="URL of the clinic's SMS gateway (JSON POST).")
+    ] = None,
+    sms_file: Annotated[
+        Path | None, typer.Option(help="Write SMS to this file instead (demo, testing).")
+    ] = None,
+    insecure_cookies: Annotated[
+        bool, typer.Option(help="Cookies without Secure, for plain-HTTP loopback only.")
+    ] = False,
+) -> None:
+    """Serve the API until interrupted."""
+    if token_secret_file is not None:
+        os.environ["VITALGATE_API_TOKEN_SECRET"] = token_secret_file.read_text().strip()
+    try:
+        settings = ApiSettings(secure_cookies=not insecure_cookies)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            typer.echo(f"error: VITALGATE_API_{field.upper()}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+    if is_known_default_secret(settings.token_secret.get_secret_value()):
+        typer.echo("error: VITALGATE_API_TOKEN_SECRET is a well-known default", err=True)
+        raise typer.Exit(2)
+    if (sms_webhook is None) == (sms_file is None):
+        typer.echo("error: give exactly one of --sms-webhook and --sms-file", err=True)
+        raise typer.Exit(2)
+    sms: SmsSender = WebhookSmsSender(sms_webhook) if sms_webhook else FileSmsSender(sms_file)  # type: ignore[arg-type]
+    try:
+        engine = create_engine_for(registry)
+        check_schema(engine)
+        reading_store = open_store(store)
+    except (RegistryError, StoreError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    application = create_app(settings, registry=engine, store=reading_store, sms=sms)
+    config = uvicorn.Config(
+        application, host=host, port=port, log_level="info", access_log=False, server_header=False
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        reading_store.close()
+        engine.dispose()
