@@ -62,6 +62,7 @@ from gateway.pairing import (
 )
 from gateway.publisher import Publisher
 from gateway.session import (
+    DISCONNECT_TIMEOUT_SECONDS,
     AdvertisementMonitor,
     AdvertisementTrigger,
     ContactTrigger,
@@ -70,6 +71,7 @@ from gateway.session import (
     LinkFactory,
     SerialPortTrigger,
 )
+from gateway.tasks import cancel_and_wait
 from readings.codec import (
     DeviceStatus,
     EventMessage,
@@ -115,6 +117,9 @@ STORAGE_THREADS: Final = 2
 """Threads for outbox and pairing-store calls. SQLite writes are serialised by the outbox
 anyway; a second thread lets a read proceed while a commit waits for its fsync."""
 _MAX_BATTERY_PERCENT: Final = 100
+SHUTDOWN_RECANCEL_SECONDS: Final = DISCONNECT_TIMEOUT_SECONDS + 2.0
+"""A cancelled session ends within its bounded disconnect; one still running after that
+(plus scheduling slack) lost its cancel inside a library and is cancelled again."""
 
 
 def utc_now() -> datetime:
@@ -1027,9 +1032,9 @@ class GatewayRuntime:
                 background.append(task)
         sessions = [running.task for running in self._running.values()]
         self._running.clear()
-        for task in (*background, *sessions):
-            task.cancel()
-        await asyncio.gather(*background, *sessions, return_exceptions=True)
+        await cancel_and_wait(
+            (*background, *sessions), recancel_after_seconds=SHUTDOWN_RECANCEL_SECONDS
+        )
         if publisher_task is not None and not publisher_task.done():
             publisher_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
