@@ -46,7 +46,12 @@ from device_drivers.profiles import (
     SerialTransportSettings,
     load_profiles,
 )
-from device_drivers.simulators.scenario import Scenario, ScenarioError, ValueSeries
+from device_drivers.simulators.scenario import (
+    GLUCOSE_NEWEST_SECONDS_AGO,
+    Scenario,
+    ScenarioError,
+    ValueSeries,
+)
 from gateway.config import GatewaySettings, SimulatedDevice, load_settings
 from gateway.errors import ConfigError, GatewayError, PairingError, SettingsError
 from gateway.outbox import SqliteOutbox
@@ -261,10 +266,10 @@ def serial_candidates(profiles: Sequence[DeviceProfile]) -> list[Candidate]:
 
 
 def serial_demo_scenario() -> Scenario:
-    """A serial meter's day: a week of history in memory, then a measurement every ten
-    minutes."""
+    """A serial meter's day: a week of history in memory (the newest taken just before the
+    start, as the BLE meters'), then a measurement every ten minutes."""
     history = ValueSeries(
-        start_offset_seconds=-21 * 8 * 3600.0,
+        start_offset_seconds=-GLUCOSE_NEWEST_SECONDS_AGO - 20 * 8 * 3600.0,
         interval_seconds=8 * 3600.0,
         count=21,
         values={"glucose": 7.0},
