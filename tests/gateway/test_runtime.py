@@ -28,6 +28,7 @@ from gateway.pairing import PairingStore
 from gateway.runtime import BleBackends, GatewayRuntime, SystemdNotifier
 from gateway.session import SessionState
 from readings.codec import (
+    EventMessage,
     EventType,
     PairCommand,
     SyncTimeCommand,
@@ -46,12 +47,14 @@ WAIT_SECONDS = 20.0
 
 
 def settings_for(mosquitto: MosquittoServer, tmp_path: Path) -> GatewaySettings:
-    return GatewaySettings(
-        gateway_id=GATEWAY_ID,
-        data_dir=tmp_path / "data",
-        demo=True,
-        mqtt={"url": mosquitto.url, "status_interval_seconds": 1},
-        devices={"ble_retry_seconds": 0.5},
+    return GatewaySettings.model_validate(
+        {
+            "gateway_id": GATEWAY_ID,
+            "data_dir": tmp_path / "data",
+            "demo": True,
+            "mqtt": {"url": mosquitto.url, "status_interval_seconds": 1},
+            "devices": {"ble_retry_seconds": 0.5},
+        }
     )
 
 
@@ -114,7 +117,7 @@ def send_command(mosquitto: MosquittoServer, command: Command, payload: bytes) -
     )
 
 
-def events_of(consumer: AckingConsumer, event: EventType) -> list:
+def events_of(consumer: AckingConsumer, event: EventType) -> list[EventMessage]:
     return [e for e in consumer.events if e.event is event and e.gateway_id == GATEWAY_ID]
 
 
