@@ -24,9 +24,11 @@ from device_drivers.simulators.ble_home import SimulatedHome
 from device_drivers.simulators.bumble_link import BumbleLink
 from device_drivers.simulators.scenario import Scenario
 from gateway.config import ClockSettings, GatewaySettings, SimulatedDevice
+from gateway.links import BleBackends
 from gateway.pairing import PairingStore
-from gateway.runtime import BleBackends, GatewayRuntime, SystemdNotifier
+from gateway.runtime import GatewayRuntime
 from gateway.session import SessionState
+from gateway.systemd import SystemdNotifier
 from readings.codec import (
     EventMessage,
     EventType,

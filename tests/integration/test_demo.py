@@ -20,7 +20,7 @@ import pytest
 
 from device_drivers.profiles import DeviceProfile, find_profile
 from device_drivers.simulators.ble_home import demo_scenario
-from gateway.runtime import serial_demo_scenario
+from gateway.simulation import serial_demo_scenario
 from readings.identity import device_identity
 from readings.model import BloodPressureValues, GlucoseValues, new_reading
 from vitalgate.demo import DEMO_TIME_ZONE, format_values

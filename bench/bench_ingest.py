@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python bench/ingest.py            # 200,000 readings, 3 repetitions (≈ 5-8 min on 2 cores)
-    python bench/ingest.py --quick    # smoke run, well under a minute
+    python bench/bench_ingest.py            # 200,000 readings, 3 repetitions (≈ 5-8 min on 2 cores)
+    python bench/bench_ingest.py --quick    # smoke run, well under a minute
 
 Everything runs on this machine, in one run, against real servers started for the run
 (the test harness's ``MosquittoServer`` and ``InfluxDBServer``: free loopback ports,
@@ -63,9 +63,6 @@ from pathlib import Path
 from typing import Any, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-# This file is bench/ingest.py: with bench/ first on sys.path, "import ingest" would
-# import this script instead of the ingest package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT / "bench"]
 sys.path.insert(0, str(REPO_ROOT))
 
 import paho.mqtt  # noqa: E402
@@ -1455,7 +1452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     facts["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    command = " ".join(["python", "bench/ingest.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(
+        ["python", "bench/bench_ingest.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     print(f"Command: `{command}` ({time.perf_counter() - began:.0f} s)\n")
     print("| machine / version | |\n|---|---|")
     for key, value in facts.items():
