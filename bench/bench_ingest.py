@@ -14,7 +14,7 @@ temporary directories, ``max_queued_messages`` raised so nothing is dropped):
     persistent session created first, so nothing is missed): messages/s from the start of
     the publisher until the subscriber has them all. The set is cycled until at least
     ``--broker-messages`` messages, and every publisher is fed fewer than 65,535 lines
-    (``mosquitto_pub -l`` at QoS 1 stops early beyond that: PERFORMANCE.md).
+    (``mosquitto_pub -l`` at QoS 1 stops early beyond that: docs/gateway-runtime.md).
 (b) **InfluxDB raw write capacity.** The very points of (c), encoded beforehand with
     ``ingest.stores.points.to_line`` (what ingest writes) and posted to ``/write`` in
     batches of the store's request size over one keep-alive connection (the ingest
@@ -134,7 +134,7 @@ WARMUP_SEQ_OFFSET: Final = 10_000_000
 
 PUBLISH_WINDOW_MESSAGES: Final = 20
 """Envelopes in flight from the bench publisher: paho's default in-flight limit. A larger
-window makes paho slower (it rescans its queue per PUBACK, PERFORMANCE.md)."""
+window makes paho slower (it rescans its queue per PUBACK, docs/gateway-runtime.md)."""
 MOSQUITTO_PUB_MAX_INFLIGHT: Final = 100
 """``mosquitto_pub -M``: fastest of 20/100/1000 for 70 KB envelopes on this machine."""
 MOSQUITTO_PUB_MAX_LINES: Final = 60_000
