@@ -49,6 +49,7 @@ from gateway.pairing import (
     PairingStore,
     PairingWindow,
 )
+from gateway.pairing_window import run_pairing_window
 from gateway.publisher import Publisher
 from gateway.session import (
     DISCONNECT_TIMEOUT_SECONDS,
@@ -90,10 +91,6 @@ PAIRINGS_SYNC_SECONDS: Final = 2.0
 or unpaired with the CLI starts or stops being served within this long."""
 STATE_RECORD_SECONDS: Final = 10.0
 """How often device states are written for ``vitalgate gateway devices``."""
-PAIRING_SCAN_SECONDS: Final = 3.0
-"""One scan of the pairing window: meters advertise every 1–2 s while pairable."""
-PAIRING_RETRY_PAUSE_SECONDS: Final = 1.0
-"""Pause between pairing scans, so a failing adapter is not hammered."""
 SIMULATED_SCAN_WINDOW_SECONDS: Final = 0.5
 """Simulated devices advertise every 100 ms; a short window reacts at once."""
 STORAGE_THREADS: Final = 2
@@ -520,49 +517,22 @@ class GatewayRuntime:
             return []
 
     async def _pair_in_window(self, window: OpenWindow) -> None:
-        paired = 0
-        reason = "timeout"
-        zone = window.time_zone or self.settings.clock.time_zone
-        try:
-            while self.window.current() is window:
-                remaining = window.remaining_seconds(self._clock())
-                known = {pairing.address.upper() for pairing in self.pairings.all()}
-                try:
-                    found = await self._discover(window, min(PAIRING_SCAN_SECONDS, remaining))
-                except Exception as exc:
-                    logger.error(
-                        "looking for devices to pair failed",
-                        extra={"error": type(exc).__name__},
-                        exc_info=exc,
-                    )
-                    found = []
-                # Devices heard while the window was open are paired even if it closed
-                # during the scan; none heard after it closed are looked for.
-                for candidate in found:
-                    if candidate.address.upper() in known:
-                        continue
-                    try:
-                        pairing = await self._pair_candidate(
-                            candidate, patient_id=window.patient_id, time_zone=zone
-                        )
-                    except PairingError as exc:
-                        logger.warning(
-                            "device not paired",
-                            extra={"device_id": exc.device_id, "reason": exc.reason},
-                        )
-                        continue
-                    paired += 1
-                    known.add(pairing.address.upper())
-                    self._sync_sessions()
-                await asyncio.sleep(
-                    min(PAIRING_RETRY_PAUSE_SECONDS, window.remaining_seconds(self._clock()))
-                )
-        except asyncio.CancelledError:
-            reason = "replaced" if self.window.current() is not window else "stopped"
-            raise
-        finally:
+        def closed(reason: str, paired: int) -> None:
             self._emit(EventType.PAIRING_WINDOW_CLOSED, None, {"reason": reason, "paired": paired})
-            logger.info("pairing window closed", extra={"reason": reason, "count": paired})
+
+        await run_pairing_window(
+            window,
+            windows=self.window,
+            clock=self._clock,
+            time_zone=self.settings.clock.time_zone,
+            paired_addresses=lambda: {pairing.address.upper() for pairing in self.pairings.all()},
+            discover=self._discover,
+            pair=lambda candidate, patient_id, zone: self._pair_candidate(
+                candidate, patient_id=patient_id, time_zone=zone
+            ),
+            on_paired=self._sync_sessions,
+            on_closed=closed,
+        )
 
     # -- commands ------------------------------------------------------------------------
 
