@@ -10,8 +10,9 @@
   as pairings come and go (the CLI's ``pair``/``unpair`` take effect within seconds);
 * one shared BLE scanner (:class:`~gateway.session.AdvertisementMonitor`) when BLE
   devices are paired;
-* the pairing window and its task, opened by ``cmd/pair``, finding and identifying
-  devices the way ``vitalgate gateway pair`` does (:mod:`gateway.discovery`);
+* the pairing window and its task (:mod:`gateway.pairing_window`), opened by ``cmd/pair``,
+  finding and identifying devices the way ``vitalgate gateway pair`` does
+  (:mod:`gateway.discovery`);
 * simulated devices (``[[simulators]]``, :mod:`gateway.simulation`), started on a virtual
   radio or pseudo-terminals and paired automatically — the demo and the tests use them;
 * systemd notifications (:mod:`gateway.systemd`).
