@@ -7,11 +7,12 @@ live in a small SQLite database in the gateway's data directory (``pairings.db``
 each device's last known state for ``vitalgate gateway devices``.
 
 Display-less meters pair "Just Works", without protection against a man in the middle
-(RELIABILITY.md B3). The gateway therefore pairs only inside a short **pairing window**,
-opened by the operator (``vitalgate gateway pair``) or by the clinic (``cmd/pair``), and
-refuses readings from devices it has not paired: a session checks the device's reported
-identity against the pairing on every connection, and readings of a device unpaired
-meanwhile are dropped and counted.
+(docs/gateway-runtime.md, *Pairing*). The gateway therefore pairs only inside a short
+**pairing window**, opened by the operator (``vitalgate gateway pair``) or by the clinic
+(``cmd/pair``), and refuses readings from devices it has not paired: a session checks the
+device's reported identity against the pairing on every connection, and readings of a
+device unpaired meanwhile are dropped and counted. Finding and identifying candidates is
+:mod:`gateway.discovery`, shared by the window and the CLI.
 """
 
 from __future__ import annotations

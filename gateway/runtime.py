@@ -10,14 +10,16 @@
   as pairings come and go (the CLI's ``pair``/``unpair`` take effect within seconds);
 * one shared BLE scanner (:class:`~gateway.session.AdvertisementMonitor`) when BLE
   devices are paired;
-* the pairing window and its task, opened by ``cmd/pair``;
-* simulated devices (``[[simulators]]`` in the configuration), started on a virtual radio
-  or pseudo-terminals and paired automatically — the demo and the tests use them;
-* systemd integration without a dependency: ``READY=1`` once running, ``WATCHDOG=1``
-  every half ``WatchdogSec`` while the loop and the publisher live, ``STOPPING=1``.
+* the pairing window and its task (:mod:`gateway.pairing_window`), opened by ``cmd/pair``,
+  finding and identifying devices the way ``vitalgate gateway pair`` does
+  (:mod:`gateway.discovery`);
+* simulated devices (``[[simulators]]``, :mod:`gateway.simulation`), started on a virtual
+  radio or pseudo-terminals and paired automatically — the demo and the tests use them;
+* systemd notifications (:mod:`gateway.systemd`).
 
-SIGTERM and SIGINT stop it cleanly (the publisher publishes the offline status); SIGHUP
-reloads the configuration like ``cmd/reload_config``.
+Links to devices are built by :mod:`gateway.links`. SIGTERM and SIGINT stop it cleanly
+(every task is cancelled and waited for, see :mod:`gateway.tasks`; the publisher
+publishes the offline status); SIGHUP reloads the configuration like ``cmd/reload_config``.
 """
 
 from __future__ import annotations
@@ -25,43 +27,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from zoneinfo import ZoneInfo
 
-from device_drivers import load_driver
 from device_drivers.errors import DriverError
-from device_drivers.profiles import (
-    BleTransportSettings,
-    DeviceProfile,
-    ProfileError,
-    SerialTransportSettings,
-    load_profiles,
-)
-from device_drivers.simulators.scenario import Scenario, ScenarioError, ValueSeries
-from gateway.config import GatewaySettings, SimulatedDevice, load_settings
+from device_drivers.profiles import DeviceProfile, ProfileError, load_profiles
+from gateway.config import GatewaySettings, load_settings
+from gateway.discovery import find_candidates, identify
 from gateway.errors import ConfigError, GatewayError, PairingError, SettingsError
+from gateway.links import BleBackends, open_link
 from gateway.outbox import SqliteOutbox
 from gateway.pairing import (
-    PAIRING_DEADLINE_SECONDS,
     Candidate,
     OpenWindow,
     Pairing,
     PairingStore,
     PairingWindow,
-    match_advertisements,
-    read_identity,
 )
+from gateway.pairing_window import run_pairing_window
 from gateway.publisher import Publisher
 from gateway.session import (
+    DISCONNECT_TIMEOUT_SECONDS,
     AdvertisementMonitor,
     AdvertisementTrigger,
     ContactTrigger,
@@ -70,6 +62,9 @@ from gateway.session import (
     LinkFactory,
     SerialPortTrigger,
 )
+from gateway.simulation import Simulation, simulate_every_device
+from gateway.systemd import SystemdNotifier
+from gateway.tasks import cancel_and_wait
 from readings.codec import (
     DeviceStatus,
     EventMessage,
@@ -81,16 +76,12 @@ from readings.codec import (
     decode_message,
 )
 from readings.errors import PayloadError, TopicError
-from readings.model import Kind
 from readings.topics import Command, parse_topic
 
 if TYPE_CHECKING:
-    from bleak.backends.client import BaseBleakClient
-    from bleak.backends.scanner import BaseBleakScanner
+    from device_drivers.transports.ble import Advertisement
 
-    from device_drivers.simulators.ble_home import SimulatedHome
-    from device_drivers.simulators.serial_meters import PtyMeterSimulator
-    from device_drivers.transports.ble import Advertisement, BleakTransport
+__all__ = ["GatewayRuntime", "serve", "utc_now"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,333 +92,19 @@ PAIRINGS_SYNC_SECONDS: Final = 2.0
 or unpaired with the CLI starts or stops being served within this long."""
 STATE_RECORD_SECONDS: Final = 10.0
 """How often device states are written for ``vitalgate gateway devices``."""
-PAIRING_SCAN_SECONDS: Final = 3.0
-"""One scan of the pairing window: meters advertise every 1–2 s while pairable."""
-PAIRING_RETRY_PAUSE_SECONDS: Final = 1.0
-"""Pause between pairing scans, so a failing adapter is not hammered."""
-BATTERY_LEVEL_UUID: Final = "00002a19-0000-1000-8000-00805f9b34fb"
-"""Battery Level (Battery Service 0x180F): one byte, 0–100 %."""
 SIMULATED_SCAN_WINDOW_SECONDS: Final = 0.5
 """Simulated devices advertise every 100 ms; a short window reacts at once."""
-DEFAULT_SERIAL_SIMULATION_INTERVAL_SECONDS: Final = 600.0
-"""A simulated serial meter takes a new measurement every ten minutes."""
 STORAGE_THREADS: Final = 2
 """Threads for outbox and pairing-store calls. SQLite writes are serialised by the outbox
 anyway; a second thread lets a read proceed while a commit waits for its fsync."""
-_MAX_BATTERY_PERCENT: Final = 100
+SHUTDOWN_RECANCEL_SECONDS: Final = DISCONNECT_TIMEOUT_SECONDS + 2.0
+"""A cancelled session ends within its bounded disconnect; one still running after that
+(plus scheduling slack) lost its cancel inside a library and is cancelled again."""
 
 
 def utc_now() -> datetime:
     """The current time, UTC."""
     return datetime.now(UTC)
-
-
-# -- systemd ---------------------------------------------------------------------------
-
-
-class SystemdNotifier:
-    """``sd_notify`` over ``$NOTIFY_SOCKET``, with the socket module alone.
-
-    Outside systemd (no ``NOTIFY_SOCKET``) every call does nothing.
-
-    Args:
-        environ: the environment to read ``NOTIFY_SOCKET``, ``WATCHDOG_USEC`` and
-            ``WATCHDOG_PID`` from.
-    """
-
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        env = os.environ if environ is None else environ
-        address = env.get("NOTIFY_SOCKET", "")
-        # A leading "@" names a socket in the abstract namespace.
-        self._address = "\0" + address[1:] if address.startswith("@") else address
-        self.watchdog_seconds: float | None = None
-        """``WatchdogSec`` of the unit, when the watchdog is on for this process."""
-        usec = env.get("WATCHDOG_USEC", "")
-        pid = env.get("WATCHDOG_PID", "")
-        if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
-            self.watchdog_seconds = int(usec) / 1_000_000
-
-    @property
-    def enabled(self) -> bool:
-        """Whether the process runs under systemd with a notify socket."""
-        return bool(self._address)
-
-    def notify(self, message: str) -> bool:
-        """Send one notification (``READY=1``, ``WATCHDOG=1`` …); True if it was sent."""
-        if not self._address:
-            return False
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.connect(self._address)
-                sock.sendall(message.encode("utf-8"))
-        except OSError as exc:
-            logger.warning("systemd notification failed", extra={"error": str(exc)})
-            return False
-        return True
-
-
-# -- links to devices -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BleBackends:
-    """bleak backends to use instead of the OS Bluetooth stack (the simulators')."""
-
-    client: type[BaseBleakClient]
-    scanner: type[BaseBleakScanner]
-
-
-def ble_battery_reader(transport: BleakTransport) -> Callable[[], Awaitable[int | None]]:
-    """Reads Battery Level (0x2A19) when the connected device has it, else ``None``."""
-
-    async def read() -> int | None:
-        if not transport.has_characteristic(BATTERY_LEVEL_UUID):
-            return None
-        value = await transport.read(BATTERY_LEVEL_UUID)
-        if len(value) != 1 or value[0] > _MAX_BATTERY_PERCENT:
-            logger.warning("invalid battery level ignored", extra={"bytes": len(value)})
-            return None
-        return value[0]
-
-    return read
-
-
-def open_link(
-    profile: DeviceProfile,
-    address: str,
-    *,
-    ble: BleBackends | None,
-    advertisement: Advertisement | None = None,
-) -> DeviceLink:
-    """A new driver on a new transport to the device at ``address``.
-
-    Args:
-        profile: the device model (driver, line settings, bonding).
-        address: BLE address, or serial port path / pyserial URL.
-        ble: simulator backends, or ``None`` for the OS Bluetooth stack.
-        advertisement: a fresh scan result for the device, so bleak need not scan again.
-    """
-    driver_class = load_driver(profile.driver)
-    transport_settings = profile.transport
-    if isinstance(transport_settings, BleTransportSettings):
-        from device_drivers.transports.ble import BleakTransport
-
-        transport = BleakTransport(
-            advertisement.device if advertisement is not None else address,
-            backend=ble.client if ble is not None else None,
-            pair=profile.quirks.needs_bonding,
-        )
-        return DeviceLink(
-            driver=driver_class(transport, profile=profile),
-            wait_disconnected=transport.wait_disconnected,
-            battery_percent=ble_battery_reader(transport),
-        )
-    assert isinstance(transport_settings, SerialTransportSettings)
-    from device_drivers.transports.serial import SerialPortTransport
-
-    serial_transport = SerialPortTransport(
-        address,
-        baudrate=transport_settings.baud,
-        bytesize=transport_settings.bytesize,
-        parity=transport_settings.parity.value,
-        stopbits=transport_settings.stopbits,
-    )
-    return DeviceLink(driver=driver_class(serial_transport))
-
-
-def serial_candidates(profiles: Sequence[DeviceProfile]) -> list[Candidate]:
-    """Serial ports whose USB adapter is a known meter cable (``transport.usb_ids``)."""
-    from serial.tools import list_ports
-
-    candidates = []
-    for port in list_ports.comports():
-        if port.vid is None or port.pid is None:
-            continue
-        usb_id = f"{port.vid:04x}:{port.pid:04x}"
-        for profile in profiles:
-            settings = profile.transport
-            if isinstance(settings, SerialTransportSettings) and usb_id in settings.usb_ids:
-                candidates.append(Candidate(address=port.device, profile=profile))
-                break
-    return candidates
-
-
-# -- simulated devices ------------------------------------------------------------------
-
-
-def serial_demo_scenario() -> Scenario:
-    """A serial meter's day: a week of history in memory, then a measurement every ten
-    minutes."""
-    history = ValueSeries(
-        start_offset_seconds=-21 * 8 * 3600.0,
-        interval_seconds=8 * 3600.0,
-        count=21,
-        values={"glucose": 7.0},
-        jitter={"glucose": 2.5},
-        kind=Kind.GLUCOSE,
-        seed=1,
-        context={"meal": "preprandial"},
-    )
-    live = ValueSeries(
-        start_offset_seconds=DEFAULT_SERIAL_SIMULATION_INTERVAL_SECONDS,
-        interval_seconds=DEFAULT_SERIAL_SIMULATION_INTERVAL_SECONDS,
-        count=144,
-        values={"glucose": 7.0},
-        jitter={"glucose": 2.5},
-        kind=Kind.GLUCOSE,
-        seed=2,
-    )
-    return Scenario(series=(history, live))
-
-
-class Simulation:
-    """The simulated devices of ``[[simulators]]``: BLE ones on one virtual radio, serial
-    ones on pseudo-terminals. Each follows its scenario with a clock in its patient's zone.
-
-    Args:
-        entries: the simulated devices.
-        profiles: every known profile, by id.
-        default_zone: the zone of entries without their own.
-    """
-
-    def __init__(
-        self,
-        entries: Sequence[SimulatedDevice],
-        profiles: Mapping[str, DeviceProfile],
-        default_zone: str,
-    ) -> None:
-        self._entries = tuple(entries)
-        self._profiles = profiles
-        self._default_zone = default_zone
-        self._home: SimulatedHome | None = None
-        self._serial: list[PtyMeterSimulator] = []
-        self.addresses: dict[str, str] = {}
-        """Address of each simulated device, by profile id."""
-
-    def zone_of(self, entry: SimulatedDevice) -> str:
-        """The time zone of a simulated device's patient."""
-        return entry.time_zone or self._default_zone
-
-    def profile_of(self, entry: SimulatedDevice) -> DeviceProfile:
-        """The profile a simulated device follows.
-
-        Raises:
-            ConfigError: unknown profile, or one without a simulator.
-        """
-        profile = self._profiles.get(entry.profile)
-        if profile is None:
-            known = ", ".join(sorted(self._profiles))
-            raise ConfigError("simulators.profile", f"no profile {entry.profile!r}; known: {known}")
-        if profile.simulator is None:
-            raise ConfigError(
-                "simulators.profile", f"profile {entry.profile!r} has no [simulator] section"
-            )
-        return profile
-
-    @property
-    def ble(self) -> BleBackends | None:
-        """The backends that reach the simulated BLE devices, if any were started."""
-        if self._home is None:
-            return None
-        return BleBackends(client=self._home.client_backend, scanner=self._home.scanner_backend)
-
-    async def start(self) -> None:
-        """Start every simulated device.
-
-        Raises:
-            ConfigError: a profile is unknown or unsimulated, a profile appears twice, or
-                BLE devices disagree on the time zone (they share one radio and clock).
-        """
-        seen: set[str] = set()
-        ble_entries: list[tuple[SimulatedDevice, DeviceProfile]] = []
-        for entry in self._entries:
-            profile = self.profile_of(entry)
-            if profile.profile_id in seen:
-                raise ConfigError(
-                    "simulators.profile",
-                    f"{profile.profile_id!r} is simulated twice; one device per model",
-                )
-            seen.add(profile.profile_id)
-            if profile.is_ble:
-                ble_entries.append((entry, profile))
-            else:
-                self._start_serial(entry, profile, self._scenario(entry) or serial_demo_scenario())
-        if ble_entries:
-            zones = {self.zone_of(entry) for entry, _ in ble_entries}
-            if len(zones) > 1:
-                raise ConfigError(
-                    "simulators.time_zone",
-                    "simulated BLE devices share one radio and one clock; give them one zone",
-                )
-            from device_drivers.simulators.ble_home import SimulatedHome
-
-            scenarios: dict[str, Scenario] = {}
-            for entry, profile in ble_entries:
-                scenario = self._scenario(entry)
-                if scenario is not None:
-                    scenarios[profile.profile_id] = scenario
-            self._home = SimulatedHome(
-                [profile for _, profile in ble_entries],
-                scenarios=scenarios,
-                now=_wall_clock(zones.pop()),
-            )
-            await self._home.start()
-            for profile_id, device in self._home.devices.items():
-                self.addresses[profile_id] = device.address
-
-    def _scenario(self, entry: SimulatedDevice) -> Scenario | None:
-        try:
-            if entry.scenario_file is not None:
-                return Scenario.from_toml(entry.scenario_file)
-            if entry.scenario:
-                return Scenario.from_dict(entry.scenario)
-        except ScenarioError as exc:
-            raise ConfigError(
-                f"simulators.scenario.{exc.field.removeprefix('$.')}", exc.problem
-            ) from exc
-        return None
-
-    def _start_serial(
-        self, entry: SimulatedDevice, profile: DeviceProfile, scenario: Scenario
-    ) -> None:
-        from device_drivers.simulators import serial_meters
-
-        assert profile.simulator is not None
-        clock = _wall_clock(self.zone_of(entry))
-        kind = profile.simulator.kind
-        simulator: PtyMeterSimulator
-        if kind == "serial_onetouch_ultra2":
-            simulator = serial_meters.start_onetouch_ultra2(
-                scenario, serial_number=profile.simulator.serial, clock=clock
-            )
-        elif kind == "serial_contour":
-            simulator = serial_meters.start_contour(
-                scenario, serial_number=profile.simulator.serial, clock=clock
-            )
-        else:
-            raise ConfigError(
-                "simulators.profile", f"{profile.profile_id!r}: unknown simulator kind {kind!r}"
-            )
-        self._serial.append(simulator)
-        self.addresses[profile.profile_id] = simulator.port
-
-    async def stop(self) -> None:
-        """Stop every simulated device."""
-        for simulator in self._serial:
-            await asyncio.to_thread(simulator.close)
-        self._serial.clear()
-        if self._home is not None:
-            await self._home.stop()
-            self._home = None
-
-
-def _wall_clock(zone_name: str) -> Callable[[], datetime]:
-    zone = ZoneInfo(zone_name)
-
-    def now() -> datetime:
-        return datetime.now(zone).replace(tzinfo=None)
-
-    return now
 
 
 # -- the runtime ------------------------------------------------------------------------
@@ -806,20 +483,7 @@ class GatewayRuntime:
     async def _pair_candidate(
         self, candidate: Candidate, *, patient_id: str, time_zone: str
     ) -> Pairing:
-        link = open_link(
-            candidate.profile,
-            candidate.address,
-            ble=self._ble,
-            advertisement=candidate.advertisement,
-        )
-        try:
-            async with asyncio.timeout(PAIRING_DEADLINE_SECONDS):
-                info = await read_identity(link.driver)
-        except TimeoutError:
-            raise PairingError(
-                f"the device at {candidate.address} did not answer within "
-                f"{PAIRING_DEADLINE_SECONDS:g} s"
-            ) from None
+        info = await identify(candidate, ble=self._ble)
         return await asyncio.to_thread(
             self.pairings.bind,
             info,
@@ -835,12 +499,7 @@ class GatewayRuntime:
             for profile in self._profiles.values()
             if window.profile_id is None or profile.profile_id == window.profile_id
         ]
-        candidates: list[Candidate] = []
-        if any(profile.is_ble for profile in profiles):
-            candidates += match_advertisements(await self._listen(seconds), profiles)
-        if any(not profile.is_ble for profile in profiles):
-            candidates += await asyncio.to_thread(serial_candidates, profiles)
-        return candidates
+        return await find_candidates(profiles, lambda: self._listen(seconds))
 
     async def _listen(self, seconds: float) -> Sequence[Advertisement]:
         """What the radio hears for ``seconds``: from the shared scanner when it runs
@@ -859,49 +518,22 @@ class GatewayRuntime:
             return []
 
     async def _pair_in_window(self, window: OpenWindow) -> None:
-        paired = 0
-        reason = "timeout"
-        zone = window.time_zone or self.settings.clock.time_zone
-        try:
-            while self.window.current() is window:
-                remaining = window.remaining_seconds(self._clock())
-                known = {pairing.address.upper() for pairing in self.pairings.all()}
-                try:
-                    found = await self._discover(window, min(PAIRING_SCAN_SECONDS, remaining))
-                except Exception as exc:
-                    logger.error(
-                        "looking for devices to pair failed",
-                        extra={"error": type(exc).__name__},
-                        exc_info=exc,
-                    )
-                    found = []
-                # Devices heard while the window was open are paired even if it closed
-                # during the scan; none heard after it closed are looked for.
-                for candidate in found:
-                    if candidate.address.upper() in known:
-                        continue
-                    try:
-                        pairing = await self._pair_candidate(
-                            candidate, patient_id=window.patient_id, time_zone=zone
-                        )
-                    except PairingError as exc:
-                        logger.warning(
-                            "device not paired",
-                            extra={"device_id": exc.device_id, "reason": exc.reason},
-                        )
-                        continue
-                    paired += 1
-                    known.add(pairing.address.upper())
-                    self._sync_sessions()
-                await asyncio.sleep(
-                    min(PAIRING_RETRY_PAUSE_SECONDS, window.remaining_seconds(self._clock()))
-                )
-        except asyncio.CancelledError:
-            reason = "replaced" if self.window.current() is not window else "stopped"
-            raise
-        finally:
+        def closed(reason: str, paired: int) -> None:
             self._emit(EventType.PAIRING_WINDOW_CLOSED, None, {"reason": reason, "paired": paired})
-            logger.info("pairing window closed", extra={"reason": reason, "count": paired})
+
+        await run_pairing_window(
+            window,
+            windows=self.window,
+            clock=self._clock,
+            time_zone=self.settings.clock.time_zone,
+            paired_addresses=lambda: {pairing.address.upper() for pairing in self.pairings.all()},
+            discover=self._discover,
+            pair=lambda candidate, patient_id, zone: self._pair_candidate(
+                candidate, patient_id=patient_id, time_zone=zone
+            ),
+            on_paired=self._sync_sessions,
+            on_closed=closed,
+        )
 
     # -- commands ------------------------------------------------------------------------
 
@@ -1027,37 +659,13 @@ class GatewayRuntime:
                 background.append(task)
         sessions = [running.task for running in self._running.values()]
         self._running.clear()
-        for task in (*background, *sessions):
-            task.cancel()
-        await asyncio.gather(*background, *sessions, return_exceptions=True)
+        await cancel_and_wait(
+            (*background, *sessions), recancel_after_seconds=SHUTDOWN_RECANCEL_SECONDS
+        )
         if publisher_task is not None and not publisher_task.done():
             publisher_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publisher_task
-
-
-# -- entry points ---------------------------------------------------------------------
-
-
-def simulate_every_device(settings: GatewaySettings, patient_id: str) -> GatewaySettings:
-    """``settings`` with a simulated device of every model that has a simulator, all bound
-    to ``patient_id`` (the demo), unless ``[[simulators]]`` already lists some.
-
-    Raises:
-        ConfigError: the profiles cannot be loaded.
-    """
-    if settings.simulators:
-        return settings
-    try:
-        profiles = load_profiles(settings.profiles_dir)
-    except ProfileError as exc:
-        raise ConfigError("profiles_dir", str(exc)) from exc
-    entries = tuple(
-        SimulatedDevice(profile=profile.profile_id, patient_id=patient_id)
-        for profile in profiles
-        if profile.simulator is not None
-    )
-    return settings.model_copy(update={"simulators": entries})
 
 
 async def serve(

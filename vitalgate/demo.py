@@ -190,7 +190,7 @@ def _render(
     table.add_column("patient 患者")
     table.add_column("measurement 项目")
     table.add_column("latest 最新", justify="right")
-    table.add_column("measured 测量时间")
+    table.add_column(f"measured 测量时间 ({state.time_zone.key})")
     table.add_column("count 次数", justify="right")
     with state.lock:
         for patient in state.patients:
@@ -519,6 +519,7 @@ def _header(stack: DemoStack) -> str:
         f"reading store  {stack.store_url}\n"
         f"registry       {stack.registry_url}\n"
         f"gateway log    {stack.data_dir / 'gateway.log'}\n"
+        f"times          the patients' wall clock, {DEMO_TIME_ZONE} (not this machine's)\n"
         "Press Ctrl-C to stop · 按 Ctrl-C 停止"
     )
 
@@ -592,7 +593,7 @@ def _run_plain(stack: DemoStack, deadline: float | None, out: TextIO) -> None:
             print(
                 f"-- accepted {received}, stored {stack.stored_count()}, "
                 f"quarantined {stack.quarantined_count()} "
-                f"({datetime.now(UTC).astimezone().strftime('%H:%M:%S')})",
+                f"({stack.state.local(datetime.now(UTC))} {DEMO_TIME_ZONE})",
                 file=out,
                 flush=True,
             )

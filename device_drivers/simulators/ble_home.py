@@ -37,7 +37,12 @@ from device_drivers.simulators.ble_thermometer import ThermometerSimulator
 from device_drivers.simulators.ble_weight_scale import WeightScaleSimulator
 from device_drivers.simulators.bleak_backend import BumbleClientBackend, BumbleScannerBackend
 from device_drivers.simulators.bumble_link import BumbleLink
-from device_drivers.simulators.scenario import Scenario, ValueSeries, local_wall_clock
+from device_drivers.simulators.scenario import (
+    GLUCOSE_NEWEST_SECONDS_AGO,
+    Scenario,
+    ValueSeries,
+    local_wall_clock,
+)
 from device_drivers.transports.ble import Advertisement, BleakTransport, scan
 from readings.model import Kind
 
@@ -67,11 +72,14 @@ def _history(
     *,
     count: int,
     interval_seconds: float,
+    newest_seconds_ago: float | None = None,
     **extra: Any,
 ) -> ValueSeries:
-    """``count`` measurements already in memory, the newest ``interval_seconds`` ago."""
+    """``count`` measurements already in memory, the newest ``newest_seconds_ago`` ago
+    (default ``interval_seconds``)."""
+    newest = interval_seconds if newest_seconds_ago is None else newest_seconds_ago
     return ValueSeries(
-        start_offset_seconds=-count * interval_seconds,
+        start_offset_seconds=-newest - (count - 1) * interval_seconds,
         interval_seconds=interval_seconds,
         count=count,
         values=values,
@@ -122,6 +130,7 @@ def demo_scenario(profile: DeviceProfile) -> Scenario:
                     *glucose,
                     count=30,
                     interval_seconds=8 * _HOUR_SECONDS,
+                    newest_seconds_ago=GLUCOSE_NEWEST_SECONDS_AGO,
                     context=meal,
                 ),
                 _live(Kind.GLUCOSE, *glucose, interval_seconds=180.0, context=meal),

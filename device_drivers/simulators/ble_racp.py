@@ -1,7 +1,8 @@
 """The server side of the Record Access Control Point, for simulated devices that store
 records (glucose meter, CGM).
 
-Behaves like Nordic's GLS server (DEVICES.md §3.4), the reference most meters follow:
+Behaves like Nordic's GLS sample server, the reference most meters follow (summarised in
+docs/gateway-runtime.md, *Simulated devices*):
 
 * a RACP write is refused with an ATT error when the client has not enabled the
   indications on RACP and the notifications of the record characteristic ("CCCD

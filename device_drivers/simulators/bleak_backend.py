@@ -44,6 +44,7 @@ from bumble.device import Advertisement, Connection, Peer
 from bumble.gatt_client import AttributeProxy, CharacteristicProxy
 
 from device_drivers.gatt.uuids import normalize_uuid
+from device_drivers.simulators.bumble_link import honour_cancellation
 
 if TYPE_CHECKING:
     from device_drivers.simulators.bumble_link import BumbleCentral
@@ -166,10 +167,10 @@ class BumbleClientBackend(BaseBleakClient):
         connection.on(Connection.EVENT_DISCONNECTION, self._on_disconnection)
         try:
             peer = Peer(connection)
-            await peer.request_mtu(REQUESTED_ATT_MTU)
+            await honour_cancellation(peer.request_mtu(REQUESTED_ATT_MTU))
             if pair:
-                await connection.pair()
-            self.services = await self._discover(peer)
+                await honour_cancellation(connection.pair())
+            self.services = await honour_cancellation(self._discover(peer))
             self._peer = peer
         except _BUMBLE_ERRORS as exc:
             await self.disconnect()
@@ -229,7 +230,7 @@ class BumbleClientBackend(BaseBleakClient):
             Connection.EVENT_DISCONNECTION, lambda _reason: disconnected.set_result(None)
         )
         try:
-            await connection.disconnect()
+            await honour_cancellation(connection.disconnect())
             await disconnected
         except _BUMBLE_ERRORS as exc:
             raise _bleak_error(exc, self.address) from exc
@@ -241,7 +242,7 @@ class BumbleClientBackend(BaseBleakClient):
         """Pair (LE Secure Connections, Just Works) over the virtual link."""
         connection = self._require_connection()
         try:
-            await connection.pair()
+            await honour_cancellation(connection.pair())
         except _BUMBLE_ERRORS as exc:
             raise _bleak_error(exc, self.address) from exc
 
@@ -289,7 +290,7 @@ class BumbleClientBackend(BaseBleakClient):
     async def _read(self, proxy: AttributeProxy[bytes]) -> bytearray:
         peer = self._require_peer()
         try:
-            return bytearray(await peer.read_value(proxy))
+            return bytearray(await honour_cancellation(peer.read_value(proxy)))
         except _BUMBLE_ERRORS as exc:
             raise _bleak_error(exc, self.address) from exc
 
@@ -308,7 +309,7 @@ class BumbleClientBackend(BaseBleakClient):
     async def _write(self, proxy: AttributeProxy[bytes], data: bytes, response: bool) -> None:
         peer = self._require_peer()
         try:
-            await peer.write_value(proxy, data, with_response=response)
+            await honour_cancellation(peer.write_value(proxy, data, with_response=response))
         except _BUMBLE_ERRORS as exc:
             raise _bleak_error(exc, self.address) from exc
 
@@ -326,7 +327,7 @@ class BumbleClientBackend(BaseBleakClient):
             callback(bytearray(value))
 
         try:
-            await peer.subscribe(proxy, deliver, prefer_notify=True)
+            await honour_cancellation(peer.subscribe(proxy, deliver, prefer_notify=True))
         except _BUMBLE_ERRORS as exc:
             raise _bleak_error(exc, self.address) from exc
         self._subscribers[characteristic.handle] = deliver
@@ -336,7 +337,9 @@ class BumbleClientBackend(BaseBleakClient):
         peer = self._require_peer()
         proxy: CharacteristicProxy[bytes] = characteristic.obj
         try:
-            await peer.unsubscribe(proxy, self._subscribers.pop(characteristic.handle, None))
+            await honour_cancellation(
+                peer.unsubscribe(proxy, self._subscribers.pop(characteristic.handle, None))
+            )
         except _BUMBLE_ERRORS as exc:
             raise _bleak_error(exc, self.address) from exc
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from bumble import core, hci
 from bumble.controller import Controller
@@ -51,6 +51,42 @@ _PERIPHERAL_ADDRESS_PREFIX: Final = "C0:00:00:00"
 _MAX_PERIPHERALS: Final = 0xFFFF
 
 AdvertisementListener = Callable[[Advertisement], None]
+
+T = TypeVar("T")
+
+
+def _cancel_requests() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+async def honour_cancellation(operation: Awaitable[T]) -> T:
+    """Await a bumble operation without losing a cancellation of the calling task.
+
+    bumble waits for every HCI command result and GATT response with
+    :func:`asyncio.wait_for`. On Python 3.11, ``wait_for`` drops the caller's cancel when
+    the awaited result arrives in the same loop iteration: it returns the result, and the
+    cancelled task carries on as if nothing happened (CPython gh-86296; 3.12 rewrote
+    ``wait_for``). A gateway stopping its sessions then waits for ever for a task that
+    never learns it was cancelled. The task's :meth:`~asyncio.Task.cancelling` count
+    still records the request, so a count that grew across a normal return means the
+    cancel was swallowed: it is raised here, as a real Bluetooth backend would.
+
+    Raises:
+        asyncio.CancelledError: the caller was cancelled while the operation ran.
+    """
+    requested = _cancel_requests()
+    try:
+        result = await operation
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if _cancel_requests() > requested:
+            raise asyncio.CancelledError from exc
+        raise
+    if _cancel_requests() > requested:
+        raise asyncio.CancelledError
+    return result
 
 
 class _SpecController(Controller):
@@ -115,12 +151,22 @@ class BumbleCentral:
             bumble.core.TimeoutError: it did not advertise within ``timeout_seconds``.
         """
         async with self._connect_lock:
+            requested = _cancel_requests()
             try:
-                return await self.device.connect(hci.Address(address), timeout=timeout_seconds)
+                connection = await self.device.connect(
+                    hci.Address(address), timeout=timeout_seconds
+                )
             except asyncio.CancelledError:
                 # The caller gave up (its own deadline): free the controller for the next.
                 await asyncio.shield(self._cancel_pending_connect())
                 raise
+            if _cancel_requests() > requested:
+                # Connected just as the caller was cancelled, and bumble swallowed the
+                # cancel (see honour_cancellation): nobody will use this link, drop it.
+                with contextlib.suppress(core.BaseBumbleError):
+                    await asyncio.shield(connection.disconnect())
+                raise asyncio.CancelledError
+            return connection
 
     async def _cancel_pending_connect(self) -> None:
         try:
@@ -133,16 +179,24 @@ class BumbleCentral:
         async with self._scan_lock:
             self.device.on(Device.EVENT_ADVERTISEMENT, listener)
             self._scan_users += 1
-            if self._scan_users == 1:
-                await self.device.start_scanning(filter_duplicates=False)
+            try:
+                if self._scan_users == 1:
+                    await honour_cancellation(self.device.start_scanning(filter_duplicates=False))
+            except BaseException:
+                # Not started for this listener (failed or cancelled): leave no trace of it.
+                await self._forget_listener(listener)
+                raise
 
     async def stop_scanning(self, listener: AdvertisementListener) -> None:
         """Stop delivering to ``listener``; the radio stops when no one listens."""
         async with self._scan_lock:
-            self.device.remove_listener(Device.EVENT_ADVERTISEMENT, listener)
-            self._scan_users -= 1
-            if self._scan_users == 0:
-                await self.device.stop_scanning()
+            await self._forget_listener(listener)
+
+    async def _forget_listener(self, listener: AdvertisementListener) -> None:
+        self.device.remove_listener(Device.EVENT_ADVERTISEMENT, listener)
+        self._scan_users -= 1
+        if self._scan_users == 0 and self.device.is_scanning:
+            await honour_cancellation(self.device.stop_scanning())
 
 
 class BumbleLink:

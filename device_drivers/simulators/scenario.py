@@ -31,12 +31,18 @@ import tomllib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from device_drivers.errors import DriverError
 from readings.model import Kind
+
+GLUCOSE_NEWEST_SECONDS_AGO: Final = 120.0
+"""The demo glucose meters' (BLE and serial) newest result was taken just before the demo
+started. Were it a whole number of hours old (eight, the history's spacing), its
+wall-clock time in the patients' zone (UTC+8) would read like the host's clock on a UTC
+machine, and a correct reading would look eight hours late."""
 
 
 def local_wall_clock() -> datetime:

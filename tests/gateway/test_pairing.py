@@ -4,6 +4,7 @@ and the ``vitalgate gateway`` pairing commands over simulated devices."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,7 +35,7 @@ class FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> PairingStore:
+def store(tmp_path: Path) -> Iterator[PairingStore]:
     with PairingStore(tmp_path / "pairings.db", clock=lambda: T0) as opened:
         yield opened
 

@@ -23,7 +23,6 @@ from gateway.publisher import (
     quota_events,
     readings_budget,
 )
-from gateway.synthetic import SyntheticBurst, SyntheticKind, run_burst, synthetic_ids
 from readings.codec import (
     MAX_PAYLOAD_BYTES,
     DeviceStatus,
@@ -31,6 +30,7 @@ from readings.codec import (
     GatewayState,
     decode_envelope,
 )
+from tests.tools.synthetic import SyntheticBurst, SyntheticKind, run_burst, synthetic_ids
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 

@@ -4,14 +4,17 @@ outside the process, systemd notifications."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
@@ -20,11 +23,23 @@ from device_drivers.profiles import find_profile
 from device_drivers.simulators.ble_home import SimulatedHome
 from device_drivers.simulators.bumble_link import BumbleLink
 from device_drivers.simulators.scenario import Scenario
-from gateway.config import GatewaySettings, SimulatedDevice
+from gateway.config import ClockSettings, GatewaySettings, SimulatedDevice
+from gateway.links import BleBackends
 from gateway.pairing import PairingStore
-from gateway.runtime import BleBackends, GatewayRuntime, SystemdNotifier
+from gateway.runtime import GatewayRuntime
 from gateway.session import SessionState
-from readings.codec import EventType, PairCommand, SyncTimeCommand, UnpairCommand, encode_message
+from gateway.systemd import SystemdNotifier
+from readings.codec import (
+    EventMessage,
+    EventType,
+    PairCommand,
+    SyncTimeCommand,
+    UnpairCommand,
+    decode_envelope,
+    encode_envelope_from_encoded,
+    encode_message,
+)
+from readings.model import Reading
 from readings.topics import Command, command_topic
 from tests.gateway.consumer import AckingConsumer
 from tests.harness.services import MosquittoServer
@@ -34,12 +49,14 @@ WAIT_SECONDS = 20.0
 
 
 def settings_for(mosquitto: MosquittoServer, tmp_path: Path) -> GatewaySettings:
-    return GatewaySettings(
-        gateway_id=GATEWAY_ID,
-        data_dir=tmp_path / "data",
-        demo=True,
-        mqtt={"url": mosquitto.url, "status_interval_seconds": 1},
-        devices={"ble_retry_seconds": 0.5},
+    return GatewaySettings.model_validate(
+        {
+            "gateway_id": GATEWAY_ID,
+            "data_dir": tmp_path / "data",
+            "demo": True,
+            "mqtt": {"url": mosquitto.url, "status_interval_seconds": 1},
+            "devices": {"ble_retry_seconds": 0.5},
+        }
     )
 
 
@@ -102,7 +119,7 @@ def send_command(mosquitto: MosquittoServer, command: Command, payload: bytes) -
     )
 
 
-def events_of(consumer: AckingConsumer, event: EventType) -> list:
+def events_of(consumer: AckingConsumer, event: EventType) -> list[EventMessage]:
     return [e for e in consumer.events if e.event is event and e.gateway_id == GATEWAY_ID]
 
 
@@ -346,3 +363,62 @@ async def test_cmd_sync_time_contacts_every_device_now(
     async with asyncio.timeout(WAIT_SECONDS):
         while session.counters.contacts < 2:  # noqa: ASYNC110 - the session's own progress
             await asyncio.sleep(0.05)
+
+
+def _outbox_readings(settings: GatewaySettings) -> list[Reading]:
+    """What the gateway stored, straight from its outbox (nobody acknowledged it)."""
+    with contextlib.closing(sqlite3.connect(settings.outbox_path)) as db:
+        encoded = [row[0] for row in db.execute("SELECT encoded FROM outbox ORDER BY rowid")]
+    if not encoded:
+        return []
+    envelope = encode_envelope_from_encoded(GATEWAY_ID, datetime.now(UTC), encoded)
+    return list(decode_envelope(envelope).readings)
+
+
+UTC_CLOCK_IN_SHANGHAI_SECONDS = -8 * 3600
+"""A meter set to UTC (the factory's, or the host's in a lab) for a patient in Shanghai."""
+
+
+@pytest.mark.integration
+async def test_a_meter_whose_clock_keeps_utc_for_a_patient_in_shanghai_is_corrected(
+    mosquitto: MosquittoServer,
+    consumer: AckingConsumer,
+    tmp_path: Path,
+    start: Callable[[GatewayRuntime], Running],
+) -> None:
+    taken_seconds_ago = 60.0
+    scenario = {
+        "clock_skew_seconds": UTC_CLOCK_IN_SHANGHAI_SECONDS,
+        "records": [{"at_offset_seconds": -taken_seconds_ago, "values": {"glucose": 6.2}}],
+    }
+    meters = ("roche_accu_chek_guide", "lifescan_onetouch_ultra2")  # clock settable / not
+    settings = settings_for(mosquitto, tmp_path).model_copy(
+        update={
+            "clock": ClockSettings(time_zone="Asia/Shanghai"),
+            "simulators": tuple(
+                SimulatedDevice(profile=profile, patient_id="p-0008", scenario=scenario)
+                for profile in meters
+            ),
+        }
+    )
+    consumer.pause_acks()  # the readings stay in the outbox, to be read back
+    started = datetime.now(UTC)
+    runtime = await start(GatewayRuntime(settings)).ready()
+    await wait_for(consumer, lambda c: len(events_of(c, EventType.CLOCK_CORRECTED)) == len(meters))
+    readings = {reading.device_id: reading for reading in _outbox_readings(settings)}
+    assert set(readings) == set(runtime.sessions)
+    for reading in readings.values():
+        taken = started - timedelta(seconds=taken_seconds_ago)
+        assert abs((reading.measured_at - taken).total_seconds()) < 10, reading.device_id
+        assert "clock_corrected" in reading.flags
+        assert reading.device_time is not None
+        # The meter's own stamp is kept raw: 8 hours behind the patient's wall clock.
+        shanghai = reading.measured_at.astimezone(ZoneInfo("Asia/Shanghai"))
+        raw_offset = reading.device_time - shanghai.replace(tzinfo=None)
+        assert abs(raw_offset.total_seconds() - UTC_CLOCK_IN_SHANGHAI_SECONDS) < 2
+    offsets = [e.detail["offset_seconds"] for e in events_of(consumer, EventType.CLOCK_CORRECTED)]
+    assert all(abs(float(offset) - UTC_CLOCK_IN_SHANGHAI_SECONDS) < 2 for offset in offsets)
+    # The meter that allows it gets its clock set, so later records need no correction.
+    [clock_set] = events_of(consumer, EventType.CLOCK_SET)
+    assert clock_set.device_id is not None
+    assert clock_set.device_id.startswith("Roche-")

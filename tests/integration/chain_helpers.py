@@ -471,7 +471,8 @@ async def _serve(config: Path, plan: DevicePlan) -> None:
     from device_drivers.simulators.ble_home import SimulatedHome
     from gateway.config import load_settings
     from gateway.pairing import PairingStore
-    from gateway.runtime import BleBackends, GatewayRuntime
+    from gateway.links import BleBackends
+    from gateway.runtime import GatewayRuntime
 
     settings = load_settings(config)
     profiles = {profile.profile_id: profile for profile in load_profiles(settings.profiles_dir)}

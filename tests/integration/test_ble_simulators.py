@@ -489,7 +489,11 @@ async def test_oximeter_streams_continuous_values_and_indicates_spot_checks(
     assert spot_check.device_time == START - timedelta(seconds=600)
     for sent in range(1, 6):
         clock.advance(1.0)
-        await eventually(lambda sent=sent: oximeter.continuous_sent >= sent)
+
+        def reached(sent: int = sent) -> bool:
+            return oximeter.continuous_sent >= sent
+
+        await eventually(reached)
     await eventually(lambda: len(received) == 6)
     await driver.disconnect()
     continuous = received[1:]

@@ -680,7 +680,8 @@ async def test_a_meter_that_keeps_the_link_is_downloaded_again(
     from device_drivers.profiles import find_profile
     from device_drivers.simulators.ble_home import SimulatedHome
     from gateway.config import DeviceSettings, GatewaySettings, MqttSettings
-    from gateway.runtime import BleBackends, GatewayRuntime
+    from gateway.links import BleBackends
+    from gateway.runtime import GatewayRuntime
 
     meter = find_profile(ACCU_CHEK.profile)
     # One result in memory, one taken 3 s after the meter is switched on.

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from device_drivers.profiles import DeviceProfile, find_profile
+from device_drivers.simulators.ble_home import demo_scenario
+from gateway.simulation import serial_demo_scenario
+from readings.identity import device_identity
 from readings.model import BloodPressureValues, GlucoseValues, new_reading
-from vitalgate.demo import format_values
+from vitalgate.demo import DEMO_TIME_ZONE, format_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,8 +74,89 @@ def test_demo_shows_readings_within_30_seconds_and_stops_on_ctrl_c(tmp_path: Pat
     assert (tmp_path / "readings.db").exists()
 
 
+GLUCOSE_METERS = ("roche_accu_chek_guide", "lifescan_onetouch_ultra2", "bayer_contour")
+GLUCOSE_DEADLINE_SECONDS = 60.0
+METER_CLOCK_RESOLUTION_SECONDS = 60.0
+"""The Contour stamps its records to the minute."""
+
+
+def _newest_stored(database: Path, device_id: str) -> tuple[int, str, str] | None:
+    if not database.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(database, timeout=5)) as db:
+        try:
+            row: tuple[int, str, str] | None = db.execute(
+                "SELECT time_ns, device_time, flags FROM readings WHERE device_id = ? "
+                "ORDER BY time_ns DESC LIMIT 1",
+                (device_id,),
+            ).fetchone()
+        except sqlite3.OperationalError:  # the table is not there yet
+            return None
+        return row
+
+
+def _newest_taken_offset_seconds(profile: DeviceProfile) -> float:
+    """When the demo's meter took its newest result, relative to the simulator's start."""
+    scenario = demo_scenario(profile) if profile.is_ble else serial_demo_scenario()
+    return max(r.at_offset_seconds for r in scenario.timeline() if r.at_offset_seconds <= 0)
+
+
+def test_demo_on_a_utc_host_stores_each_glucose_reading_at_the_time_it_was_taken(
+    tmp_path: Path,
+) -> None:
+    profiles = [find_profile(profile_id) for profile_id in GLUCOSE_METERS]
+    device_ids = {
+        profile.profile_id: device_identity(
+            profile.manufacturer, profile.model, profile.simulator.serial
+        )
+        for profile in profiles
+        if profile.simulator is not None
+    }
+    launched = datetime.now(UTC)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vitalgate", "demo", "--data-dir", str(tmp_path), "--no-live"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TZ": "UTC"},
+    )
+    database = tmp_path / "readings.db"
+    newest: dict[str, tuple[int, str, str]] = {}
+    try:
+        deadline = time.monotonic() + GLUCOSE_DEADLINE_SECONDS
+        while len(newest) < len(profiles):
+            assert process.poll() is None, "the demo exited early"
+            assert time.monotonic() < deadline, f"glucose only from {sorted(newest)}"
+            time.sleep(0.5)
+            for profile_id, device_id in device_ids.items():
+                if (row := _newest_stored(database, device_id)) is not None:
+                    newest[profile_id] = row
+        seen = datetime.now(UTC)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=STOP_DEADLINE_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output.decode("utf-8", "replace")[-3000:]
+    zone = ZoneInfo(DEMO_TIME_ZONE)
+    for profile in profiles:
+        time_ns, device_time, flags = newest[profile.profile_id]
+        # The store keeps milliseconds; below them, a per-id offset keeps points distinct.
+        stored = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=time_ns // 1_000_000)
+        offset = timedelta(seconds=_newest_taken_offset_seconds(profile))
+        # Taken at the simulator's start plus its offset; the start lies between launch
+        # and the first look at the store.
+        earliest = launched + offset - timedelta(seconds=METER_CLOCK_RESOLUTION_SECONDS + 1)
+        latest = seen + offset + timedelta(seconds=1)
+        assert earliest <= stored <= latest, (profile.profile_id, stored, earliest, latest)
+        # The meter's clock is the patient's wall clock: nothing to correct.
+        assert "clock_corrected" not in flags, profile.profile_id
+        wall_clock = datetime.fromisoformat(device_time).replace(tzinfo=zone)
+        assert wall_clock.astimezone(UTC) == stored, profile.profile_id
+
+
 def test_values_are_shown_in_clinical_units() -> None:
-    common = {
+    common: dict[str, Any] = {
         "measured_at": datetime(2026, 11, 23, tzinfo=UTC),
         "received_at": datetime(2026, 11, 23, tzinfo=UTC),
         "device_id": "Roche-Accu_Chek_Guide-92310000123",

@@ -23,11 +23,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.errors import OutboxFull
 from gateway.outbox import SqliteOutbox
 from gateway.publisher import BrokerSettings, MqttProtocol, Publisher, PublisherSettings
-from gateway.synthetic import SyntheticBurst, SyntheticKind, run_burst, synthetic_ids
 from readings.codec import DeviceStatus, EventType, GatewayState, SyncTimeCommand, encode_message
 from readings.topics import command_topic
 from tests.gateway.consumer import AckingConsumer
 from tests.harness.services import MosquittoServer
+from tests.tools.synthetic import SyntheticBurst, SyntheticKind, run_burst, synthetic_ids
 
 pytestmark = pytest.mark.integration
 

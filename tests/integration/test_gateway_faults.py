@@ -1,8 +1,8 @@
 """Delivery under faults (gateway killed, broker killed, disk full): nothing committed is lost.
 
-Real Mosquitto from the harness, a real gateway process (``python -m gateway.drain``)
+Real Mosquitto from the harness, a real gateway process (``python -m tests.tools.drain``)
 where the gateway itself is killed, and a test consumer that acknowledges end to end
-like ingest. Reading ids are deterministic (:func:`gateway.synthetic.synthetic_ids`),
+like ingest. Reading ids are deterministic (:func:`tests.tools.synthetic.synthetic_ids`),
 so every test compares the exact set of ids produced with the set that arrived.
 """
 
@@ -25,17 +25,17 @@ import pytest
 
 from gateway.outbox import STATE_SENT, SqliteOutbox
 from gateway.publisher import BrokerSettings, Publisher, PublisherSettings
-from gateway.synthetic import (
+from readings.codec import GatewayState
+from tests.gateway.consumer import AckingConsumer
+from tests.gateway.full_database import FullDatabase
+from tests.harness.services import MosquittoServer
+from tests.tools.synthetic import (
     SYNTHETIC_START,
     SyntheticBurst,
     run_burst,
     synthetic_ids,
     synthetic_reading,
 )
-from readings.codec import GatewayState
-from tests.gateway.consumer import AckingConsumer
-from tests.gateway.full_database import FullDatabase
-from tests.harness.services import MosquittoServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -133,7 +133,7 @@ def _drain_command(outbox: Path, broker: MosquittoServer, *extra: str) -> list[s
     return [
         sys.executable,
         "-m",
-        "gateway.drain",
+        "tests.tools.drain",
         "--outbox",
         str(outbox),
         "--gateway-id",

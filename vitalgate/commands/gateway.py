@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from device_drivers.profiles import DeviceProfile
+    from device_drivers.transports.ble import Advertisement
     from gateway.config import GatewaySettings
     from gateway.pairing import Candidate, Pairing
 
@@ -158,15 +161,10 @@ async def _pair(
 
     from device_drivers.errors import DriverError
     from device_drivers.transports.ble import scan
+    from gateway.discovery import find_candidates, identify
     from gateway.errors import PairingError
-    from gateway.pairing import (
-        PAIRING_DEADLINE_SECONDS,
-        Candidate,
-        PairingStore,
-        match_advertisements,
-        read_identity,
-    )
-    from gateway.runtime import BleBackends, open_link, serial_candidates
+    from gateway.links import BleBackends
+    from gateway.pairing import Candidate, PairingStore
 
     profiles = _profiles(settings)
     if profile_id is not None and profile_id not in profiles:
@@ -188,19 +186,15 @@ async def _pair(
         if address is not None and profile_id is not None and not profiles[profile_id].is_ble:
             candidates = [Candidate(address=address, profile=profiles[profile_id])]
         else:
-            if any(p.is_ble for p in wanted):
-                try:
-                    heard = await scan(
-                        SIMULATED_SCAN_SECONDS if simulate else timeout_seconds,
-                        backend=ble.scanner if ble is not None else None,
-                    )
-                except DriverError as exc:
-                    raise _fail(
-                        f"cannot scan for BLE devices: {exc}", EXIT_RUNTIME_FAILURE
-                    ) from None
-                candidates += match_advertisements(heard, wanted)
-            if not simulate and any(not p.is_ble for p in wanted):
-                candidates += await asyncio.to_thread(serial_candidates, wanted)
+            scan_seconds = SIMULATED_SCAN_SECONDS if simulate else timeout_seconds
+
+            async def listen() -> Sequence[Advertisement]:
+                return await scan(scan_seconds, backend=ble.scanner if ble is not None else None)
+
+            try:
+                candidates = await find_candidates(wanted, listen, serial=not simulate)
+            except DriverError as exc:
+                raise _fail(f"cannot scan for BLE devices: {exc}", EXIT_RUNTIME_FAILURE) from None
         if address is not None:
             candidates = [c for c in candidates if c.address.upper() == address.upper()]
         if not candidates:
@@ -220,18 +214,8 @@ async def _pair(
             raise _fail(
                 f"{len(candidates)} devices found; choose one with --address", EXIT_BAD_INPUT
             )
-        link = open_link(
-            chosen.profile, chosen.address, ble=ble, advertisement=chosen.advertisement
-        )
         try:
-            async with asyncio.timeout(PAIRING_DEADLINE_SECONDS):
-                info = await read_identity(link.driver)
-        except TimeoutError:
-            raise _fail(
-                f"the device at {chosen.address} did not answer within "
-                f"{PAIRING_DEADLINE_SECONDS:g} s",
-                EXIT_RUNTIME_FAILURE,
-            ) from None
+            info = await identify(chosen, ble=ble)
         except PairingError as exc:
             raise _fail(str(exc), EXIT_RUNTIME_FAILURE) from None
         with PairingStore(settings.pairings_path, clock=lambda: datetime.now(UTC)) as store:

@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python bench/ingest.py            # 200,000 readings, 3 repetitions (≈ 5-8 min on 2 cores)
-    python bench/ingest.py --quick    # smoke run, well under a minute
+    python bench/bench_ingest.py            # 200,000 readings, 3 repetitions (≈ 5-8 min on 2 cores)
+    python bench/bench_ingest.py --quick    # smoke run, well under a minute
 
 Everything runs on this machine, in one run, against real servers started for the run
 (the test harness's ``MosquittoServer`` and ``InfluxDBServer``: free loopback ports,
@@ -14,7 +14,7 @@ temporary directories, ``max_queued_messages`` raised so nothing is dropped):
     persistent session created first, so nothing is missed): messages/s from the start of
     the publisher until the subscriber has them all. The set is cycled until at least
     ``--broker-messages`` messages, and every publisher is fed fewer than 65,535 lines
-    (``mosquitto_pub -l`` at QoS 1 stops early beyond that: PERFORMANCE.md).
+    (``mosquitto_pub -l`` at QoS 1 stops early beyond that: docs/gateway-runtime.md).
 (b) **InfluxDB raw write capacity.** The very points of (c), encoded beforehand with
     ``ingest.stores.points.to_line`` (what ingest writes) and posted to ``/write`` in
     batches of the store's request size over one keep-alive connection (the ingest
@@ -63,9 +63,6 @@ from pathlib import Path
 from typing import Any, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-# This file is bench/ingest.py: with bench/ first on sys.path, "import ingest" would
-# import this script instead of the ingest package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT / "bench"]
 sys.path.insert(0, str(REPO_ROOT))
 
 import paho.mqtt  # noqa: E402
@@ -137,7 +134,7 @@ WARMUP_SEQ_OFFSET: Final = 10_000_000
 
 PUBLISH_WINDOW_MESSAGES: Final = 20
 """Envelopes in flight from the bench publisher: paho's default in-flight limit. A larger
-window makes paho slower (it rescans its queue per PUBACK, PERFORMANCE.md)."""
+window makes paho slower (it rescans its queue per PUBACK, docs/gateway-runtime.md)."""
 MOSQUITTO_PUB_MAX_INFLIGHT: Final = 100
 """``mosquitto_pub -M``: fastest of 20/100/1000 for 70 KB envelopes on this machine."""
 MOSQUITTO_PUB_MAX_LINES: Final = 60_000
@@ -1455,7 +1452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     facts["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    command = " ".join(["python", "bench/ingest.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(
+        ["python", "bench/bench_ingest.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     print(f"Command: `{command}` ({time.perf_counter() - began:.0f} s)\n")
     print("| machine / version | |\n|---|---|")
     for key, value in facts.items():

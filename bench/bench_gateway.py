@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python bench/gateway.py                   # 200,000-reading backlog, 1,000,000 for memory
-    python bench/gateway.py --backlog 50000 --memory-backlog 200000 --runs 1   # quicker
+    python bench/bench_gateway.py                   # 200,000-reading backlog, 1,000,000 for memory
+    python bench/bench_gateway.py --backlog 50000 --memory-backlog 200000 --runs 1   # quicker
 
 It starts its own Mosquitto (the test harness's ``MosquittoServer``, on a free loopback
 port, ``max_queued_messages`` raised) and measures, in one run:
@@ -12,7 +12,7 @@ port, ``max_queued_messages`` raised) and measures, in one run:
    per line to a file, published with ``mosquitto_pub -q 1 -l`` and received by
    ``mosquitto_sub -q 1 -C <messages>``: readings/s and payload bytes/s from the start of
    ``mosquitto_pub`` until ``mosquitto_sub`` has every message.
-2. **Gateway drain into the broker.** ``python -m gateway.drain`` on a copy of the same
+2. **Gateway drain into the broker.** ``python -m tests.tools.drain`` on a copy of the same
    backlog, received by the same ``mosquitto_sub``: from the gateway's CONNACK (its
    ``connected to the broker`` log line) until ``mosquitto_sub`` has every message.
    The ratio to (1) is the figure of merit (aim ≥ 0.5).
@@ -58,11 +58,11 @@ from gateway.publisher import (  # noqa: E402
     build_envelope,
     readings_budget,
 )
-from gateway.synthetic import SyntheticBurst, run_burst  # noqa: E402
 from readings.codec import MAX_PAYLOAD_BYTES  # noqa: E402
 from readings.topics import readings_topic  # noqa: E402
 from tests.gateway.consumer import AckingConsumer  # noqa: E402
 from tests.harness.services import MosquittoServer  # noqa: E402
+from tests.tools.synthetic import SyntheticBurst, run_burst  # noqa: E402
 
 GATEWAY = "gw-bench"
 FILL_BATCH = 1000
@@ -157,7 +157,7 @@ def drain_command(outbox: Path, broker: MosquittoServer, *extra: str) -> list[st
     return [
         sys.executable,
         "-m",
-        "gateway.drain",
+        "tests.tools.drain",
         "--outbox",
         str(outbox),
         "--gateway-id",
@@ -176,7 +176,7 @@ def drain_command(outbox: Path, broker: MosquittoServer, *extra: str) -> list[st
 
 
 class GatewayProcess:
-    """A ``python -m gateway.drain`` process; records its log and peak memory."""
+    """A ``python -m tests.tools.drain`` process; records its log and peak memory."""
 
     def __init__(self, command: Sequence[str], log: Path) -> None:
         self.log = log

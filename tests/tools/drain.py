@@ -1,8 +1,8 @@
-"""``python -m gateway.drain``: the outbox and the publisher as one process, from flags.
+"""``python -m tests.tools.drain``: the outbox and the publisher as one process, from flags.
 
 A real gateway process without devices, for fault tests and benchmarks: it opens the
 outbox, starts the publisher and, on request, a synthetic burst source
-(:mod:`gateway.synthetic`), then runs until SIGTERM/SIGINT or, with
+(:mod:`tests.tools.synthetic`), then runs until SIGTERM/SIGINT or, with
 ``--exit-when-drained``, until the burst is committed and the outbox is empty (every
 reading acknowledged end to end). Tests SIGKILL it at random moments and start it again
 with the same flags: the burst resumes after its cursor.
@@ -44,8 +44,8 @@ from gateway.publisher import (
     Publisher,
     PublisherSettings,
 )
-from gateway.synthetic import SyntheticBurst, SyntheticKind, run_burst
 from readings.codec import MAX_PAYLOAD_BYTES
+from tests.tools.synthetic import SyntheticBurst, SyntheticKind, run_burst
 
 logger = logging.getLogger("gateway.drain")
 
@@ -62,9 +62,9 @@ def _utc_now() -> datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m gateway.drain``."""
+    """The command line of ``python -m tests.tools.drain``."""
     parser = argparse.ArgumentParser(
-        prog="python -m gateway.drain",
+        prog="python -m tests.tools.drain",
         description="Drain a gateway outbox into MQTT (optionally fed by a synthetic burst).",
     )
     parser.add_argument("--outbox", type=Path, required=True, help="outbox database file")
@@ -158,10 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_ack_timeout_seconds=max(args.ack_timeout, MAX_ACK_TIMEOUT_SECONDS),
         )
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except GatewayError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     logger.info(
         "outbox opened",
