@@ -470,8 +470,8 @@ async def _serve(config: Path, plan: DevicePlan) -> None:
     from device_drivers.profiles import load_profiles
     from device_drivers.simulators.ble_home import SimulatedHome
     from gateway.config import load_settings
-    from gateway.pairing import PairingStore
     from gateway.links import BleBackends
+    from gateway.pairing import PairingStore
     from gateway.runtime import GatewayRuntime
 
     settings = load_settings(config)

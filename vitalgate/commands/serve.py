@@ -19,12 +19,12 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from infra.settings import is_known_default_secret
 from pydantic import ValidationError
 
 from dashboard_api.app import create_app
 from dashboard_api.config import ApiSettings
 from dashboard_api.sms import FileSmsSender, SmsSender, WebhookSmsSender
+from infra.settings import is_known_default_secret
 from ingest.stores import open_store
 from ingest.stores.base import StoreError
 from registry.db import DEFAULT_REGISTRY_URL, check_schema, create_engine_for
