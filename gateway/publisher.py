@@ -64,6 +64,7 @@ from infra.mqtt import (
     MqttConnectError,
     MqttEndpoint,
     MqttError,
+    closed_before_connack,
     connect_error,
 )
 from infra.mqtt import MqttProtocol as MqttProtocol  # re-exported: settings name it
@@ -887,8 +888,8 @@ class Publisher:
         if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS or connection.connack is None:
             connection.close()
             raise _ConnectFailed(
-                connect_error(
-                    endpoint,
+                closed_before_connack(
+                    self._client_settings,
                     f"connection closed before CONNACK ({mqtt.error_string(rc)})",
                     socket_error=client.last_socket_error,
                 )

@@ -493,6 +493,54 @@ def connect(client: MqttClient, settings: ClientSettings) -> MQTTErrorCode:
 
 # -- explaining a failed connection ------------------------------------------------------
 
+TLS_PROBE_SECONDS: Final = 1.0
+"""How long :func:`probe_tls_refusal` waits for the broker's verdict on the client's
+certificate after the handshake; a broker that accepts it waits silently for CONNECT."""
+
+
+def probe_tls_refusal(settings: ClientSettings) -> str | None:
+    """Why the broker refuses this client's certificate, or ``None`` if it does not.
+
+    Under TLS 1.3 the broker judges the client certificate after the handshake has
+    completed on the client's side, and says so in a TLS alert. A client that has
+    already sent CONNECT often loses that alert (the broker closes with unread data, the
+    connection is reset), and sees only "connection lost". This probe makes a fresh TLS
+    connection, sends nothing, and reads the alert. Call it only after a connection
+    closed before its CONNACK.
+    """
+    if not settings.endpoint.tls:
+        return None
+    endpoint = settings.endpoint
+    try:
+        context = tls_context(settings.tls or TlsSettings())
+        with (
+            socket.create_connection(
+                (endpoint.host, endpoint.port), timeout=settings.connect_timeout_seconds
+            ) as raw,
+            context.wrap_socket(raw, server_hostname=endpoint.host) as tls,
+        ):
+            tls.settimeout(TLS_PROBE_SECONDS)
+            tls.recv(1)
+    except ssl.SSLError as exc:
+        return str(exc)
+    except (OSError, MqttError):
+        return None
+    return None
+
+
+def closed_before_connack(
+    settings: ClientSettings, detail: str, *, socket_error: str | None = None
+) -> MqttConnectError:
+    """A :class:`MqttConnectError` for a connection the broker closed before CONNACK.
+
+    paho's socket error explains it when it carries a TLS alert; otherwise, on a TLS
+    connection, :func:`probe_tls_refusal` asks the broker once more.
+    """
+    if settings.endpoint.tls and "alert" not in (socket_error or "").lower():
+        socket_error = probe_tls_refusal(settings) or socket_error
+    return connect_error(settings.endpoint, detail, socket_error=socket_error)
+
+
 _ADVICE: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
     (
         ("alert certificate expired",),

@@ -54,6 +54,7 @@ from infra.mqtt import (
     MqttError,
     MqttProtocol,
     TlsSettings,
+    closed_before_connack,
     connect_error,
 )
 from infra.mqtt import connect as mqtt_connect
@@ -389,8 +390,8 @@ class IngestWorker:
         if not self._connack.is_set():
             # Closed before the CONNACK: a broker refusing the client's certificate after
             # a TLS 1.3 handshake does this; paho's last socket error says why.
-            error = connect_error(
-                self._client_settings.endpoint,
+            error = closed_before_connack(
+                self._client_settings,
                 f"connection closed before CONNACK ({reason_code})",
                 socket_error=self._client.last_socket_error,
             )
