@@ -1,8 +1,9 @@
 """The MQTT publisher: outbox → broker, rows deleted only on the end-to-end ack.
 
-One worker thread owns one paho-mqtt 2 client per connection (MQTT 5 by default, 3.1.1
-on request) and drives its network loop itself, so that PUBACKs, acknowledgements and
-outbox writes happen in one place, in order, without locks around paho:
+One worker thread owns one MQTT client per connection (built by :mod:`infra.mqtt`, or
+by the injected ``client_factory``; MQTT 5 by default, 3.1.1 on request) and drives its
+network loop itself, so that PUBACKs, acknowledgements and outbox writes happen in one
+place, in order, without locks around paho:
 
 * **Batches.** The oldest eligible rows (:meth:`Outbox.begin_batch`) are wrapped in an
   envelope from the bytes encoded at capture and published at QoS 1 on
@@ -20,6 +21,11 @@ outbox writes happen in one place, in order, without locks around paho:
   unacknowledged reading, outbox space and quota, each device's last contact and
   battery) on connect, every ``status_interval_seconds`` and on change; the offline form
   of it is the will, and is published explicitly on a clean stop.
+* **Link status.** :meth:`Publisher.link` says whether the broker accepted the
+  connection and, if not, why and what to do (a refused or expired certificate, bad
+  credentials, nothing listening); with ``link_status_path`` the same is written to a
+  JSON file on every change, because a gateway the broker refuses cannot publish its
+  status.
 * **Events.** :meth:`Publisher.publish_event` queues an event (bounded, oldest dropped and
   counted); events are re-sent after a reconnect until PUBACKed. The publisher itself
   raises ``outbox_over_quota`` / ``outbox_below_quota`` when the outbox crosses its quota
