@@ -922,8 +922,6 @@ class Publisher:
             )
             return False
         self._count(connects=1)
-        self._connected.set()
-        self._set_link(LinkState.CONNECTED)
         logger.info(
             "connected to the broker",
             extra={
@@ -941,6 +939,9 @@ class Publisher:
                 self._check_rc(
                     client.subscribe(self._command_filter, qos=1)[0], "subscribe to commands"
                 )
+            # Connected means subscribed: a command sent once we say so is not missed.
+            self._connected.set()
+            self._set_link(LinkState.CONNECTED)
             self._publish_status(connection, force=True)
             while not self._stop.is_set():
                 busy = self._fill_window(connection)
