@@ -20,7 +20,6 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, Self
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -46,10 +45,10 @@ from gateway.publisher import (
     RECONNECT_MIN_SECONDS,
     SESSION_EXPIRY_SECONDS,
     BrokerSettings,
-    MqttProtocol,
     PublisherSettings,
     TlsSettings,
 )
+from infra.mqtt import MqttEndpoint, MqttProtocol, MqttUrlError, parse_mqtt_url
 from infra.settings import (
     SettingsInvalid,
     SettingsProblems,
@@ -69,8 +68,6 @@ DEFAULT_TIME_ZONE: Final = "Asia/Shanghai"
 """China has one civil time zone and no DST; patients elsewhere get their own zone at
 pairing time."""
 
-MQTT_DEFAULT_PORT: Final = 1883
-MQTTS_DEFAULT_PORT: Final = 8883
 
 DEFAULT_OUTBOX_QUOTA_BYTES: Final = 256 * 1024 * 1024
 """About 600,000 readings of ≈ 400 bytes: years of a household's spot checks, or weeks
@@ -99,6 +96,8 @@ class MqttSettings(_Section):
     client_cert_file: Path | None = None
     """Client certificate (PEM) for mutual TLS; needs ``client_key_file``."""
     client_key_file: Path | None = None
+    crl_file: Path | None = None
+    """The CA's certificate revocation list (PEM): a revoked broker certificate is refused."""
     keepalive_seconds: int = Field(default=KEEPALIVE_SECONDS, ge=5, le=65535)
     session_expiry_seconds: int = Field(default=SESSION_EXPIRY_SECONDS, ge=0)
     window_batches: int = Field(default=DEFAULT_WINDOW_BATCHES, ge=1, le=1000)
@@ -118,22 +117,12 @@ class MqttSettings(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"{url!r} must start with mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise ValueError(f"{url!r} names no host")
-        try:
-            parts.port  # noqa: B018 - parsing the port validates it
-        except ValueError as exc:
-            raise ValueError(f"{url!r}: {exc}") from None
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(f"{url!r}: only scheme, host and port are allowed")
-        if parts.username or parts.password:
-            raise ValueError("put credentials in mqtt.username and mqtt.password, not in the URL")
+        endpoint = parse_mqtt_url(url)
+        if endpoint.username is not None or endpoint.password is not None:
+            raise MqttUrlError("put credentials in mqtt.username and mqtt.password, not in the URL")
         return url
 
-    @field_validator("ca_file", "client_cert_file", "client_key_file")
+    @field_validator("ca_file", "client_cert_file", "client_key_file", "crl_file")
     @classmethod
     def _check_file(cls, path: Path | None) -> Path | None:
         if path is not None and not path.is_file():
@@ -144,7 +133,11 @@ class MqttSettings(_Section):
     def _check_tls_files(self) -> Self:
         if (self.client_cert_file is None) != (self.client_key_file is None):
             raise ValueError("client_cert_file and client_key_file go together: set both or none")
-        if not self.tls and (self.client_cert_file is not None or self.ca_file is not None):
+        if not self.tls and (
+            self.client_cert_file is not None
+            or self.ca_file is not None
+            or self.crl_file is not None
+        ):
             raise ValueError("TLS files are set but the URL is mqtt://; use mqtts://")
         if self.tls and self.ca_file is None:
             raise ValueError("mqtts:// needs ca_file, the CA that signed the broker's certificate")
@@ -158,7 +151,10 @@ class MqttSettings(_Section):
         if self.tls:
             assert self.ca_file is not None  # checked above
             tls = TlsSettings(
-                ca_file=self.ca_file, cert_file=self.client_cert_file, key_file=self.client_key_file
+                ca_file=self.ca_file,
+                cert_file=self.client_cert_file,
+                key_file=self.client_key_file,
+                crl_file=self.crl_file,
             )
         return BrokerSettings(
             host=self.host,
@@ -173,24 +169,24 @@ class MqttSettings(_Section):
         )
 
     @property
+    def endpoint(self) -> MqttEndpoint:
+        """The broker's address, from the URL (validated above)."""
+        return parse_mqtt_url(self.url)
+
+    @property
     def tls(self) -> bool:
         """Whether the connection uses TLS."""
-        return urlsplit(self.url).scheme == "mqtts"
+        return self.endpoint.tls
 
     @property
     def host(self) -> str:
         """The broker's host name or address."""
-        host = urlsplit(self.url).hostname
-        assert host is not None  # checked by the validator
-        return host
+        return self.endpoint.host
 
     @property
     def port(self) -> int:
         """The broker's port (1883 plain, 8883 TLS, unless the URL names one)."""
-        port = urlsplit(self.url).port
-        if port is not None:
-            return port
-        return MQTTS_DEFAULT_PORT if self.tls else MQTT_DEFAULT_PORT
+        return self.endpoint.port
 
 
 class OutboxSettings(_Section):
@@ -387,7 +383,14 @@ class GatewaySettings(BaseSettings):
             reconnect_min_seconds=self.mqtt.reconnect_min_seconds,
             reconnect_max_seconds=self.mqtt.reconnect_max_seconds,
             software_version=software_version,
+            link_status_path=self.link_status_path,
         )
+
+    @property
+    def link_status_path(self) -> Path:
+        """The publisher's link status file: connected, or why not (read it when the
+        gateway cannot reach its broker)."""
+        return self.data_dir / "broker-link.json"
 
     @property
     def default_time_zone(self) -> ZoneInfo:

@@ -1,8 +1,9 @@
 """The MQTT publisher: outbox → broker, rows deleted only on the end-to-end ack.
 
-One worker thread owns one paho-mqtt 2 client per connection (MQTT 5 by default, 3.1.1
-on request) and drives its network loop itself, so that PUBACKs, acknowledgements and
-outbox writes happen in one place, in order, without locks around paho:
+One worker thread owns one MQTT client per connection (built by :mod:`infra.mqtt`, or
+by the injected ``client_factory``; MQTT 5 by default, 3.1.1 on request) and drives its
+network loop itself, so that PUBACKs, acknowledgements and outbox writes happen in one
+place, in order, without locks around paho:
 
 * **Batches.** The oldest eligible rows (:meth:`Outbox.begin_batch`) are wrapped in an
   envelope from the bytes encoded at capture and published at QoS 1 on
@@ -20,6 +21,11 @@ outbox writes happen in one place, in order, without locks around paho:
   unacknowledged reading, outbox space and quota, each device's last contact and
   battery) on connect, every ``status_interval_seconds`` and on change; the offline form
   of it is the will, and is published explicitly on a clean stop.
+* **Link status.** :meth:`Publisher.link` says whether the broker accepted the
+  connection and, if not, why and what to do (a refused or expired certificate, bad
+  credentials, nothing listening); with ``link_status_path`` the same is written to a
+  JSON file on every change, because a gateway the broker refuses cannot publish its
+  status.
 * **Events.** :meth:`Publisher.publish_event` queues an event (bounded, oldest dropped and
   counted); events are re-sent after a reconnect until PUBACKed. The publisher itself
   raises ``outbox_over_quota`` / ``outbox_below_quota`` when the outbox crosses its quota
@@ -35,9 +41,10 @@ thread-safe (e.g. hand over with ``loop.call_soon_threadsafe``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import random
-import socket
 import threading
 import time
 from collections import deque
@@ -49,13 +56,26 @@ from pathlib import Path
 from typing import Final, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.errors import ConfigError, OutboxError, PublisherError
 from gateway.outbox import Batch, BatchBudget, Clock, Outbox, OutboxStats
+from infra.mqtt import (
+    DEFAULT_CLIENT_FACTORY,
+    ClientFactory,
+    ClientSettings,
+    MqttClient,
+    MqttConnectError,
+    MqttEndpoint,
+    MqttError,
+    closed_before_connack,
+    connect_error,
+)
+from infra.mqtt import MqttProtocol as MqttProtocol  # re-exported: settings name it
+from infra.mqtt import TlsSettings as ClientTlsSettings
+from infra.mqtt import connect as mqtt_connect
 from readings.codec import (
     MAX_PAYLOAD_BYTES,
     MAX_READINGS_PER_ENVELOPE,
@@ -125,13 +145,6 @@ PAHO_INFLIGHT_LIMIT: Final = 65_535
 flight itself (batches, events, statuses) against the broker's Receive Maximum."""
 
 
-class MqttProtocol(StrEnum):
-    """The MQTT protocol version spoken to the broker."""
-
-    V5 = "5"
-    V311 = "3.1.1"
-
-
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
     """TLS towards the broker.
@@ -140,17 +153,29 @@ class TlsSettings:
         ca_file: CA certificate(s) to verify the broker with (PEM).
         cert_file: the gateway's client certificate (PEM), if the broker requires one.
         key_file: its private key (PEM); required with ``cert_file``.
+        crl_file: the CA's certificate revocation list (PEM): a revoked broker
+            certificate is refused.
     """
 
     ca_file: Path
     cert_file: Path | None = None
     key_file: Path | None = None
+    crl_file: Path | None = None
 
     def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise ConfigError(
                 "tls.key_file", "a client certificate needs its key, and a key its certificate"
             )
+
+    def client_tls(self) -> ClientTlsSettings:
+        """The adapter's form of these settings."""
+        return ClientTlsSettings(
+            ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            crl_file=self.crl_file,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +229,24 @@ class BrokerSettings:
                 f"must not be negative, got {self.session_expiry_seconds}",
             )
 
+    def client_settings(self, client_id: str) -> ClientSettings:
+        """How the adapter builds and connects the client: a persistent session (acks
+        queued while the gateway was away are delivered when it returns), paho's own
+        in-flight limit out of the way (the publisher counts against the broker's)."""
+        return ClientSettings(
+            endpoint=MqttEndpoint(self.host, self.port, tls=self.tls is not None),
+            client_id=client_id,
+            protocol=self.protocol,
+            tls=self.tls.client_tls() if self.tls is not None else None,
+            username=self.username,
+            password=self.password,
+            keepalive_seconds=self.keepalive_seconds,
+            persistent_session=True,
+            session_expiry_seconds=self.session_expiry_seconds,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            max_inflight_messages=PAHO_INFLIGHT_LIMIT,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PublisherSettings:
@@ -219,6 +262,9 @@ class PublisherSettings:
         reconnect_min_seconds: shortest wait before a reconnect.
         reconnect_max_seconds: longest wait before a reconnect.
         software_version: reported in the status.
+        link_status_path: a JSON file the publisher rewrites whenever the state of its
+            link to the broker changes (connected, or why not), for the operator on the
+            gateway itself: a refused connection cannot be reported over MQTT.
     """
 
     gateway_id: str
@@ -230,6 +276,7 @@ class PublisherSettings:
     reconnect_min_seconds: float = RECONNECT_MIN_SECONDS
     reconnect_max_seconds: float = RECONNECT_MAX_SECONDS
     software_version: str | None = None
+    link_status_path: Path | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -427,10 +474,65 @@ CommandHandler = Callable[[str, bytes], None]
 """Receives ``(topic, payload)`` of every command to this gateway (on the worker thread)."""
 
 
+class LinkState(StrEnum):
+    """The publisher's link to the broker, as the gateway reports it locally."""
+
+    STARTING = "starting"
+    """Not connected yet since the publisher started."""
+    CONNECTED = "connected"
+    """The broker accepted the connection."""
+    DISCONNECTED = "disconnected"
+    """The connection failed or was lost; ``reason`` says why, ``advice`` what to do."""
+    STOPPED = "stopped"
+    """The publisher stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLink:
+    """What the publisher knows of its link to the broker.
+
+    Attributes:
+        state: connected or not.
+        since: when it entered this state.
+        host: the broker host.
+        port: the broker port.
+        reason: why the last connection attempt failed or the link was lost.
+        advice: what the operator can do about it ("" when nothing specific).
+        failed_attempts: connection attempts that failed since the last success.
+    """
+
+    state: LinkState
+    since: datetime
+    host: str
+    port: int
+    reason: str | None = None
+    advice: str = ""
+    failed_attempts: int = 0
+
+    def to_json(self) -> dict[str, str | int | None]:
+        """The JSON document of the link status file."""
+        return {
+            "state": self.state.value,
+            "since": self.since.isoformat(timespec="milliseconds"),
+            "host": self.host,
+            "port": self.port,
+            "reason": self.reason,
+            "advice": self.advice,
+            "failed_attempts": self.failed_attempts,
+        }
+
+
+def write_link_status(path: Path, link: BrokerLink) -> None:
+    """Replace ``path`` atomically with ``link`` as JSON (a reader never sees half)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(link.to_json(), ensure_ascii=False, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
 class _ConnectFailed(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, error: MqttConnectError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _ConnectionLost(Exception):
@@ -440,9 +542,9 @@ class _ConnectionLost(Exception):
 
 
 class _Connection:
-    """One paho client for one connection, and what is in flight on it."""
+    """One client for one connection, and what is in flight on it."""
 
-    def __init__(self, client: mqtt.Client, receive_maximum: int) -> None:
+    def __init__(self, client: MqttClient, receive_maximum: int) -> None:
         self.client = client
         self.connack: ReasonCode | None = None
         self.receive_maximum = receive_maximum
@@ -488,6 +590,8 @@ class Publisher:
         device_statuses: the devices' current states, for the status message.
         on_command: receives commands to this gateway; ``None`` to not subscribe.
         rng: jitter source for reconnect delays.
+        client_factory: builds the MQTT client of each connection (the adapter's paho
+            client; a test passes a fake).
     """
 
     def __init__(
@@ -499,17 +603,14 @@ class Publisher:
         device_statuses: Callable[[], Sequence[DeviceStatus]] = _no_devices,
         on_command: CommandHandler | None = None,
         rng: JitterSource | None = None,
+        client_factory: ClientFactory = DEFAULT_CLIENT_FACTORY,
     ) -> None:
         tls = settings.broker.tls
         if tls is not None:
-            for name, path in (
-                ("tls.ca_file", tls.ca_file),
-                ("tls.cert_file", tls.cert_file),
-                ("tls.key_file", tls.key_file),
-            ):
-                if path is not None and not path.is_file():
-                    raise ConfigError(name, f"{path} does not exist or is not a file")
+            for name, path in tls.client_tls().missing_files():
+                raise ConfigError(name, f"{path} does not exist or is not a file")
         self.settings = settings
+        self._client_factory = client_factory
         self._outbox = outbox
         self._clock = clock
         self._device_statuses = device_statuses
@@ -522,6 +623,11 @@ class Publisher:
         self._ack_topic = ack_topic(settings.gateway_id)
         self._command_filter = command_filter(settings.gateway_id)
         self._client_id = settings.broker.client_id or f"vitalgate-gw-{settings.gateway_id}"
+        self._client_settings = settings.broker.client_settings(self._client_id)
+        self._link_lock = threading.Lock()
+        self._link = BrokerLink(
+            LinkState.STARTING, clock(), settings.broker.host, settings.broker.port
+        )
         self._budget = readings_budget(
             settings.gateway_id, settings.batch_max_readings, settings.batch_max_bytes
         )
@@ -608,6 +714,11 @@ class Publisher:
         """Why the worker thread ended, if it ended on an unexpected error."""
         return self._failure
 
+    def link(self) -> BrokerLink:
+        """The state of the link to the broker, and why it is down if it is."""
+        with self._link_lock:
+            return self._link
+
     def counters(self) -> PublisherCounters:
         """A snapshot of what the publisher did so far."""
         with self._counters_lock:
@@ -690,7 +801,38 @@ class Publisher:
             logger.exception("publisher worker failed", extra={"error": type(exc).__name__})
         finally:
             self._connected.clear()
+            self._set_link(LinkState.STOPPED)
             self._done.set()
+
+    def _set_link(
+        self, state: LinkState, error: MqttConnectError | None = None, reason: str | None = None
+    ) -> None:
+        """Record the link's state; rewrite the link status file when it changed."""
+        with self._link_lock:
+            previous = self._link
+            failed = previous.failed_attempts + 1 if error is not None else 0
+            if state is LinkState.DISCONNECTED and error is None:
+                failed = previous.failed_attempts
+            link = BrokerLink(
+                state,
+                self._clock() if state is not previous.state else previous.since,
+                previous.host,
+                previous.port,
+                reason=error.reason if error is not None else reason,
+                advice=error.advice if error is not None else "",
+                failed_attempts=failed,
+            )
+            self._link = link
+        path = self.settings.link_status_path
+        if path is None or (state is previous.state and link.reason == previous.reason):
+            return
+        try:
+            write_link_status(path, link)
+        except OSError as exc:
+            logger.warning(
+                "cannot write the link status file",
+                extra={"path": str(path), "reason": f"{type(exc).__name__}: {exc}"},
+            )
 
     def _idle_wait(self, seconds: float) -> bool:
         """Wait offline, still watching the outbox quota; True if stop was requested."""
@@ -703,35 +845,26 @@ class Publisher:
             if self._stop.wait(min(remaining, STATUS_CHECK_SECONDS)):
                 return True
 
-    def _new_client(self) -> mqtt.Client:
-        broker = self.settings.broker
-        v5 = broker.protocol is MqttProtocol.V5
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self._client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,
-        )
-        client.max_inflight_messages_set(PAHO_INFLIGHT_LIMIT)
-        client.connect_timeout = broker.connect_timeout_seconds
-        if broker.tls is not None:
-            client.tls_set(
-                ca_certs=str(broker.tls.ca_file),
-                certfile=str(broker.tls.cert_file) if broker.tls.cert_file else None,
-                keyfile=str(broker.tls.key_file) if broker.tls.key_file else None,
-            )
-        if broker.username is not None:
-            client.username_pw_set(broker.username, broker.password)
+    def _new_client(self) -> MqttClient:
+        client = self._client_factory(self._client_settings)
         will = offline_status(self._gateway_id, self._clock(), self.settings.software_version)
         client.will_set(self._status_topic, encode_message(will), qos=1, retain=True)
         return client
 
     def _connect(self) -> _Connection:
         broker = self.settings.broker
+        endpoint = self._client_settings.endpoint
         try:
             client = self._new_client()
-        except (OSError, ValueError) as exc:
-            raise _ConnectFailed(f"cannot set up the client: {type(exc).__name__}: {exc}") from exc
+        except (MqttError, OSError, ValueError) as exc:
+            raise _ConnectFailed(
+                MqttConnectError(
+                    broker.host,
+                    broker.port,
+                    f"cannot set up the client: {type(exc).__name__}: {exc}",
+                    "check the TLS files and the broker settings",
+                )
+            ) from exc
         v5 = broker.protocol is MqttProtocol.V5
         connection = _Connection(
             client, MQTT5_DEFAULT_RECEIVE_MAXIMUM if v5 else V311_RECEIVE_MAXIMUM
@@ -742,39 +875,34 @@ class Publisher:
         )
         client.on_message = lambda _c, _u, message: self._on_message(connection, message)
         try:
-            if v5:
-                properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                properties.SessionExpiryInterval = broker.session_expiry_seconds
-                rc = client.connect(
-                    broker.host,
-                    broker.port,
-                    broker.keepalive_seconds,
-                    clean_start=False,
-                    properties=properties,
-                )
-            else:
-                rc = client.connect(broker.host, broker.port, broker.keepalive_seconds)
-        except (OSError, ValueError) as exc:
+            rc = mqtt_connect(client, self._client_settings)
+        except MqttConnectError as exc:
             connection.close()
-            raise _ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
-        sock = client.socket()
-        if isinstance(sock, socket.socket):
-            # Nagle would hold a small status or event behind an unacknowledged batch for
-            # a delayed TCP ACK (≈ 40 ms, measured in docs/benchmarks.md); paho never
-            # sets it itself.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raise _ConnectFailed(exc) from exc
         deadline = time.monotonic() + broker.connect_timeout_seconds
         while rc is MQTTErrorCode.MQTT_ERR_SUCCESS and connection.connack is None:
             if time.monotonic() > deadline:
                 connection.close()
-                raise _ConnectFailed("no CONNACK within the connect timeout")
+                raise _ConnectFailed(
+                    connect_error(
+                        endpoint,
+                        "no CONNACK within the connect timeout",
+                        socket_error=client.last_socket_error,
+                    )
+                )
             rc = client.loop(IDLE_POLL_SECONDS)
         if rc is not MQTTErrorCode.MQTT_ERR_SUCCESS or connection.connack is None:
             connection.close()
-            raise _ConnectFailed(f"connection closed before CONNACK ({mqtt.error_string(rc)})")
+            raise _ConnectFailed(
+                closed_before_connack(
+                    self._client_settings,
+                    f"connection closed before CONNACK ({mqtt.error_string(rc)})",
+                    socket_error=client.last_socket_error,
+                )
+            )
         if connection.connack.is_failure:
             connection.close()
-            raise _ConnectFailed(f"broker refused the connection: {connection.connack}")
+            raise _ConnectFailed(connect_error(endpoint, connection.connack))
         return connection
 
     def _session(self) -> bool:
@@ -787,13 +915,13 @@ class Publisher:
             connection = self._connect()
         except _ConnectFailed as exc:
             self._count(connect_failures=1)
+            self._set_link(LinkState.DISCONNECTED, exc.error)
             logger.warning(
                 "cannot connect to the broker",
-                extra={"host": broker.host, "port": broker.port, "reason": exc.reason},
+                extra={"host": broker.host, "port": broker.port, "reason": exc.error.describe()},
             )
             return False
         self._count(connects=1)
-        self._connected.set()
         logger.info(
             "connected to the broker",
             extra={
@@ -811,6 +939,9 @@ class Publisher:
                 self._check_rc(
                     client.subscribe(self._command_filter, qos=1)[0], "subscribe to commands"
                 )
+            # Connected means subscribed: a command sent once we say so is not missed.
+            self._connected.set()
+            self._set_link(LinkState.CONNECTED)
             self._publish_status(connection, force=True)
             while not self._stop.is_set():
                 busy = self._fill_window(connection)
@@ -821,6 +952,7 @@ class Publisher:
                 progressed = self._settle(connection) or progressed
             self._say_goodbye(connection)
         except _ConnectionLost as exc:
+            self._set_link(LinkState.DISCONNECTED, reason=exc.reason)
             logger.warning("connection to the broker lost", extra={"reason": exc.reason})
         except OutboxError as exc:
             logger.error(
@@ -829,6 +961,8 @@ class Publisher:
             )
         finally:
             self._connected.clear()
+            if self.link().state is LinkState.CONNECTED:
+                self._set_link(LinkState.DISCONNECTED, reason="disconnected")
             self._release(connection)
             connection.close()
         return progressed

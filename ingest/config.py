@@ -17,7 +17,6 @@ import os
 import re
 import socket
 import urllib.parse
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -28,6 +27,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from infra.mqtt import MQTT_PORT
+from infra.mqtt import MqttEndpoint as MqttEndpoint  # re-exported: the settings' type
+from infra.mqtt import parse_mqtt_url as parse_mqtt_url  # re-exported for callers
 from infra.settings import (
     SettingsInvalid,
     SettingsProblems,
@@ -44,8 +46,6 @@ from readings.topics import DEFAULT_PARTITIONS
 ENV_PREFIX: Final = "VITALGATE_INGEST_"
 ENV_NESTED_DELIMITER: Final = "__"
 CONFIG_FILE_KEY: Final = "config_file"
-MQTT_PORT: Final = 1883
-MQTTS_PORT: Final = 8883
 DEFAULT_METRICS_PORT: Final = 9478
 """Unassigned in Prometheus' default-port allocation list, next to the exporters it keeps."""
 DEFAULT_SESSION_EXPIRY_SECONDS: Final = 7 * 24 * 3600
@@ -75,40 +75,6 @@ unacknowledged (the broker redelivers it) so a stop never hangs on a dead store.
 _GROUP_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _HOSTNAME_UNSAFE: Final = re.compile(r"[^A-Za-z0-9-]+")
-
-
-@dataclass(frozen=True, slots=True)
-class MqttEndpoint:
-    """Where and how to reach the broker, taken from ``mqtt_url``."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None = field(repr=False)
-
-
-def parse_mqtt_url(url: str) -> MqttEndpoint:
-    """``mqtt[s]://[user[:password]@]host[:port]`` → :class:`MqttEndpoint`.
-
-    Raises:
-        ValueError: naming the part of the URL that is wrong.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"scheme must be mqtt:// or mqtts://, not {parts.scheme or 'none'!r}")
-    if not parts.hostname:
-        raise ValueError("host is missing")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("takes no path, query or fragment")
-    tls = parts.scheme == "mqtts"
-    try:
-        port = parts.port or (MQTTS_PORT if tls else MQTT_PORT)
-    except ValueError as exc:
-        raise ValueError(f"port: {exc}") from None
-    username = urllib.parse.unquote(parts.username) if parts.username else None
-    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
-    return MqttEndpoint(parts.hostname, port, tls, username, password)
 
 
 def _is_loopback(host: str) -> bool:
@@ -198,6 +164,8 @@ class IngestSettings(BaseSettings):
     """Client certificate, when the broker identifies clients by certificate."""
     mqtt_key_file: Path | None = None
     """Private key of ``mqtt_cert_file``."""
+    mqtt_crl_file: Path | None = None
+    """The CA's certificate revocation list (PEM): a revoked broker certificate is refused."""
     mqtt_keepalive_seconds: int = Field(default=DEFAULT_MQTT_KEEPALIVE_SECONDS, ge=5, le=3600)
     store_url: str = Field(default="sqlite:///./vitalgate-data/readings.db", repr=False)
     """Reading store: ``sqlite:///path``, ``influxdb-v1://[user:pass@]host:port/db`` or
@@ -289,7 +257,7 @@ class IngestSettings(BaseSettings):
         if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
             problems.append(("mqtt_key_file", "mqtt_cert_file and mqtt_key_file go together"))
         endpoint = self.mqtt_endpoint
-        if (self.mqtt_cert_file or self.mqtt_ca_file) and not endpoint.tls:
+        if (self.mqtt_cert_file or self.mqtt_ca_file or self.mqtt_crl_file) and not endpoint.tls:
             problems.append(("mqtt_url", "certificate files need an mqtts:// URL"))
         if not endpoint.tls and not self.allow_insecure_mqtt and not _is_loopback(endpoint.host):
             problems.append(

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,11 +42,22 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from infra.mqtt import (
+    DEFAULT_CLIENT_FACTORY,
+    ClientFactory,
+    ClientSettings,
+    MqttClient,
+    MqttConnectError,
+    MqttError,
+    MqttProtocol,
+    TlsSettings,
+    closed_before_connack,
+    connect_error,
+)
+from infra.mqtt import connect as mqtt_connect
 from ingest.config import IngestSettings
 from ingest.errors import IngestError as IngestError  # the package's root, re-exported
 from ingest.metrics import IngestMetrics
@@ -112,7 +122,8 @@ class IngestConnectError(IngestError):
     Attributes:
         host: the broker host.
         port: the broker port.
-        problem: what went wrong (refusal reason or socket error).
+        problem: what went wrong (refusal reason or socket error) and, where known, what
+            the operator can do about it.
     """
 
     def __init__(self, host: str, port: int, problem: str) -> None:
@@ -120,6 +131,11 @@ class IngestConnectError(IngestError):
         self.host = host
         self.port = port
         self.problem = problem
+
+    @classmethod
+    def from_mqtt(cls, error: MqttConnectError) -> IngestConnectError:
+        """The worker's form of the adapter's connection error (reason and advice)."""
+        return cls(error.host, error.port, error.describe())
 
 
 class IngestWorkerFailed(IngestError):
@@ -244,6 +260,8 @@ class IngestWorker:
         metrics: counters to update (a fresh set if omitted).
         clock: current time, UTC; injected so tests control "now".
         on_close: called once the worker has stopped (to close what it was opened with).
+        client_factory: builds the MQTT client (the adapter's paho client; a test
+            passes a fake).
     """
 
     def __init__(
@@ -256,6 +274,7 @@ class IngestWorker:
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         on_close: Sequence[Callable[[], None]] = (),
+        client_factory: ClientFactory = DEFAULT_CLIENT_FACTORY,
     ) -> None:
         self.settings = settings
         self._on_close = tuple(on_close)
@@ -278,7 +297,8 @@ class IngestWorker:
         # checked while the current one waits for the store's answer (≈ 40 % of a batch's
         # wall time is that wait), and at most one batch is held beyond the one in hand.
         self._examined: queue.Queue[_Examined | None] = queue.Queue(maxsize=EXAMINED_SLOTS)
-        self._client = self._make_client()
+        self._client_settings = self._make_client_settings()
+        self._client = self._make_client(client_factory)
 
     # -- MQTT ---------------------------------------------------------------------------
 
@@ -294,45 +314,40 @@ class IngestWorker:
             return ALL_READINGS_FILTER
         return shared_subscription(self.settings.group, ALL_READINGS_FILTER)
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client_settings(self) -> ClientSettings:
+        """A persistent session with manual acknowledgements; on MQTT 5 the receive
+        maximum bounds what the broker sends unacknowledged."""
         settings = self.settings
-        endpoint = settings.mqtt_endpoint
-        if self._mqtt5:
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=settings.mqtt_client_id,
-                protocol=mqtt.MQTTv5,
-                manual_ack=True,
-            )
-        else:
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=settings.mqtt_client_id,
-                protocol=mqtt.MQTTv311,
-                clean_session=False,
-                manual_ack=True,
-            )
-        if endpoint.tls:
-            client.tls_set(
-                ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
-                certfile=str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
-                keyfile=str(settings.mqtt_key_file) if settings.mqtt_key_file else None,
-            )
-        if endpoint.username is not None:
-            client.username_pw_set(endpoint.username, endpoint.password)
-        client.reconnect_delay_set(RECONNECT_MIN_DELAY_SECONDS, RECONNECT_MAX_DELAY_SECONDS)
+        return ClientSettings(
+            endpoint=settings.mqtt_endpoint,
+            client_id=settings.mqtt_client_id,
+            protocol=MqttProtocol(settings.mqtt_protocol),
+            tls=TlsSettings(
+                ca_file=settings.mqtt_ca_file,
+                cert_file=settings.mqtt_cert_file,
+                key_file=settings.mqtt_key_file,
+                crl_file=settings.mqtt_crl_file,
+            ),
+            keepalive_seconds=settings.mqtt_keepalive_seconds,
+            persistent_session=True,
+            session_expiry_seconds=settings.session_expiry_seconds,
+            receive_maximum=settings.receive_maximum,
+            manual_ack=True,
+            connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS,
+            reconnect_delay_seconds=(RECONNECT_MIN_DELAY_SECONDS, RECONNECT_MAX_DELAY_SECONDS),
+        )
+
+    def _make_client(self, factory: ClientFactory) -> MqttClient:
+        endpoint = self._client_settings.endpoint
+        try:
+            client = factory(self._client_settings)
+        except MqttError as exc:
+            raise IngestConnectError(endpoint.host, endpoint.port, str(exc)) from exc
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.on_socket_open = _no_delay
         return client
-
-    def _connect_properties(self) -> Properties:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self.settings.session_expiry_seconds
-        properties.ReceiveMaximum = self.settings.receive_maximum
-        return properties
 
     def _on_connect(
         self,
@@ -343,8 +358,9 @@ class IngestWorker:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            self._connect_failure = str(reason_code)
-            logger.error("broker refused the connection: %s", reason_code)
+            error = connect_error(self._client_settings.endpoint, reason_code)
+            self._connect_failure = error.describe()
+            logger.error("%s", error)
             self._connack.set()
             return
         self._connect_failure = None
@@ -368,6 +384,17 @@ class IngestWorker:
         properties: Properties | None,
     ) -> None:
         self.metrics.connected.set(0)
+        if not self._connack.is_set():
+            # Closed before the CONNACK: a broker refusing the client's certificate after
+            # a TLS 1.3 handshake does this; paho's last socket error says why.
+            error = closed_before_connack(
+                self._client_settings,
+                f"connection closed before CONNACK ({reason_code})",
+                socket_error=self._client.last_socket_error,
+            )
+            self._connect_failure = error.describe()
+            self._connack.set()
+            return
         if not self._stopping.is_set():
             logger.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
@@ -401,22 +428,11 @@ class IngestWorker:
         Raises:
             IngestConnectError: the broker is unreachable or refused the connection.
         """
-        endpoint = self.settings.mqtt_endpoint
+        endpoint = self._client_settings.endpoint
         try:
-            if self._mqtt5:
-                self._client.connect(
-                    endpoint.host,
-                    endpoint.port,
-                    keepalive=self.settings.mqtt_keepalive_seconds,
-                    clean_start=False,
-                    properties=self._connect_properties(),
-                )
-            else:
-                self._client.connect(
-                    endpoint.host, endpoint.port, keepalive=self.settings.mqtt_keepalive_seconds
-                )
-        except OSError as exc:
-            raise IngestConnectError(endpoint.host, endpoint.port, str(exc)) from None
+            mqtt_connect(self._client, self._client_settings)
+        except MqttConnectError as exc:
+            raise IngestConnectError.from_mqtt(exc) from None
         self._client.loop_start()
         if not self._connack.wait(CONNECT_TIMEOUT_SECONDS) or self._connect_failure:
             problem = self._connect_failure or f"no CONNACK within {CONNECT_TIMEOUT_SECONDS:g} s"
@@ -827,24 +843,19 @@ def _positions(total: int, rejected: Sequence[RejectedReading]) -> list[int]:
     return [index for index in range(total) if index not in skipped]
 
 
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """Send small packets at once: without TCP_NODELAY an end-to-end ack waits behind the
-    larger ``accepted/`` publish for Nagle's delayed-ACK timer (≈ 40 ms measured)."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def open_worker(
     settings: IngestSettings,
     *,
     metrics: IngestMetrics | None = None,
     clock: Callable[[], datetime] = utc_now,
+    client_factory: ClientFactory = DEFAULT_CLIENT_FACTORY,
 ) -> IngestWorker:
     """A worker wired to the store and registry named in ``settings``.
 
     Raises:
         StoreConfigError: the store URL is unusable.
         RegistryError: the registry URL is unusable or its schema is not current.
+        IngestConnectError: the MQTT client cannot be built (a TLS file is unusable).
     """
     from ingest.stores import open_store
     from registry.db import check_schema, create_engine_for
@@ -858,12 +869,19 @@ def open_worker(
     except BaseException:
         engine.dispose()
         raise
-    return IngestWorker(
-        settings,
-        store=store,
-        ownership=RegistryOwnershipChecker(engine),
-        quarantine=QuarantineStore(engine),
-        metrics=metrics,
-        clock=clock,
-        on_close=(store.close, engine.dispose),
-    )
+    try:
+        return IngestWorker(
+            settings,
+            store=store,
+            ownership=RegistryOwnershipChecker(engine),
+            quarantine=QuarantineStore(engine),
+            metrics=metrics,
+            clock=clock,
+            on_close=(store.close, engine.dispose),
+            client_factory=client_factory,
+        )
+    except BaseException:
+        # The client could not be built (a TLS file): close what was opened for it.
+        store.close()
+        engine.dispose()
+        raise

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
     from device_drivers.profiles import DeviceProfile
+    from infra.mqtt import MqttClient
     from ingest.worker import IngestWorker
     from vitalgate.embedded_broker import EmbeddedBroker
 
@@ -52,6 +53,8 @@ GATEWAY_STOP_TIMEOUT_SECONDS: Final = 30.0
 """The gateway finishes its current device exchanges and publishes its offline status."""
 LIVE_REFRESH_PER_SECOND: Final = 2
 SUBSCRIBE_TIMEOUT_SECONDS: Final = 10.0
+OBSERVER_KEEPALIVE_SECONDS: Final = 60
+"""paho's default keepalive, which the live view always used: it only watches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +251,7 @@ class DemoStack:
         self.worker: IngestWorker | None = None
         self.gateway: subprocess.Popen[bytes] | None = None
         self.gateway_log: BinaryIO | None = None
-        self.observer: mqtt.Client | None = None
+        self.observer: MqttClient | None = None
         self.state = LiveState(DEMO_PATIENTS, ZoneInfo(DEMO_TIME_ZONE))
         self._closers: list[Callable[[], None]] = []
 
@@ -368,20 +371,25 @@ class DemoStack:
 
     def _start_observer(self) -> None:
         """Subscribe to what the alert engine would receive, and to the gateway status."""
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        from ingest.config import parse_mqtt_url
-
-        endpoint = parse_mqtt_url(self.mqtt_url)
-        protocol = mqtt.MQTTv5 if self.mqtt_protocol == "5" else mqtt.MQTTv311
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="vitalgate-demo-view", protocol=protocol
+        from infra.mqtt import (
+            ClientSettings,
+            MqttError,
+            MqttProtocol,
+            connect,
+            create_client,
+            parse_mqtt_url,
         )
-        if endpoint.username is not None:
-            client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            client.tls_set()
+
+        settings = ClientSettings(
+            endpoint=parse_mqtt_url(self.mqtt_url),
+            client_id="vitalgate-demo-view",
+            protocol=MqttProtocol(self.mqtt_protocol),
+            keepalive_seconds=OBSERVER_KEEPALIVE_SECONDS,
+        )
+        try:
+            client = create_client(settings)
+        except MqttError as exc:
+            raise DemoError(f"cannot set up the MQTT view: {exc}") from exc
         subscribed = threading.Event()
         status = status_topic(DEMO_GATEWAY_ID)
 
@@ -406,8 +414,8 @@ class DemoStack:
         client.on_subscribe = on_subscribe
         client.on_message = on_message
         try:
-            client.connect(endpoint.host, endpoint.port)
-        except OSError as exc:
+            connect(client, settings)
+        except MqttError as exc:
             raise DemoError(f"cannot reach the MQTT broker at {self.mqtt_url}: {exc}") from exc
         client.loop_start()
         self.observer = client

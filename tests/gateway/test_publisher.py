@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import random
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +18,8 @@ from gateway.errors import ConfigError
 from gateway.outbox import OutboxStats, SqliteOutbox
 from gateway.publisher import (
     BrokerSettings,
+    LinkState,
+    Publisher,
     PublisherSettings,
     QuotaWatch,
     TlsSettings,
@@ -25,11 +32,19 @@ from gateway.publisher import (
 )
 from readings.codec import (
     MAX_PAYLOAD_BYTES,
+    AckMessage,
     DeviceStatus,
     EventType,
     GatewayState,
+    StatusMessage,
     decode_envelope,
+    decode_message,
+    encode_message,
 )
+from readings.model import GlucoseValues, Reading, new_reading
+from readings.topics import ack_topic, readings_topic, status_topic
+from readings.units import Unit
+from tests.infra.fake_mqtt import FakeBroker, FakeClient, Published
 from tests.tools.synthetic import SyntheticBurst, SyntheticKind, run_burst, synthetic_ids
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -270,3 +285,179 @@ def test_a_gateway_id_that_cannot_be_a_topic_level_is_refused() -> None:
     with pytest.raises(ConfigError, match="not allowed in a topic") as raised:
         PublisherSettings("gw/1", _broker())
     assert raised.value.field == "gateway_id"
+
+
+# -- the publisher's loop against a fake client (tests/infra/fake_mqtt.py) ----------------
+
+LOOP_TIMEOUT_SECONDS = 10.0
+"""Bound on anything the fake-driven loop should do in milliseconds."""
+
+
+def _readings(count: int, gateway_id: str = "gw-1") -> list[Reading]:
+    start = NOW - timedelta(hours=2)
+    return [
+        new_reading(
+            values=GlucoseValues(glucose=5.5),
+            source_unit=Unit.MMOL_PER_L,
+            measured_at=start + timedelta(minutes=seq),
+            device_time=(start + timedelta(minutes=seq)).replace(tzinfo=None),
+            received_at=NOW,
+            device_id="acme-glucose-0001",
+            patient_id="patient-1",
+            gateway_id=gateway_id,
+            seq=seq,
+        )
+        for seq in range(count)
+    ]
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + LOOP_TIMEOUT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def _acking_ingest(broker: FakeBroker, gateway_id: str = "gw-1") -> None:
+    """Answer every readings envelope with an end-to-end ack of all its ids."""
+
+    def answer(message: Published) -> None:
+        if message.topic != readings_topic(gateway_id):
+            return
+        ids = [reading.id for reading in decode_envelope(message.payload).readings]
+        ack = AckMessage(gateway_id=gateway_id, acked_at=NOW, ids=ids)
+        broker.inject(ack_topic(gateway_id), encode_message(ack))
+
+    broker.on_publish = answer
+
+
+def _fast_settings(**overrides: Any) -> PublisherSettings:
+    values: dict[str, Any] = {
+        "batch_max_readings": 50,
+        "reconnect_min_seconds": 0.01,
+        "reconnect_max_seconds": 0.02,
+    }
+    values.update(overrides)
+    return PublisherSettings("gw-1", _broker(), **values)
+
+
+def test_the_loop_publishes_batches_and_deletes_them_on_the_end_to_end_ack(
+    outbox: SqliteOutbox,
+) -> None:
+    outbox.add(_readings(120))
+    broker = FakeBroker()
+    _acking_ingest(broker)
+    publisher = Publisher(
+        _fast_settings(), outbox, clock=lambda: NOW, client_factory=broker.factory
+    )
+    publisher.start()
+    try:
+        _wait_for(lambda: outbox.stats().depth == 0, "the outbox to empty")
+    finally:
+        publisher.stop()
+
+    published = [
+        reading.id
+        for message in broker.messages(readings_topic("gw-1"))
+        for reading in decode_envelope(message.payload).readings
+    ]
+    assert sorted(published) == sorted(reading.id for reading in _readings(120))
+    assert publisher.counters().readings_acknowledged == 120
+    statuses = [
+        decode_message(message.payload, StatusMessage)
+        for message in broker.messages(status_topic("gw-1"))
+    ]
+    assert all(message.retain for message in broker.messages(status_topic("gw-1")))
+    assert statuses[0].state is GatewayState.ONLINE
+    assert statuses[-1].state is GatewayState.OFFLINE  # the clean stop's last word
+    client = broker.clients[0]
+    assert isinstance(client, FakeClient)
+    assert client.will is not None
+    assert decode_message(client.will.payload, StatusMessage).state is GatewayState.OFFLINE
+    assert client.settings.persistent_session
+    assert client.settings.client_id == "vitalgate-gw-gw-1"
+
+
+def test_batches_in_flight_when_the_link_breaks_are_sent_again_with_the_same_ids(
+    outbox: SqliteOutbox,
+) -> None:
+    outbox.add(_readings(30))
+    broker = FakeBroker(auto_puback=False)  # nothing is acknowledged on the first link
+    publisher = Publisher(
+        _fast_settings(), outbox, clock=lambda: NOW, client_factory=broker.factory
+    )
+    publisher.start()
+    try:
+        _wait_for(lambda: bool(broker.messages(readings_topic("gw-1"))), "a first batch")
+        first = decode_envelope(broker.messages(readings_topic("gw-1"))[0].payload)
+        broker.auto_puback = True
+        _acking_ingest(broker)
+        broker.drop("vitalgate-gw-gw-1")
+        _wait_for(lambda: outbox.stats().depth == 0, "the outbox to empty after reconnecting")
+    finally:
+        publisher.stop()
+
+    envelopes = [
+        decode_envelope(message.payload) for message in broker.messages(readings_topic("gw-1"))
+    ]
+    assert [reading.id for reading in envelopes[1].readings] == [
+        reading.id for reading in first.readings
+    ]
+    assert publisher.counters().connects == 2
+    assert publisher.counters().readings_published == 2 * len(first.readings)
+
+
+def _link_file_state(path: Path) -> str | None:
+    try:
+        return str(json.loads(path.read_text())["state"])
+    except FileNotFoundError:
+        return None
+
+
+def test_a_refused_connection_is_reported_in_the_link_status_until_it_succeeds(
+    outbox: SqliteOutbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    status_file = tmp_path / "broker-link.json"
+    broker = FakeBroker(refuse_connects=2, refusal="Not authorized")
+    refused: list[dict[str, Any]] = []
+    connected = threading.Event()
+
+    def watch(message: Published) -> None:
+        if message.topic == status_topic("gw-1"):
+            connected.set()
+
+    broker.on_publish = watch
+    publisher = Publisher(
+        _fast_settings(
+            link_status_path=status_file, reconnect_min_seconds=0.3, reconnect_max_seconds=0.6
+        ),
+        outbox,
+        clock=lambda: NOW,
+        client_factory=broker.factory,
+    )
+    with caplog.at_level(logging.WARNING, logger="gateway.publisher"):
+        publisher.start()
+        try:
+            _wait_for(lambda: _link_file_state(status_file) == "disconnected", "the refusal")
+            refused.append(json.loads(status_file.read_text()))
+            link = publisher.link()
+            assert connected.wait(LOOP_TIMEOUT_SECONDS)
+            _wait_for(lambda: _link_file_state(status_file) == "connected", "the connection")
+            assert publisher.link().state is LinkState.CONNECTED
+            accepted = json.loads(status_file.read_text())
+        finally:
+            publisher.stop()
+
+    assert link.reason == "broker refused the connection: Not authorized"
+    assert "credentials" in link.advice
+    assert refused[0]["state"] == "disconnected"
+    assert refused[0]["reason"] == link.reason
+    assert refused[0]["advice"] == link.advice
+    assert accepted["state"] == "connected"
+    assert accepted["reason"] is None
+    assert json.loads(status_file.read_text())["state"] == "stopped"
+    assert publisher.counters().connect_failures == 2
+    logged = [record for record in caplog.records if record.msg == "cannot connect to the broker"]
+    assert logged
+    assert "Not authorized" in logged[0].__dict__["reason"]
+    assert "credentials" in logged[0].__dict__["reason"]

@@ -473,6 +473,43 @@ def mqtt_connack_received(host: str, port: int, timeout_seconds: float) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class MosquittoTls:
+    """A TLS listener of a test broker (see :mod:`tests.harness.pki` for the files).
+
+    Attributes:
+        ca_file: the CA that signs client certificates (and the broker's).
+        cert_file: the broker's certificate.
+        key_file: its key.
+        crl_file: the CA's revocation list (Mosquitto's ``crlfile``), if any.
+        require_certificate: refuse clients without a valid certificate.
+        use_identity_as_username: the client certificate's CN is the MQTT username the
+            ACL sees (as in the shipped deploy/mosquitto/mosquitto.conf).
+    """
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    crl_file: Path | None = None
+    require_certificate: bool = True
+    use_identity_as_username: bool = True
+
+    def config_lines(self, host: str, port: int) -> list[str]:
+        """The listener block for ``mosquitto.conf``."""
+        lines = [
+            f"listener {port} {host}",
+            f"cafile {self.ca_file}",
+            f"certfile {self.cert_file}",
+            f"keyfile {self.key_file}",
+            "tls_version tlsv1.2",
+            f"require_certificate {'true' if self.require_certificate else 'false'}",
+            f"use_identity_as_username {'true' if self.use_identity_as_username else 'false'}",
+        ]
+        if self.crl_file is not None:
+            lines.append(f"crlfile {self.crl_file}")
+        return lines
+
+
 class MosquittoServer(ServiceProcess):
     """A real Mosquitto broker on ``127.0.0.1:<free port>`` with state in ``workdir``.
 
@@ -481,8 +518,9 @@ class MosquittoServer(ServiceProcess):
     ``workdir/mosquitto.log``. ``extra_config`` lines are appended after the
     listener; a line whose option name matches a default (for example
     ``allow_anonymous false`` or ``max_queued_messages 1000``) replaces that
-    default instead of duplicating it. Add TLS on a separate ``listener``: the
-    readiness probe speaks plain MQTT to the main listener.
+    default instead of duplicating it. ``tls`` adds a TLS listener on
+    ``tls_port`` (:attr:`tls_url`) after them; the readiness probe speaks plain MQTT
+    to the main listener.
 
     Note: persistence is written on clean shutdown and every ``autosave_interval``
     (default 1800 s), so after :meth:`kill` the broker restarts from the last
@@ -499,8 +537,11 @@ class MosquittoServer(ServiceProcess):
         extra_config: Iterable[str] = (),
         allow_anonymous: bool = True,
         start_timeout_seconds: float = SERVER_START_TIMEOUT_SECONDS,
+        tls: MosquittoTls | None = None,
     ) -> None:
         super().__init__(workdir, port=port, start_timeout_seconds=start_timeout_seconds)
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else None
         self.extra_config = [line.strip() for line in extra_config if line.strip()]
         self.allow_anonymous = allow_anonymous
         self.config_path = self.workdir / "mosquitto.conf"
@@ -512,6 +553,13 @@ class MosquittoServer(ServiceProcess):
     def url(self) -> str:
         """``mqtt://127.0.0.1:PORT``."""
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        """``mqtts://127.0.0.1:TLS_PORT`` (only with ``tls``)."""
+        if self.tls_port is None:
+            raise ServiceError("this broker has no TLS listener")
+        return f"mqtts://{self.host}:{self.tls_port}"
 
     @property
     def persistence_path(self) -> Path:
@@ -553,7 +601,14 @@ class MosquittoServer(ServiceProcess):
         ]
         lines.append(f"listener {self.port} {self.host}")
         lines += self.extra_config
+        if self.tls is not None and self.tls_port is not None:
+            lines += self.tls.config_lines(self.host, self.tls_port)
         return "\n".join(lines) + "\n"
+
+    def _choose_new_ports(self) -> None:
+        super()._choose_new_ports()
+        if self.tls is not None:
+            self.tls_port = free_port()
 
     def _write_config(self) -> None:
         self.config_path.write_text(self.config_text())

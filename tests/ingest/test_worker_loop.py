@@ -1,0 +1,129 @@
+"""The ingest worker's MQTT loop against a fake client (tests/infra/fake_mqtt.py).
+
+The store and the registry are the real SQLite ones; only the broker is a stand-in, so
+the worker's order of things (store, then acknowledge the MQTT message, then the
+end-to-end ack to the gateway) is checked without a broker process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from ingest.config import load_settings
+from ingest.stores.sqlite_store import SqliteReadingStore
+from ingest.worker import IngestConnectError, IngestWorker, open_worker
+from readings.codec import AckMessage, decode_message, encode_envelope
+from readings.topics import ALL_READINGS_FILTER, ack_topic, readings_topic, shared_subscription
+from registry.db import create_engine_for
+from registry.models import QuarantinedReading
+from tests.infra.fake_mqtt import FakeBroker, FakeClient
+from tests.integration.ingest_helpers import Binding, make_readings, make_registry
+
+WAIT_SECONDS = 10.0
+BINDING = Binding("gw-1", "acme-glucose-0001", "patient-1")
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def urls(tmp_path: Path) -> tuple[str, str]:
+    registry_url = make_registry(tmp_path / "registry.db", [BINDING])
+    return f"sqlite:///{tmp_path / 'readings.db'}", registry_url
+
+
+@pytest.fixture
+def broker() -> FakeBroker:
+    return FakeBroker()
+
+
+@pytest.fixture
+def worker(urls: tuple[str, str], broker: FakeBroker) -> Iterator[IngestWorker]:
+    store_url, registry_url = urls
+    settings = load_settings(
+        mqtt_url="mqtt://127.0.0.1:1",
+        store_url=store_url,
+        registry_url=registry_url,
+        metrics_port=None,
+        client_id="ingest-test-0",
+    )
+    started = open_worker(settings, client_factory=broker.factory)
+    yield started
+    started.close()
+
+
+def test_a_message_is_acked_only_after_its_readings_are_stored(
+    worker: IngestWorker, broker: FakeBroker, urls: tuple[str, str]
+) -> None:
+    worker.start()
+    client = broker.connected("ingest-test-0")
+    assert isinstance(client, FakeClient)
+    assert client.filters == [ALL_READINGS_FILTER]  # the shared group's filter
+    assert worker.subscription == shared_subscription("ingest", ALL_READINGS_FILTER)
+    readings = make_readings(BINDING, 25)
+    store = SqliteReadingStore(urls[0].removeprefix("sqlite:///"))
+    stored_when_acked: list[int] = []
+    ack = client.ack
+
+    def ack_and_look(mid: int, qos: int) -> object:
+        stored_when_acked.append(len(store.ids()))
+        return ack(mid, qos)
+
+    client.ack = ack_and_look  # type: ignore[method-assign]
+    try:
+        broker.inject(
+            readings_topic("gw-1"), encode_envelope("gw-1", readings[0].received_at, readings)
+        )
+        _wait_for(lambda: bool(broker.messages(ack_topic("gw-1"))), "the end-to-end ack")
+
+        acks = [
+            decode_message(message.payload, AckMessage)
+            for message in broker.messages(ack_topic("gw-1"))
+        ]
+        assert sorted(i for a in acks for i in a.ids) == sorted(r.id for r in readings)
+        assert stored_when_acked == [25]  # the MQTT ack came after the store had them
+        assert store.ids() == {reading.id for reading in readings}
+        assert worker.metrics.messages_acked._value.get() == 1
+    finally:
+        store.close()
+
+
+def test_an_undecodable_payload_is_quarantined_and_acked(
+    worker: IngestWorker, broker: FakeBroker, urls: tuple[str, str]
+) -> None:
+    worker.start()
+    broker.inject(readings_topic("gw-1"), b"{not json")
+    client = broker.connected("ingest-test-0")
+    assert isinstance(client, FakeClient)
+    _wait_for(lambda: bool(client.acked), "the MQTT ack of the poison message")
+
+    engine = create_engine_for(urls[1])
+    try:
+        with engine.connect() as connection:
+            kept = connection.execute(select(func.count()).select_from(QuarantinedReading))
+            assert kept.scalar_one() == 1
+    finally:
+        engine.dispose()
+    assert not broker.messages(ack_topic("gw-1"))  # no ids to acknowledge end to end
+
+
+def test_a_refused_connect_names_the_reason_and_what_to_do(
+    worker: IngestWorker, broker: FakeBroker
+) -> None:
+    broker.refuse_connects = 1
+    broker.refusal = "Bad user name or password"
+
+    with pytest.raises(IngestConnectError) as caught:
+        worker.start()
+
+    assert caught.value.problem.startswith("broker refused the connection: Bad user name")
+    assert "check the user name and password" in caught.value.problem
