@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from registry.audit import os_actor
 from registry.db import alembic_config, create_engine_for, session_scope, upgrade, writer
@@ -295,10 +295,9 @@ def test_the_migration_keeps_existing_repeats_and_makes_the_rest_unique(
             "raw": RAW,
             "security_event": False,
         }
-        table = QuarantinedReading.__table__
         with migrating.begin() as connection:
             connection.execute(
-                table.insert(),
+                insert(QuarantinedReading),
                 [repeat, repeat, {**repeat, "raw": b"other", "reason": "envelope"}],
             )
         upgrade(migrating)
