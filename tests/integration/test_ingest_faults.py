@@ -509,7 +509,7 @@ class Malformed:
     """From a good reading: the payload to send (reading-level cases keep the good one)."""
     reason: str
     detail: str
-    """A fragment the quarantine entry's detail must contain."""
+    """How the quarantine entry's detail must begin: specific to this case alone."""
 
 
 def _envelope(*items: dict[str, Any] | Reading, **overrides: Any) -> bytes:
@@ -550,102 +550,151 @@ def _implausible(good: Reading, values: Any, unit: Unit, **kw: Any) -> bytes:
         device_id=GW1_CUFF.device_id,
         patient_id=GW1_CUFF.patient_id,
         gateway_id="gw1",
-        seq=kw.get("seq", 99),
+        seq=kw.get("seq", (good.seq or 0) + 500),  # its own record: a distinct id
     )
     return encode_envelope("gw1", now, [good, bad])
 
 
 MALFORMED = [
     # The envelope itself: quarantined whole.
-    Malformed("not-json", lambda g: b"\x00\x9fnot json", "envelope", "not valid JSON"),
-    Malformed("empty", lambda g: b"", "envelope", "$"),
-    Malformed("json-array", lambda g: b"[1, 2]", "envelope", "$"),
-    Malformed("version-2", lambda g: _envelope(g, v=2), "envelope", "unsupported payload version"),
     Malformed(
-        "version-missing", lambda g: msgspec.json.encode({"gateway_id": "gw1"}), "envelope", "$.v"
+        "not-json",
+        lambda g: b"\x00\x9fnot json",
+        "envelope",
+        "$: not valid JSON (invalid character",
     ),
-    Malformed("no-readings", lambda g: _envelope(), "envelope", "$.readings"),
+    Malformed("empty", lambda g: b"", "envelope", "$: not valid JSON (Input data was truncated)"),
+    Malformed("json-array", lambda g: b"[1, 2]", "envelope", "$: expected object, got array"),
     Malformed(
-        "readings-not-list", lambda g: _envelope(readings={"a": 1}), "envelope", "$.readings"
+        "version-2", lambda g: _envelope(g, v=2), "envelope", "$.v: unsupported payload version 2"
+    ),
+    Malformed(
+        "version-missing",
+        lambda g: msgspec.json.encode({"gateway_id": "gw1"}),
+        "envelope",
+        "$.v: required field is missing",
+    ),
+    Malformed(
+        "no-readings",
+        lambda g: _envelope(),
+        "envelope",
+        "$.readings: expected array of length >= 1",
+    ),
+    Malformed(
+        "readings-not-list",
+        lambda g: _envelope(readings={"a": 1}),
+        "envelope",
+        "$.readings: expected array, got object",
     ),
     Malformed(
         "sent-at-naive",
         lambda g: _envelope(g, sent_at="2026-11-23T08:00:00"),
         "envelope",
-        "$.sent_at",
+        "$.sent_at: expected datetime with a timezone component",
     ),
     Malformed(
-        "gateway-id-unsafe", lambda g: _envelope(g, gateway_id="gw1/#"), "envelope", "$.gateway_id"
+        "gateway-id-unsafe",
+        lambda g: _envelope(g, gateway_id="gw1/#"),
+        "envelope",
+        "$.gateway_id: expected str matching regex",
     ),
-    Malformed("oversize", lambda g: b" " * (MAX_PAYLOAD_BYTES + 1), "envelope", "limit is"),
+    Malformed(
+        "oversize",
+        lambda g: b" " * (MAX_PAYLOAD_BYTES + 1),
+        "envelope",
+        f"$: payload is {MAX_PAYLOAD_BYTES + 1} bytes, the limit is {MAX_PAYLOAD_BYTES}",
+    ),
     # One reading breaks the contract; the good one beside it is stored.
     Malformed(
-        "unknown-kind", lambda g: _with_bad(g, _set(kind="ketone")), "contract", "unknown kind"
+        "unknown-kind",
+        lambda g: _with_bad(g, _set(kind="ketone")),
+        "contract",
+        "$.readings[1].kind: unknown kind 'ketone'",
     ),
-    Malformed("values-missing", lambda g: _with_bad(g, _drop("values")), "contract", ".values"),
+    Malformed(
+        "values-missing",
+        lambda g: _with_bad(g, _drop("values")),
+        "contract",
+        "$.readings[1].values: required field is missing",
+    ),
     Malformed(
         "glucose-negative",
         lambda g: _with_bad(g, _set(values={"glucose": -3})),
         "contract",
-        ".values.glucose",
+        "$.readings[1].values.glucose: expected float > 0.0",
     ),
     Malformed(
         "glucose-text",
         lambda g: _with_bad(g, _set(values={"glucose": "high"})),
         "contract",
-        ".values.glucose",
+        "$.readings[1].values.glucose: expected float, got str",
     ),
     Malformed(
         "unit-of-other-kind",
         lambda g: _with_bad(g, _set(source_unit="mm[Hg]")),
         "contract",
-        "source_unit",
+        "$.readings[1].source_unit: 'mm[Hg]' is not a unit of glucose",
     ),
-    Malformed("id-not-derived", lambda g: _with_bad(g, lambda item: None), "contract", ".id"),
+    Malformed(
+        "id-not-derived",
+        lambda g: _with_bad(g, lambda item: None),
+        "contract",
+        "$.readings[1].id: 00000000-0000-5000-8000-000000000000 is not the id derived",
+    ),
     Malformed(
         "measured-at-naive",
         lambda g: _with_bad(g, _set(measured_at="2026-01-01T00:00:00")),
         "contract",
-        ".measured_at",
+        "$.readings[1].measured_at: expected datetime with a timezone component",
     ),
-    Malformed("unknown-field", lambda g: _with_bad(g, _set(colour="red")), "contract", "colour"),
+    Malformed(
+        "unknown-field",
+        lambda g: _with_bad(g, _set(colour="red")),
+        "contract",
+        "$.readings[1].colour: unknown field",
+    ),
     Malformed(
         "patient-id-unsafe",
         lambda g: _with_bad(g, _set(patient_id="p/+")),
         "contract",
-        ".patient_id",
+        "$.readings[1].patient_id: expected str matching regex",
     ),
     Malformed(
         "flag-not-snake-case",
         lambda g: _with_bad(g, _set(flags=["Bad Flag"])),
         "contract",
-        ".flags",
+        "$.readings[1].flags[0]: expected str matching regex",
     ),
-    Malformed("seq-negative", lambda g: _with_bad(g, _set(seq=-1)), "contract", ".seq"),
+    Malformed(
+        "seq-negative",
+        lambda g: _with_bad(g, _set(seq=-1)),
+        "contract",
+        "$.readings[1].seq: expected int >= 0",
+    ),
     Malformed(
         "reading-names-other-gateway",
         lambda g: _envelope(g, glucose(Binding("gw9", GW1_METER.device_id, "patient-a"), 77)),
         "contract",
-        ".gateway_id",
+        "$.readings[1].gateway_id: 'gw9' differs from the envelope's gateway_id 'gw1'",
     ),
-    # Contract-valid but impossible (CLINICAL.md S4).
+    # Contract-valid but impossible: the plausibility rule, at the field's envelope path.
     Malformed(
         "systolic-below-diastolic",
         lambda g: _implausible(g, BloodPressureValues(systolic=70, diastolic=95), Unit.MMHG),
         "plausibility",
-        "systolic_not_above_diastolic",
+        "$.readings[1].values.systolic: systolic_not_above_diastolic: ",
     ),
     Malformed(
         "spo2-above-100",
         lambda g: _implausible(g, Spo2Values(spo2=104), Unit.PERCENT),
         "plausibility",
-        "spo2_out_of_range",
+        "$.readings[1].values.spo2: spo2_out_of_range: ",
     ),
     Malformed(
         "glucose-beyond-meters",
         lambda g: _implausible(g, GlucoseValues(glucose=80.0), Unit.MMOL_PER_L),
         "plausibility",
-        "glucose_out_of_meter_range",
+        "$.readings[1].values.glucose: glucose_out_of_meter_range: ",
     ),
     Malformed(
         "measured-next-year",
@@ -657,7 +706,7 @@ MALFORMED = [
             received_at=datetime.now(UTC) + timedelta(days=365),
         ),
         "plausibility",
-        "measured_in_future",
+        "$.readings[1].measured_at: measured_in_future: ",
     ),
 ]
 
@@ -670,10 +719,17 @@ def test_malformed_payloads_are_quarantined_with_their_reason(
     worker: IngestWorker,
 ) -> None:
     assert len(MALFORMED) >= 20
+    # Each expectation must single out its own case: no two of one reason overlap.
+    for case in MALFORMED:
+        for other in MALFORMED:
+            if other is not case and other.reason == case.reason:
+                assert not other.detail.startswith(case.detail), (case.name, other.name)
     goods = [glucose(GW1_METER, seq) for seq in range(len(MALFORMED))]
+    payloads = [case.build(good) for case, good in zip(MALFORMED, goods, strict=True)]
+    assert len(set(payloads)) == len(payloads)
     with TestGateway(mosquitto.host, mosquitto.port, "gw1") as gateway:
-        for case, good in zip(MALFORMED, goods, strict=True):
-            gateway.publish_raw(case.build(good))
+        for payload in payloads:
+            gateway.publish_raw(payload)
         wait_until(
             lambda: len(quarantine_entries(registry_url)) >= len(MALFORMED), 20, "quarantine"
         )
@@ -683,22 +739,26 @@ def test_malformed_payloads_are_quarantined_with_their_reason(
     assert worker.failed is None
     entries = quarantine_entries(registry_url)
     assert len(entries) == len(MALFORMED), [entry.detail for entry in entries]
-    for case, good in zip(MALFORMED, goods, strict=True):
+    notices = {notice.reason for ack in gateway.acks for notice in ack.quarantined}
+    for case, good, payload in zip(MALFORMED, goods, payloads, strict=True):
         matching = [
             entry
             for entry in entries
-            if entry.reason == case.reason
-            and case.detail in entry.detail
-            and (case.reason == "envelope" or good.id not in (entry.reading_id,))
+            if entry.reason == case.reason and entry.detail.startswith(case.detail)
         ]
-        assert matching, f"{case.name}: no {case.reason} entry mentioning {case.detail!r}"
-    envelope_entries = [entry for entry in entries if entry.reason == "envelope"]
-    assert all(entry.reading_id is None for entry in envelope_entries)
-    assert b"\x00\x9fnot json" in {entry.raw for entry in envelope_entries}
+        assert len(matching) == 1, f"{case.name}: {len(matching)} entries match {case.detail!r}"
+        (entry,) = matching
+        if case.reason == "envelope":
+            assert entry.raw == payload, case.name
+            assert entry.reading_id is None, case.name
+        else:
+            assert entry.reading_id != good.id, case.name
+            assert f"{case.reason}: {entry.detail}" in notices, f"{case.name}: gateway not told"
     reading_level = {case.name for case in MALFORMED if case.reason != "envelope"}
     expected_stored = {
         good.id for case, good in zip(MALFORMED, goods, strict=True) if case.name in reading_level
     } | {after.id}
     assert set(influx_ids(influxdb, influx_database)) == expected_stored
+    envelope_cases = sum(case.reason == "envelope" for case in MALFORMED)
     quarantined = worker.metrics.readings_quarantined
-    assert quarantined.labels(reason="envelope")._value.get() == len(envelope_entries)
+    assert quarantined.labels(reason="envelope")._value.get() == envelope_cases
