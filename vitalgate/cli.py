@@ -49,6 +49,11 @@ LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
         "The care registry: gateways, patients, device bindings.",
         extra="server",
     ),
+    "quarantine": LazyGroup(
+        "vitalgate.commands.quarantine",
+        "What ingest quarantined and why; release it once the cause is fixed.",
+        extra="server",
+    ),
     "demo": LazyGroup(
         "vitalgate.commands.demo",
         "Run a whole simulated deployment on this machine.",
