@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from registry.audit import AuditOutcome, os_actor, recent_audit
-from registry.db import create_engine_for, session_scope
+from registry.db import create_engine_for, head_revision, session_scope
 from vitalgate.cli import app as vitalgate_app
 from vitalgate.commands.registry import app
 
@@ -67,10 +67,10 @@ def test_init_creates_the_directory_and_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "vitalgate-data" / "registry.db"
     url = f"sqlite:///{path}"
     first = _ok(_run(url, "init"))
-    assert first == {"registry": url, "revision": "0001", "previous_revision": None}
+    assert first == {"registry": url, "revision": head_revision(), "previous_revision": None}
     assert path.is_file()
     second = _ok(_run(url, "init"))
-    assert second["previous_revision"] == "0001"
+    assert second["previous_revision"] == head_revision()
     assert [action for _, action, _, _ in _audit(url)] == ["registry.init", "registry.init"]
 
 
@@ -219,4 +219,4 @@ def test_the_registry_comes_from_the_environment_and_the_actor_from_the_os(
 def test_the_vitalgate_command_runs_the_group(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     result = runner.invoke(vitalgate_app, ["registry", "--registry", url, "init"])
-    assert _ok(result)["revision"] == "0001"
+    assert _ok(result)["revision"] == head_revision()
