@@ -65,14 +65,16 @@ class IngestMetrics:
         )
         self.readings_quarantined = Counter(
             "readings_quarantined",
-            "Readings (or whole payloads, reason=envelope) kept in quarantine, by reason",
+            "Readings (or whole payloads, reason=envelope) newly kept in quarantine, by reason "
+            "(a redelivered message adds nothing)",
             ["reason"],
             namespace=NAMESPACE,
             registry=reg,
         )
         self.security_events = Counter(
             "security_events",
-            "Readings refused because the gateway does not own the device or patient",
+            "Readings refused because the gateway does not own the device or patient, by the "
+            "check that failed; each refused reading once, however often it arrives",
             ["reason"],
             namespace=NAMESPACE,
             registry=reg,

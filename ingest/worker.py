@@ -9,12 +9,14 @@ flow control (receive maximum) makes the broker keep the rest of the backlog.
 
 Per batch, in order:
 
-1. decode each message (``decode_readings_partial``); the gateway is the one in the
-   topic, which the broker's ACL ties to the gateway's credential;
-2. per reading: ownership (the device is paired to that gateway and bound to the claimed
-   patient when it was measured), then plausibility (:mod:`ingest.validate`);
-3. write the good readings in one store call, retrying while the store is unavailable;
-4. write every quarantine entry in one transaction (same retry);
+1. examine each message (:func:`ingest.examine.examine_message`: decode, ownership,
+   plausibility — a pure decision); the gateway is the one in the topic, which the
+   broker's ACL ties to the gateway's credential;
+2. write the good readings in one store call, retrying while the store is unavailable;
+3. write every quarantine entry in one transaction (same retry); the quarantine is
+   idempotent, so a redelivered message adds no entry and no security event;
+4. count what was new (each quarantined reading and security event once, however often
+   its message was delivered or its batch retried);
 5. republish the stored readings on ``accepted/{partition}`` for the alert engine;
 6. acknowledge the MQTT messages;
 7. publish one end-to-end acknowledgement per message to ``gw/{id}/ack``: the ids now
@@ -60,34 +62,28 @@ from infra.mqtt import (
 from infra.mqtt import connect as mqtt_connect
 from ingest.config import IngestSettings
 from ingest.errors import IngestError as IngestError  # the package's root, re-exported
+from ingest.examine import Decision, Examination, OwnershipCheck, examine_message, refuse_stored
 from ingest.metrics import IngestMetrics
 from ingest.stores.base import ReadingStore, StoreUnavailable
 from ingest.stores.retry import retry_delay_for
-from ingest.validate import check_plausibility
 from readings.codec import (
     MAX_IDS_PER_ACK,
     MAX_READINGS_PER_ENVELOPE,
     AckMessage,
     QuarantineNotice,
-    RejectedReading,
-    decode_readings_partial,
     encode_envelope,
     encode_message,
-    encode_reading,
 )
-from readings.errors import PayloadError, TopicError
 from readings.model import Reading
 from readings.topics import (
     ALL_READINGS_FILTER,
-    Channel,
     accepted_topic,
     ack_topic,
-    parse_topic,
     partition_for,
     shared_subscription,
 )
 from registry.errors import RegistryUnavailable
-from registry.quarantine import QuarantineEntry, QuarantineReason
+from registry.quarantine import QuarantineEntry
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +102,6 @@ EXAMINED_SLOTS: Final = 1
 """Batches examined ahead of the writer (see ``IngestWorker._examined``)."""
 """The inbox holds up to twice the receive maximum: after a reconnect the broker resends
 the unacknowledged messages while their first copies may still wait here."""
-
-OK_VERDICT: Final = "ok"
-GATEWAY_MISMATCH: Final = "gateway_mismatch"
-"""Security reason: the payload names another gateway than the topic it came on (whose
-gateway the broker's ACL ties to the sender's credential)."""
 
 TRANSIENT_ERRORS: Final = (StoreUnavailable, RegistryUnavailable)
 """Failures that end by themselves: the batch is retried whole, nothing acknowledged."""
@@ -146,19 +137,11 @@ class IngestWorkerFailed(IngestError):
     """
 
 
-class OwnershipChecker(Protocol):
-    """What the worker needs of :class:`registry.ownership.OwnershipChecker`."""
-
-    def check(self, gateway_id: str, device_id: str, patient_id: str, at: datetime) -> str:
-        """``"ok"`` or the reason the gateway may not send this reading."""
-        ...
-
-
 class QuarantineSink(Protocol):
     """What the worker needs of :class:`registry.quarantine.QuarantineStore`."""
 
-    def add_many(self, entries: Sequence[QuarantineEntry]) -> None:
-        """Keep ``entries`` durably, in one transaction."""
+    def add_many(self, entries: Sequence[QuarantineEntry]) -> Sequence[QuarantineEntry]:
+        """Keep the entries not kept yet durably, in one transaction; return those."""
         ...
 
 
@@ -191,53 +174,31 @@ class InboundMessage:
 
 @dataclass(slots=True)
 class _Outcome:
-    """What one message turned into."""
+    """What one message turned into once its batch was written (built afresh per attempt,
+    so a retried attempt cannot add to what a failed one left behind)."""
 
     message: InboundMessage
-    gateway_id: str | None
+    examination: Examination
     readings: list[Reading] = field(default_factory=list)
-    """Readings to store (passed every check)."""
-    indexes: dict[str, int] = field(default_factory=dict)
-    """Position in the envelope of each reading to store, by id."""
+    """Readings now in the store."""
     entries: list[QuarantineEntry] = field(default_factory=list)
+    """What this message puts in quarantine (examination and store refusals)."""
     notices: list[QuarantineNotice] = field(default_factory=list)
     handled_ids: list[str] = field(default_factory=list)
     """Ids stored or quarantined: what the end-to-end acknowledgement lists."""
-    readings_received: int = 0
 
-    def quarantine(
-        self,
-        *,
-        reason: str,
-        detail: str,
-        raw: bytes,
-        received_at: datetime,
-        reading_id: str | None = None,
-        index: int | None = None,
-        security_event: bool = False,
-        reading: Reading | None = None,
-    ) -> None:
-        self.entries.append(
-            QuarantineEntry(
-                received_at=received_at,
-                gateway_id=self.gateway_id,
-                topic=self.message.topic,
-                reason=reason,
-                detail=detail,
-                reading_id=reading_id,
-                raw=raw,
-                security_event=security_event,
-                device_id=reading.device_id if reading is not None else None,
-                claimed_patient_id=reading.patient_id if reading is not None else None,
-            )
-        )
-        if index is not None:
-            # A gateway learns only the reason code of a security refusal; the detail
-            # (what the registry holds) is for the operator.
-            told = reason if security_event else f"{reason}: {detail}"
-            self.notices.append(QuarantineNotice(id=reading_id, index=index, reason=told))
-        if reading_id is not None:
-            self.handled_ids.append(reading_id)
+    @property
+    def gateway_id(self) -> str | None:
+        return self.examination.gateway_id
+
+    def refuse(self, decision: Decision) -> None:
+        assert decision.entry is not None
+        self.entries.append(decision.entry)
+        notice = decision.notice
+        if notice is not None:
+            self.notices.append(notice)
+        if decision.reading_id is not None:
+            self.handled_ids.append(decision.reading_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +206,7 @@ class _Examined:
     """A batch decoded and checked, waiting for the writer."""
 
     messages: Sequence[InboundMessage]
-    outcomes: list[_Outcome]
+    examinations: list[Examination]
 
 
 class IngestWorker:
@@ -269,7 +230,7 @@ class IngestWorker:
         settings: IngestSettings,
         *,
         store: ReadingStore,
-        ownership: OwnershipChecker,
+        ownership: OwnershipCheck,
         quarantine: QuarantineSink,
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -499,10 +460,10 @@ class IngestWorker:
                 batch = self._collect()
                 if not batch:
                     continue
-                outcomes = self._examine_with_retry(batch)
-                if outcomes is None:
+                examinations = self._examine_with_retry(batch)
+                if examinations is None:
                     return
-                self._hand_over(_Examined(batch, outcomes))
+                self._hand_over(_Examined(batch, examinations))
         except BaseException as exc:
             self._fail(exc)
         finally:
@@ -542,8 +503,8 @@ class IngestWorker:
             self._failure = exc
         self._stopping.set()
 
-    def _examine_with_retry(self, batch: Sequence[InboundMessage]) -> list[_Outcome] | None:
-        """The batch's outcomes; None when stopping while the registry is unreachable."""
+    def _examine_with_retry(self, batch: Sequence[InboundMessage]) -> list[Examination] | None:
+        """The batch's examinations; None when stopping while the registry is unreachable."""
         attempt = 0
         while True:
             try:
@@ -577,22 +538,19 @@ class IngestWorker:
     def _process(self, examined: _Examined) -> bool:
         """Make a batch durable and acknowledge it; False when stopping left it unacked."""
         batch = examined.messages
-        outcomes: list[_Outcome] | None = examined.outcomes
         attempt = 0
         while True:
             try:
-                # A retry examines afresh: a failed attempt may have changed the outcomes.
-                if outcomes is None:
-                    outcomes = [self._examine(message) for message in batch]
-                self._store_and_quarantine(outcomes)
+                # The examinations are immutable: a retry starts from them again, so
+                # nothing a failed attempt did is counted or quarantined twice.
+                outcomes, new_entries = self._store_and_quarantine(batch, examined.examinations)
                 break
             except TRANSIENT_ERRORS as exc:
-                outcomes = None
                 attempt += 1
                 if not self._wait_to_retry(batch, exc, attempt):
                     return False
         self.metrics.store_retrying.set(0)
-        self._acknowledge(outcomes)
+        self._acknowledge(outcomes, new_entries)
         return True
 
     def _wait_to_retry(self, batch: Sequence[InboundMessage], exc: Exception, attempt: int) -> bool:
@@ -625,126 +583,33 @@ class IngestWorker:
             time.sleep(min(delay, remaining))
         return True
 
-    def _examine(self, message: InboundMessage) -> _Outcome:
-        """Decode one message and sort its readings into "store" and "quarantine"."""
-        now = self._clock()
-        try:
-            parsed = parse_topic(message.topic)
-            if parsed.channel is not Channel.READINGS or parsed.gateway_id is None:
-                raise TopicError(f"{message.topic!r} is not a readings topic")
-        except TopicError as exc:
-            outcome = _Outcome(message, gateway_id=None)
-            outcome.quarantine(
-                reason=QuarantineReason.ENVELOPE,
-                detail=f"topic: {exc}",
-                raw=message.payload,
-                received_at=now,
-            )
-            return outcome
-        outcome = _Outcome(message, gateway_id=parsed.gateway_id)
-        try:
-            decoded = decode_readings_partial(message.payload)
-        except PayloadError as exc:
-            outcome.quarantine(
-                reason=QuarantineReason.ENVELOPE,
-                detail=f"{exc.field}: {exc.problem}",
-                raw=message.payload,
-                received_at=now,
-            )
-            return outcome
-        outcome.readings_received = len(decoded.readings) + len(decoded.rejected)
-        if decoded.gateway_id != parsed.gateway_id:
-            self._refuse_foreign_envelope(outcome, decoded.readings, decoded.rejected, now)
-            return outcome
-        for rejected in decoded.rejected:
-            outcome.quarantine(
-                reason=QuarantineReason.CONTRACT,
-                detail=f"{rejected.error.field}: {rejected.error.problem}",
-                raw=rejected.raw,
-                received_at=now,
-                reading_id=rejected.reading_id,
-                index=rejected.index,
-            )
-        positions = _positions(len(decoded.readings) + len(decoded.rejected), decoded.rejected)
-        limits = self.settings.plausibility
-        for index, reading in zip(positions, decoded.readings, strict=True):
-            verdict = str(
-                self._ownership.check(
-                    parsed.gateway_id, reading.device_id, reading.patient_id, reading.measured_at
-                )
-            )
-            if verdict != OK_VERDICT:
-                self.metrics.security_events.labels(reason=verdict).inc()
-                outcome.quarantine(
-                    reason=QuarantineReason.OWNERSHIP,
-                    detail=verdict,
-                    raw=encode_reading(reading),
-                    received_at=now,
-                    reading_id=reading.id,
-                    index=index,
-                    security_event=True,
-                    reading=reading,
-                )
-                continue
-            implausible = check_plausibility(reading, now=now, limits=limits)
-            if implausible is not None:
-                outcome.quarantine(
-                    reason=QuarantineReason.PLAUSIBILITY,
-                    detail=implausible.describe(),
-                    raw=encode_reading(reading),
-                    received_at=now,
-                    reading_id=reading.id,
-                    index=index,
-                )
-                continue
-            outcome.readings.append(reading)
-            outcome.indexes[reading.id] = index
-        return outcome
+    def _examine(self, message: InboundMessage) -> Examination:
+        """Sort one message's readings into "store" and "quarantine" (a pure decision)."""
+        return examine_message(
+            message.topic,
+            message.payload,
+            ownership=self._ownership,
+            limits=self.settings.plausibility,
+            now=self._clock(),
+        )
 
-    def _refuse_foreign_envelope(
-        self,
-        outcome: _Outcome,
-        readings: Sequence[Reading],
-        rejected: Sequence[RejectedReading],
-        now: datetime,
-    ) -> None:
-        """A gateway sending in another gateway's name: every reading is a security event."""
-        detail = GATEWAY_MISMATCH
-        positions = _positions(len(readings) + len(rejected), rejected)
-        for index, reading in zip(positions, readings, strict=True):
-            self.metrics.security_events.labels(reason=GATEWAY_MISMATCH).inc()
-            outcome.quarantine(
-                reason=QuarantineReason.OWNERSHIP,
-                detail=detail,
-                raw=encode_reading(reading),
-                received_at=now,
-                reading_id=reading.id,
-                index=index,
-                security_event=True,
-                reading=reading,
-            )
-        for item in rejected:
-            self.metrics.security_events.labels(reason=GATEWAY_MISMATCH).inc()
-            outcome.quarantine(
-                reason=QuarantineReason.OWNERSHIP,
-                detail=detail,
-                raw=item.raw,
-                received_at=now,
-                reading_id=item.reading_id,
-                index=item.index,
-                security_event=True,
-            )
-
-    def _store_and_quarantine(self, outcomes: Sequence[_Outcome]) -> None:
+    def _store_and_quarantine(
+        self, batch: Sequence[InboundMessage], examinations: Sequence[Examination]
+    ) -> tuple[list[_Outcome], Sequence[QuarantineEntry]]:
         """Make every reading of the batch durable: stored, or quarantined with its reason.
+
+        Returns:
+            Each message's outcome, and the quarantine entries that were new (not there
+            from an earlier delivery of the same message).
 
         Raises:
             StoreUnavailable, RegistryUnavailable: nothing may be acknowledged; retry.
         """
         unique: dict[str, Reading] = {}
-        for outcome in outcomes:
-            for reading in outcome.readings:
-                unique.setdefault(reading.id, reading)
+        for examination in examinations:
+            for decision in examination.to_store:
+                assert decision.reading is not None
+                unique.setdefault(decision.reading.id, decision.reading)
         stored: set[str] = set()
         refused: dict[str, str] = {}
         pending = list(unique.values())
@@ -757,29 +622,34 @@ class IngestWorker:
             stored.update(result.stored)
             refused.update((point.reading_id, point.reason) for point in result.rejected)
         now = self._clock()
-        for outcome in outcomes:
-            kept: list[Reading] = []
-            for reading in outcome.readings:
+        outcomes = []
+        for message, examination in zip(batch, examinations, strict=True):
+            outcome = _Outcome(message, examination)
+            for decision in examination.decisions:
+                if decision.entry is not None:
+                    outcome.refuse(decision)
+                    continue
+                reading = decision.reading
+                assert reading is not None
                 if reading.id in refused:
-                    outcome.quarantine(
-                        reason=QuarantineReason.STORE_REJECTED,
-                        detail=refused[reading.id],
-                        raw=encode_reading(reading),
-                        received_at=now,
-                        reading_id=reading.id,
-                        index=outcome.indexes[reading.id],
+                    outcome.refuse(
+                        refuse_stored(
+                            decision, refused[reading.id], now=now, topic=examination.topic
+                        )
                     )
                 elif reading.id in stored:
-                    kept.append(reading)
+                    outcome.readings.append(reading)
                     outcome.handled_ids.append(reading.id)
                 # A reading neither stored nor refused (a store breaking its contract) is
                 # left out of the end-to-end ack: the gateway sends it again.
-            outcome.readings = kept
+            outcomes.append(outcome)
         entries = [entry for outcome in outcomes for entry in outcome.entries]
-        if entries:
-            self._quarantine.add_many(entries)
+        new_entries = self._quarantine.add_many(entries) if entries else []
+        return outcomes, new_entries
 
-    def _acknowledge(self, outcomes: Sequence[_Outcome]) -> None:
+    def _acknowledge(
+        self, outcomes: Sequence[_Outcome], new_entries: Sequence[QuarantineEntry]
+    ) -> None:
         """Everything is durable: tell the alert engine, the broker and the gateways."""
         self._publish_accepted(outcomes)
         acked: set[int] = set()
@@ -790,17 +660,21 @@ class IngestWorker:
                 self._client.ack(message.mid, message.qos)
         self.metrics.messages_acked.inc(len(outcomes))
         self.metrics.backlog.dec(len(outcomes))
+        self._count(outcomes, new_entries)
         acked_at = self._clock()
         for outcome in outcomes:
-            self._count(outcome)
             if outcome.gateway_id is not None and (outcome.handled_ids or outcome.notices):
                 self._publish_e2e_ack(outcome, acked_at)
 
-    def _count(self, outcome: _Outcome) -> None:
-        self.metrics.readings_received.inc(outcome.readings_received)
-        self.metrics.readings_stored.inc(len(outcome.readings))
-        for entry in outcome.entries:
+    def _count(self, outcomes: Sequence[_Outcome], new_entries: Sequence[QuarantineEntry]) -> None:
+        """Count readings per delivery, quarantine entries and security events once each."""
+        for outcome in outcomes:
+            self.metrics.readings_received.inc(outcome.examination.readings_received)
+            self.metrics.readings_stored.inc(len(outcome.readings))
+        for entry in new_entries:
             self.metrics.readings_quarantined.labels(reason=entry.reason).inc()
+            if entry.security_event:
+                self.metrics.security_events.labels(reason=entry.detail).inc()
 
     def _publish_e2e_ack(self, outcome: _Outcome, acked_at: datetime) -> None:
         assert outcome.gateway_id is not None
@@ -835,12 +709,6 @@ class IngestWorker:
                     qos=QOS_AT_LEAST_ONCE,
                 )
                 self.metrics.accepted_published.inc(len(chunk))
-
-
-def _positions(total: int, rejected: Sequence[RejectedReading]) -> list[int]:
-    """Envelope positions of the readings that decoded, given the ones that did not."""
-    skipped = {item.index for item in rejected}
-    return [index for index in range(total) if index not in skipped]
 
 
 def open_worker(

@@ -193,10 +193,23 @@ class DevicePairing(Base):
     ``valid_from`` itself when the binding accepted no stored history."""
 
 
+QUARANTINE_IDENTITY_LENGTH: Final = 72
+"""``id:`` or ``raw:`` and a SHA-256 in hex (see :mod:`registry.quarantine`)."""
+
+
 class QuarantinedReading(Base):
-    """A rejected message or reading, kept with the reason and the raw bytes for review."""
+    """A rejected message or reading, kept with the reason and the raw bytes for review.
+
+    ``identity`` and ``reason`` are unique together: a redelivered message or a re-sent
+    reading finds its entry already there and adds nothing (see :mod:`registry.quarantine`).
+    A released entry is kept and marked, never deleted.
+    """
 
     __tablename__ = "quarantine"
+    __table_args__ = (
+        Index("uq_quarantine_identity_reason", "identity", "reason", unique=True),
+        Index("ix_quarantine_gateway_id_received_at", "gateway_id", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
@@ -207,6 +220,13 @@ class QuarantinedReading(Base):
     reading_id: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     security_event: Mapped[bool] = mapped_column(Boolean)
+    identity: Mapped[str | None] = mapped_column(String(QUARANTINE_IDENTITY_LENGTH))
+    """What makes two entries the same entry; ``None`` only on a repeat that was already
+    in the table when the unique index was added (kept, not deleted)."""
+    released_at: Mapped[datetime | None]
+    released_by: Mapped[str | None] = mapped_column(Text)
+    release_reason: Mapped[str | None] = mapped_column(Text)
+    """Why it was released; for ``before_binding``, the clinical decision."""
 
 
 class SecurityEvent(Base):

@@ -69,6 +69,11 @@ LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
     "audit": LazyGroup(
         "vitalgate.commands.audit", "The audit log: verify its hash chain.", extra="server"
     ),
+    "quarantine": LazyGroup(
+        "vitalgate.commands.quarantine",
+        "What ingest quarantined and why; release it once the cause is fixed.",
+        extra="server",
+    ),
     "demo": LazyGroup(
         "vitalgate.commands.demo",
         "Run a whole simulated deployment on this machine.",

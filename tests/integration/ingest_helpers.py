@@ -6,7 +6,14 @@
   it keeps every batch until ingest acknowledges its ids end to end and re-publishes the
   unacknowledged ones;
 * :class:`IngestProcess` — ``python -m vitalgate ingest run`` as a subprocess;
-* :func:`influx_ids` — every reading id stored in an InfluxDB database, with repeats.
+* :func:`influx_ids` — every reading id stored in an InfluxDB database;
+* :class:`CountingStore` and :func:`open_counted_worker` — an in-process worker whose
+  store counts how often each reading was written;
+* :func:`influx_points_requested` — how many points InfluxDB was asked to write.
+
+Why count writes: InfluxDB keeps one point per series and timestamp, so a reading
+written twice is stored once, and the stored ids cannot tell "written once" from
+"written on every delivery". Exactly-once claims are checked on the write counts.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,13 +35,19 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from ingest.config import IngestSettings
+from ingest.stores import open_store
+from ingest.stores.base import ReadingStore, WriteResult
+from ingest.worker import IngestWorker
 from readings.codec import AckMessage, decode_message, encode_envelope
 from readings.model import GlucoseValues, Kind, Reading, new_reading
 from readings.topics import ack_topic, readings_topic
 from readings.units import Unit
-from registry.db import create_engine_for, session_scope, upgrade
+from registry.db import check_schema, create_engine_for, session_scope, upgrade
+from registry.ownership import OwnershipChecker
+from registry.quarantine import QuarantineStore
 from registry.repositories import DeviceRepository, GatewayRepository, PatientRepository
 from tests.harness.services import InfluxDBServer
 
@@ -138,9 +152,11 @@ class TestGateway:
     port: int
     gateway_id: str
     password: str | None = None
-    protocol: int = mqtt.MQTTv5
+    protocol: MQTTProtocolVersion = mqtt.MQTTv5
     acks: list[AckMessage] = field(default_factory=list)
     acked_ids: set[str] = field(default_factory=set)
+    published: Counter[str] = field(default_factory=Counter)
+    """How often each reading id was published (first sends and re-publishes)."""
     _batches: list[_Batch] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _subscribed: threading.Event = field(default_factory=threading.Event)
@@ -175,7 +191,7 @@ class TestGateway:
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        ack = decode_message(message.payload, AckMessage)
+        ack = decode_message(bytes(message.payload), AckMessage)
         with self._lock:
             self.acks.append(ack)
             self.acked_ids.update(ack.ids)
@@ -195,6 +211,8 @@ class TestGateway:
 
     def _publish(self, batch: _Batch) -> None:
         batch.sent_at = time.monotonic()
+        with self._lock:
+            self.published.update(batch.ids)
         self.client.publish(readings_topic(self.gateway_id), batch.payload, qos=1)
 
     def unacked(self) -> list[_Batch]:
@@ -267,6 +285,61 @@ def influx_ids(server: InfluxDBServer, database: str, kinds: Iterable[Kind] = Ki
         rows = server.series_values(database, f'SELECT "id" FROM "{kind.value}"')
         ids += [row[1] for row in rows]
     return ids
+
+
+def influx_points_requested(server: InfluxDBServer) -> int:
+    """Points this InfluxDB was asked to write since it started, repeats included
+    (``SHOW STATS`` ``write.pointReq``: every point of every write request it received)."""
+    result = server.query(None, "SHOW STATS FOR 'write'")["results"][0]
+    (series,) = result["series"]
+    return int(series["values"][0][series["columns"].index("pointReq")])
+
+
+class CountingStore:
+    """A real reading store that counts, per reading id, the writes it took.
+
+    Only writes the store confirmed count (a write that failed is retried and counted
+    when it succeeds), so "written once" means one confirmed write per id.
+    """
+
+    def __init__(self, store: ReadingStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self.written: Counter[str] = Counter()
+        """Confirmed writes per reading id."""
+
+    def write(self, readings: Sequence[Reading]) -> WriteResult:
+        result = self._store.write(readings)
+        with self._lock:
+            self.written.update(result.stored)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def open_counted_worker(settings: IngestSettings) -> tuple[IngestWorker, CountingStore]:
+    """What :func:`ingest.worker.open_worker` opens, with the store wrapped to count writes."""
+    engine = create_engine_for(settings.registry_url)
+    check_schema(engine)
+    store = CountingStore(open_store(settings.store_url))
+    worker = IngestWorker(
+        settings,
+        store=store,
+        ownership=OwnershipChecker(engine),
+        quarantine=QuarantineStore(engine),
+        on_close=(store.close, engine.dispose),
+    )
+    return worker, store
+
+
+def assert_written_once(store: CountingStore, expected: Iterable[str]) -> None:
+    """Every expected id was written exactly once, and nothing else was written."""
+    wanted = list(expected)
+    assert len(wanted) == len(set(wanted)), "the expected ids are not unique"
+    repeats = {reading_id: n for reading_id, n in store.written.items() if n != 1}
+    assert not repeats, f"{len(repeats)} readings written more than once"
+    assert set(store.written) == set(wanted)
 
 
 def scrape(url: str) -> dict[str, float]:

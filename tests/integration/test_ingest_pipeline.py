@@ -36,12 +36,15 @@ from tests.harness.services import InfluxDBServer, MosquittoServer
 from tests.integration.ingest_helpers import (
     REPO_ROOT,
     Binding,
+    CountingStore,
     Subscriber,
     TestGateway,
+    assert_written_once,
     batches,
     influx_ids,
     make_readings,
     make_registry,
+    open_counted_worker,
     scrape,
 )
 from vitalgate.embedded_broker import EmbeddedBroker
@@ -64,6 +67,7 @@ class Pipeline:
     database: str
     registry_url: str
     worker: IngestWorker
+    store: CountingStore
 
 
 def settings_for(
@@ -90,9 +94,11 @@ def pipeline(
     registry_url = make_registry(
         tmp_path / "registry.db", [GW1_METER, GW1_CUFF, GW1_SCALE, GW1_OXIMETER]
     )
-    worker = open_worker(settings_for(mosquitto, influxdb, influx_database, registry_url))
+    worker, store = open_counted_worker(
+        settings_for(mosquitto, influxdb, influx_database, registry_url)
+    )
     worker.start()
-    yield Pipeline(mosquitto, influxdb, influx_database, registry_url, worker)
+    yield Pipeline(mosquitto, influxdb, influx_database, registry_url, worker, store)
     worker.close()
 
 
@@ -147,6 +153,7 @@ def test_readings_are_stored_acked_and_handed_to_the_alert_engine(pipeline: Pipe
 
     stored = influx_ids(pipeline.influxdb, pipeline.database)
     assert sorted(stored) == sorted(reading.id for reading in every)
+    assert_written_once(pipeline.store, (reading.id for reading in every))
     assert all(not ack.quarantined for ack in gateway.acks)
     for message in accepted.messages:
         partition = parse_topic(message.topic).partition
@@ -190,6 +197,7 @@ def test_throughput_end_to_end(pipeline: Pipeline) -> None:
         f"{elapsed:.2f} s end to end = {rate:,.0f} readings/s"
     )
     assert len(influx_ids(pipeline.influxdb, pipeline.database, [Kind.GLUCOSE])) == len(readings)
+    assert_written_once(pipeline.store, (reading.id for reading in readings))
 
 
 def test_metrics_endpoint_serves_the_counters(pipeline: Pipeline) -> None:

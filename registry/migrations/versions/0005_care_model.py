@@ -2,8 +2,8 @@
 grants, login sessions (refresh tokens, SMS login links), patient profile (conditions,
 contact, address, e-health card), monitoring consent, targets, status.
 
-Revision ID: 0004_care_model
-Revises: 0003_audit_chain
+Revision ID: 0005_care_model
+Revises: 0004_audit_chain
 Create Date: 2026-12-02 04:39:58.671067
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 # registry.models.UtcDateTime, which does the conversion on both backends).
 _TIMESTAMP = sa.DateTime(timezone=True)
 
-revision: str = '0004_care_model'
-down_revision: str | None = '0003_audit_chain'
+revision: str = '0005_care_model'
+down_revision: str | None = '0004_audit_chain'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

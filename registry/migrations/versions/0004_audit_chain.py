@@ -3,8 +3,8 @@
 Existing rows are chained in id order (their content as it is now), so an upgraded
 deployment verifies from its first row.
 
-Revision ID: 0003_audit_chain
-Revises: 0002_pairings_history_since
+Revision ID: 0004_audit_chain
+Revises: 0003_quarantine_idempotent
 Create Date: 2026-12-02 05:00:00+00:00
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from registry.audit import AUDIT_MIGRATION_OPTION, GENESIS_HASH, link_digest
 
-revision: str = "0003_audit_chain"
-down_revision: str | None = "0002_pairings_history_since"
+revision: str = "0004_audit_chain"
+down_revision: str | None = "0003_quarantine_idempotent"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
