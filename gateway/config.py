@@ -232,7 +232,8 @@ class DeviceSettings(_Section):
     baud or a slow BLE link takes about a minute."""
     ble_retry_seconds: float = Field(default=10.0, gt=0)
     """Least time between two contacts with a BLE device: meters keep advertising for a
-    minute or two after a measurement, and one download is enough."""
+    minute or two after a measurement, and one download is enough. Also how often a glucose
+    meter that keeps its link is asked for new records over it (docs/gateway.md)."""
     ble_scan_window_seconds: float = Field(default=5.0, gt=0)
     """Length of one scan window of the shared BLE scanner; meters advertise every 1-2 s."""
     absent_retry_seconds: float = Field(default=10.0, gt=0)

@@ -5,7 +5,9 @@ A session drives its device through the driver lifecycle at every *contact*::
     connect ─► read_device_info (must be the paired device) ─► read_clock ─► fetch_records
       (from the cursor in the outbox) ─► readings + cursor committed in ONE outbox call ─►
       set the device clock (only where allowed and safe) ─► subscribe (live measurements,
-      re-subscribed after every reconnect) ─► wait for the link to drop ─► disconnect
+      re-subscribed after every reconnect) ─► hold the link until it drops (a glucose
+      meter's records after the cursor polled meanwhile, :func:`polls_held_link`) ─►
+      disconnect
 
 Every step has a deadline; a device that hangs, garbles or vanishes costs only its own
 session. What a failure means is decided in one pure function, :func:`classify_failure`:
@@ -62,7 +64,7 @@ from gateway.outbox import Outbox
 from gateway.pairing import Pairing, PairingStore
 from readings.codec import DeviceStatus, EventMessage, EventType
 from readings.errors import InvalidReading
-from readings.model import Reading, new_reading
+from readings.model import Kind, Reading, new_reading
 
 if TYPE_CHECKING:
     from device_drivers.transports.ble import Advertisement
@@ -80,6 +82,10 @@ FLAG_BATTERY_LOW: Final = "battery_low"
 DISCONNECT_TIMEOUT_SECONDS: Final = 10.0
 """A disconnect that takes longer is abandoned: the link is gone either way, and a stuck
 adapter call must not hold the session."""
+LINK_DROP_GRACE_SECONDS: Final = 1.0
+"""After a poll over a held link failed, how long to wait for the link's own report that it
+dropped: the driver may notice a lost link (a failed write) before the transport's
+disconnect callback has run. Dropped, the failure is the meter switching its radio off."""
 CLOCK_ROLLBACK_TOLERANCE: Final = timedelta(minutes=5)
 """A device clock this far behind the newest record already downloaded went back (a reset,
 or set by hand): its time-keyed cursor is no longer meaningful."""
@@ -281,6 +287,23 @@ def kept_on_device(profile: DeviceProfile, measurement: Measurement) -> bool:
     """
     has_memory = profile.quirks.racp_operators is not None or not profile.is_ble
     return has_memory and (measurement.seq is not None or measurement.device_time is not None)
+
+
+def polls_held_link(profile: DeviceProfile) -> bool:
+    """Whether the session asks the device for new records while it holds the link.
+
+    True for a BLE glucose meter with RACP. The Glucose Profile sends stored records only
+    in answer to a RACP request, and a meter that stays connected (many drop the link a few
+    seconds after a sync, some keep it for minutes or for good) would otherwise have what
+    it measures meanwhile downloaded only once it disconnects. A CGM notifies every record
+    as it is made (CGM Service), and devices without a record memory have nothing to ask
+    for: their links are just held.
+    """
+    return (
+        profile.is_ble
+        and profile.quirks.racp_operators is not None
+        and Kind.CGM_GLUCOSE not in profile.kinds
+    )
 
 
 class NotStoredReason(StrEnum):
@@ -834,9 +857,65 @@ class DeviceSession:
                     driver.subscribe(self._on_live), devices.operation_timeout_seconds, "subscribe"
                 )
                 self._set_state(SessionState.CONNECTED)
-                await link.wait_disconnected()
+                await self._hold_link(driver, link.wait_disconnected, observation)
         finally:
             await self._disconnect(driver)
+
+    async def _hold_link(
+        self,
+        driver: Driver,
+        wait_disconnected: Callable[[], Awaitable[None]],
+        observation: ClockObservation | None,
+    ) -> None:
+        """Keep the link until it drops; a glucose meter's memory is polled meanwhile.
+
+        A meter that keeps its link sends a result it takes meanwhile only when asked
+        (:func:`polls_held_link`), so every ``ble_retry_seconds`` its records after the
+        cursor are requested, within the download deadline. A link that drops during a
+        poll ends the contact like any drop: nothing was committed, the next contact
+        downloads from the same cursor.
+        """
+        disconnected = asyncio.ensure_future(wait_disconnected())
+        try:
+            if not polls_held_link(self.profile):
+                await disconnected
+                return
+            poll_seconds = self._devices.ble_retry_seconds
+            while True:
+                await asyncio.wait((disconnected,), timeout=poll_seconds)
+                if disconnected.done():
+                    return
+                try:
+                    await self._poll_records(driver, observation)
+                except DriverError as exc:
+                    await asyncio.wait((disconnected,), timeout=LINK_DROP_GRACE_SECONDS)
+                    if not disconnected.done():
+                        raise
+                    logger.info(
+                        "link dropped during a poll; the next contact downloads from the cursor",
+                        extra={"device_id": self.device_id, "error": type(exc).__name__},
+                    )
+                    return
+        finally:
+            disconnected.cancel()
+            await asyncio.gather(disconnected, return_exceptions=True)
+
+    async def _poll_records(self, driver: Driver, observation: ClockObservation | None) -> None:
+        """Download the records after the committed cursor over the held link."""
+        refused_before = self.counters.readings_not_stored
+        stored = await self._storage_call(self._outbox.cursor, self.device_id)
+        cursor = cursor_for_download(stored, observation)
+        result = await self._bounded(
+            driver.fetch_records(cursor), self._devices.download_timeout_seconds, "fetch_records"
+        )
+        if result.measurements or result.cursor != stored:
+            await self._store(result.measurements, result.cursor, observation)
+        # Downloaded from the committed cursor, so a live record refused earlier in this
+        # contact came again with this download: live records may move the cursor again.
+        # Unless one was refused while this poll ran: it may be newer than the download.
+        if self.counters.readings_not_stored == refused_before:
+            self._live_cursor = result.cursor
+            self._live_cursor_held = False
 
     async def _storage_call(self, call: Callable[..., T], *args: Any) -> T:
         """A blocking outbox or pairing-store call, off the event loop."""

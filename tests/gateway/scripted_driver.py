@@ -34,7 +34,17 @@ class Contact:
     """Overrides the device's identity for this contact."""
     fetch: BaseException | str | None = None
     live: Sequence[Measurement] = ()
-    """Delivered through subscribe; then the link drops."""
+    """Delivered through subscribe; then the link drops (unless ``keep_link``)."""
+    keep_link: bool = False
+    """The link stays up after the live measurements until :meth:`ScriptedDevice.drop_link`
+    (a meter that does not switch its radio off after a sync)."""
+    recorded: Sequence[Measurement] = ()
+    """Measured while connected: put into the memory after subscribe, never notified (a
+    Glucose Profile meter sends a stored result only when asked)."""
+    poll: BaseException | str | None = None
+    """What every download after the first of this contact does (a poll over a held link);
+    an exception also drops the link when ``poll_drops_link``."""
+    poll_drops_link: bool = False
 
 
 @dataclass
@@ -52,6 +62,8 @@ class ScriptedDevice:
     cursors_seen: list[RecordCursor | None] = field(default_factory=list)
     clock_writes: list[datetime] = field(default_factory=list)
     subscriptions: int = 0
+    drivers: list[ScriptedDriver] = field(default_factory=list)
+    """Every contact's driver, in order."""
     stores_live: bool = False
     """Live measurements also go into the device's memory (a glucose meter keeps every
     result it measured), so a later download returns them."""
@@ -63,6 +75,7 @@ class ScriptedDevice:
         contact = self.script[min(self.contacts, len(self.script) - 1)]
         self.contacts += 1
         driver = ScriptedDriver(self, contact)
+        self.drivers.append(driver)
 
         async def battery() -> int | None:
             return self.battery_percent
@@ -72,6 +85,10 @@ class ScriptedDevice:
             wait_disconnected=driver.wait_disconnected if live else None,
             battery_percent=battery,
         )
+
+    def drop_link(self) -> None:
+        """The current contact's link drops (the meter switched its radio off)."""
+        self.drivers[-1].drop()
 
 
 async def _step(action: BaseException | str | None) -> None:
@@ -89,6 +106,7 @@ class ScriptedDriver:
         self._contact = contact
         self._dropped = asyncio.Event()
         self.disconnected = False
+        self.fetches = 0
 
     async def connect(self) -> None:
         await _step(self._contact.connect)
@@ -107,7 +125,13 @@ class ScriptedDriver:
 
     async def fetch_records(self, cursor: RecordCursor | None) -> FetchResult:
         self._device.cursors_seen.append(cursor)
-        await _step(self._contact.fetch)
+        self.fetches += 1
+        if self.fetches == 1:
+            await _step(self._contact.fetch)
+        else:
+            if isinstance(self._contact.poll, BaseException) and self._contact.poll_drops_link:
+                self.drop()
+            await _step(self._contact.poll)
         new = [record for record in self._device.records if _after(record, cursor)]
         if not new:
             return FetchResult(measurements=(), cursor=cursor or RecordCursor())
@@ -128,9 +152,15 @@ class ScriptedDriver:
                 if self._device.before_live is not None:
                     self._device.before_live(measurement)
                 await callback(measurement)
-            self._dropped.set()
+            self._device.records.extend(self._contact.recorded)
+            if not self._contact.keep_link:
+                self._dropped.set()
 
         self._task = asyncio.get_running_loop().create_task(deliver())
+
+    def drop(self) -> None:
+        """The link drops."""
+        self._dropped.set()
 
     async def wait_disconnected(self) -> None:
         await self._dropped.wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +23,7 @@ from device_drivers.errors import (
     TransportError,
 )
 from device_drivers.measurement import Disposition, Measurement
-from device_drivers.profiles import DeviceProfile
+from device_drivers.profiles import DeviceProfile, find_profile
 from gateway.clock import FLAG_CLOCK_CORRECTED, ClockObservation
 from gateway.config import BreakerSettings, DeviceSettings
 from gateway.errors import IdentityMismatch, OutboxError, OutboxFull
@@ -43,6 +43,7 @@ from gateway.session import (
     kept_on_device,
     measurement_to_reading,
     not_stored_reason,
+    polls_held_link,
     retry_delay_seconds,
 )
 from readings.codec import EventMessage, EventType
@@ -385,7 +386,7 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> Iterator[Harness]:
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     h = Harness(tmp_path)
     yield h
     await h.stop()
@@ -682,6 +683,105 @@ async def test_live_measurements_are_stored_and_resubscribed_after_reconnect(
     )
 
 
+@pytest.mark.parametrize(
+    ("profile_id", "polled"),
+    [
+        ("roche_accu_chek_guide", True),  # GLS: a stored result comes only when asked
+        ("generic_cgms", False),  # CGMS notifies every record as it is made
+        ("omron_hem7361t", False),  # indicates its results; no RACP
+        ("polar_h10", False),  # a stream, no memory
+        ("lifescan_onetouch_ultra2", False),  # serial: closed after each download
+    ],
+)
+def test_which_held_links_are_polled(profile_id: str, polled: bool) -> None:
+    assert polls_held_link(find_profile(profile_id)) is polled
+
+
+POLLING_DEVICES = FAST_DEVICES.model_copy(update={"ble_retry_seconds": 0.02})
+
+
+async def test_a_meter_that_keeps_the_link_is_polled_for_what_it_measures_meanwhile(
+    harness: Harness,
+) -> None:
+    first, second = records(2, start=datetime(2026, 11, 23, 15, 50))
+    device = ScriptedDevice(
+        info=meter_info(),
+        clock=datetime(2026, 11, 23, 16, 0),
+        records=[first],
+        script=[Contact(keep_link=True, recorded=[second])],
+    )
+    session = harness.session(
+        device, live=True, device_profile=profile(racp=True), devices=POLLING_DEVICES
+    )
+    harness.start(session)
+    await until(lambda: session.counters.readings_stored == 2)
+    # Over the same link: no reconnect, no live notification, the memory asked again.
+    assert device.contacts == 1
+    assert session.state is SessionState.CONNECTED
+    assert device.cursors_seen[:2] == [None, RecordCursor(1, first.device_time)]
+    assert harness.outbox.cursor(device.info.device_id) == RecordCursor(2, second.device_time)
+    # Nothing new: polls go on, without a transaction.
+    polls = len(device.cursors_seen)
+    await until(lambda: len(device.cursors_seen) >= polls + 3)
+    assert session.counters.readings_stored == 2
+    assert set(device.cursors_seen[2:]) == {RecordCursor(2, second.device_time)}
+
+
+async def test_a_held_link_without_a_record_memory_is_not_polled(harness: Harness) -> None:
+    device = ScriptedDevice(
+        info=meter_info(),
+        clock=datetime(2026, 11, 23, 16, 0),
+        script=[Contact(keep_link=True)],
+    )
+    session = harness.session(device, live=True, devices=POLLING_DEVICES)
+    harness.start(session)
+    await until(lambda: session.state is SessionState.CONNECTED)
+    await asyncio.sleep(0.2)  # ten poll intervals
+    assert len(device.cursors_seen) == 1
+
+
+async def test_a_link_dropped_during_a_poll_is_no_failure(harness: Harness) -> None:
+    device = ScriptedDevice(
+        info=meter_info(),
+        clock=datetime(2026, 11, 23, 16, 0),
+        records=records(1, start=datetime(2026, 11, 23, 15, 50)),
+        script=[
+            Contact(
+                keep_link=True,
+                poll=TransportError("link dropped during a RACP procedure"),
+                poll_drops_link=True,
+            ),
+            Contact(keep_link=True),
+        ],
+    )
+    session = harness.session(
+        device, live=True, device_profile=profile(racp=True), devices=POLLING_DEVICES
+    )
+    harness.start(session)
+    await until(lambda: device.contacts >= 2 and session.state is SessionState.CONNECTED)
+    assert session.counters.failures == 0
+    assert session.breaker.consecutive_failures == 0
+    assert device.drivers[0].disconnected
+    assert session.counters.readings_stored == 1
+
+
+async def test_a_poll_that_hangs_ends_at_the_download_deadline_as_a_failure(
+    harness: Harness,
+) -> None:
+    device = ScriptedDevice(
+        info=meter_info(),
+        clock=datetime(2026, 11, 23, 16, 0),
+        script=[Contact(keep_link=True, poll=HANG), Contact()],
+    )
+    session = harness.session(
+        device, live=True, device_profile=profile(racp=True), devices=POLLING_DEVICES
+    )
+    harness.start(session)
+    await until(lambda: device.contacts >= 2)
+    assert session.counters.failures == 1
+    assert device.drivers[0].disconnected
+
+
 async def test_a_low_battery_is_reported_once_per_contact(harness: Harness) -> None:
     device = fast_meter(battery_percent=15)
     session = harness.session(device)
@@ -810,7 +910,11 @@ async def test_a_live_record_refused_by_a_full_outbox_is_announced_and_downloade
         before_live=before_live,
         script=[Contact(live=[first, second]), Contact()],
     )
-    session = harness.session(device, live=True, outbox=box, device_profile=profile(racp=True))
+    # No poll over the held link: this test is about what the next contact downloads.
+    unpolled = FAST_DEVICES.model_copy(update={"ble_retry_seconds": 60.0})
+    session = harness.session(
+        device, live=True, outbox=box, device_profile=profile(racp=True), devices=unpolled
+    )
     harness.start(session)
     try:
         await until(lambda: len(device.cursors_seen) >= 2)
@@ -835,6 +939,46 @@ async def test_a_live_record_refused_by_a_full_outbox_is_announced_and_downloade
         await until(lambda: session.counters.readings_stored == 2)
         stored = [msgspec.json.decode(encoded, type=AnyReading) for encoded in _stored_encoded(box)]
         assert sorted(r.seq or 0 for r in stored if r.device_id == device.info.device_id) == [1, 2]
+        assert session.counters.duplicates == 1  # the second, downloaded again
+    finally:
+        harness.tasks.pop().cancel()
+        await asyncio.sleep(0)
+        box.close()
+
+
+async def test_a_live_record_refused_on_a_held_link_comes_with_the_next_poll(
+    harness: Harness, tmp_path: Path
+) -> None:
+    box = SqliteOutbox(
+        tmp_path / "full.db", quota_bytes=64 * 1024, reserve_bytes=0, clock=harness.clock
+    )
+    _fill_to_ceiling(box)
+    first, second = records(2, start=datetime(2026, 11, 23, 15, 50))
+
+    def before_live(measurement: Measurement) -> None:
+        if measurement.seq == 2:
+            _drain(box)
+
+    device = ScriptedDevice(
+        info=meter_info(),
+        clock=datetime(2026, 11, 23, 16, 0),
+        stores_live=True,
+        before_live=before_live,
+        script=[Contact(live=[first, second], keep_link=True)],
+    )
+    # Long enough for both live records to be delivered before the first poll.
+    polling = FAST_DEVICES.model_copy(update={"ble_retry_seconds": 1.0})
+    session = harness.session(
+        device, live=True, outbox=box, device_profile=profile(racp=True), devices=polling
+    )
+    harness.start(session)
+    try:
+        await until(lambda: session.counters.readings_stored == 2)
+        assert session.counters.readings_not_stored == 1
+        # The poll, over the same link, downloaded from the cursor held before the refused one.
+        assert device.contacts == 1
+        assert device.cursors_seen == [None, RecordCursor()]
+        assert box.cursor(device.info.device_id) == RecordCursor(2, second.device_time)
         assert session.counters.duplicates == 1  # the second, downloaded again
     finally:
         harness.tasks.pop().cancel()

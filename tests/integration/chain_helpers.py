@@ -61,9 +61,10 @@ ONETOUCH_MANUFACTURER: Final = "LifeScan"
 ONETOUCH_MODEL: Final = "OneTouch Ultra 2"
 ONETOUCH_PROFILE: Final = "lifescan_onetouch_ultra2"
 METER_LINK_SECONDS: Final = 4.0
-"""A real glucose meter switches its radio off a few seconds after a sync; the simulated
-one would keep the link for ever, and the gateway would not download it again until the
-link drops (it waits on the link for live measurements a meter never sends)."""
+"""A real glucose meter usually switches its radio off a few seconds after a sync; the
+simulated one would keep the link for ever. The gateway polls a held link too
+(``test_a_meter_that_keeps_the_link_is_downloaded_again``), but the chain's meters drop
+theirs, so every fault also meets reconnects, as it would at home."""
 
 
 def wall_clock(zone_name: str) -> Callable[[], datetime]:
