@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from dashboard_api.config import API_PREFIX, ApiSettings
 from dashboard_api.context import ApiContext
-from dashboard_api.routes import audit, auth, patients
+from dashboard_api.routes import audit, auth, care, patients
 from dashboard_api.sms import SmsSender
 from ingest.stores.base import ReadingStore
 
@@ -59,7 +59,7 @@ def create_app(
     app.state.context = ApiContext(
         settings=settings, registry=registry, store=store, clock=clock, sms=sms
     )
-    for module in (auth, patients, audit):
+    for module in (auth, patients, care, audit):
         app.include_router(module.router)
 
     @app.middleware("http")

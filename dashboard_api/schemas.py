@@ -170,3 +170,45 @@ class AuditVerifyPublic(BaseModel):
     rows: int
     head_hash: str | None
     problems: list[str]
+
+
+class DevicePairingPublic(BaseModel):
+    """A device of the patient and one of its pairings (current or past)."""
+
+    device_id: str
+    manufacturer: str
+    model: str
+    serial: str
+    profile: str | None
+    gateway_id: str
+    valid_from: datetime
+    valid_to: datetime | None
+    current: bool
+
+
+class ConsentPublic(BaseModel):
+    """A consent the patient gave a family member."""
+
+    username: str
+    relationship: str
+    scopes: list[str]
+    granted_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    in_force: bool
+
+
+class ConsentCreate(RequestModel):
+    """Let a linked family member see or do what the scopes say, until revoked or expired."""
+
+    username: str = Field(min_length=2, max_length=64)
+    scopes: list[Literal["view_readings", "receive_alerts", "act_for_patient"]] = Field(
+        min_length=1
+    )
+    expires_at: datetime | None = None
+
+
+class ConsentRevoked(BaseModel):
+    """How many consents in force were revoked."""
+
+    revoked: int

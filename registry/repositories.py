@@ -570,6 +570,16 @@ class DeviceRepository:
             query = query.where(DevicePairing.valid_to.is_(None))
         return [_pairing_record(row) for row in self._session.scalars(query)]
 
+    def pairings_of_patient(self, patient_id: str) -> list[tuple[PairingRecord, DeviceRecord]]:
+        """Every pairing a patient's devices ever had, newest first, with the device."""
+        rows = self._session.execute(
+            select(DevicePairing, Device)
+            .join(Device, Device.id == DevicePairing.device_id)
+            .where(DevicePairing.patient_id == patient_id)
+            .order_by(DevicePairing.valid_from.desc(), DevicePairing.id.desc())
+        ).all()
+        return [(_pairing_record(pairing), _device_record(device)) for pairing, device in rows]
+
     def _history_rows(self, device_id: str) -> Sequence[DevicePairing]:
         return self._session.scalars(
             select(DevicePairing)

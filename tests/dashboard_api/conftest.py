@@ -10,6 +10,7 @@ team-a from T0 + 1 h for 8 h; dr.glass is a doctor of no team; admin is an admin
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from registry.care import (
 )
 from registry.care_models import AccountKind, Condition, ConsentScope, Role, TeamPosition
 from registry.db import create_engine_for, session_scope, upgrade
-from registry.repositories import PatientRepository
+from registry.repositories import DeviceRepository, GatewayRepository, PatientRepository
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
@@ -219,6 +220,8 @@ def _seed(engine: Engine, clock: MovableClock) -> dict[str, str]:
             granted_by="wang.fang",
             expires_at=T0,
         )
+        GatewayRepository(session, clock=seed_clock).add(GATEWAY, label="王家")
+        DeviceRepository(session, clock=seed_clock).bind(METER, GATEWAY, "p-wang")
         PatientCareRepository(session, clock=seed_clock).set_conditions(
             "p-wang", [Condition.DIABETES_TYPE2, Condition.HYPERTENSION]
         )
@@ -247,6 +250,36 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     finally:
         admin.dispose()
+
+
+SEEDED_PHI = ("王芳", "李强", "赵六", "13800000001", "13800000002", "13800000003")
+"""Values that must never reach a log line (names, phones)."""
+
+
+@pytest.fixture(autouse=True)
+def no_phi_in_logs() -> Iterator[None]:
+    """Fail any API test whose log output (any logger, any level) carries seeded PHI."""
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect(level=logging.DEBUG)
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    text = "\n".join(
+        f"{record.getMessage()} {record.args!r} {record.__dict__}" for record in records
+    )
+    leaked = [value for value in SEEDED_PHI if value in text]
+    assert not leaked, f"log output carries PHI: {leaked}"
 
 
 @pytest.fixture

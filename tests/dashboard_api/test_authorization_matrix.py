@@ -42,47 +42,83 @@ SAMPLE_BODY = {
         "reason": "unconscious at home, family called",
         "minutes": 30,
     },
+    ("post", "/api/v1/patients/{patient_id}/consents"): {
+        "username": "wang.niece",
+        "scopes": ["view_readings"],
+    },
 }
+SAMPLE_PATH = {"patient_id": PATIENT, "username": "wang.son"}
 
 R_PATIENT = ("get", "/api/v1/patients/{patient_id}")
 R_READINGS = ("get", "/api/v1/patients/{patient_id}/readings")
 R_TARGETS = ("get", "/api/v1/patients/{patient_id}/targets")
 R_SET_TARGET = ("post", "/api/v1/patients/{patient_id}/targets")
 R_BREAK_GLASS = ("post", "/api/v1/patients/{patient_id}/break-glass")
+R_DEVICES = ("get", "/api/v1/patients/{patient_id}/devices")
+R_CONSENTS = ("get", "/api/v1/patients/{patient_id}/consents")
+R_GRANT = ("post", "/api/v1/patients/{patient_id}/consents")
+R_REVOKE = ("delete", "/api/v1/patients/{patient_id}/consents/{username}")
 
-ROUTES_WITH_PATIENT_GATE = {R_PATIENT, R_READINGS, R_TARGETS, R_SET_TARGET}
+ROUTES_WITH_PATIENT_GATE = {
+    R_PATIENT,
+    R_READINGS,
+    R_TARGETS,
+    R_SET_TARGET,
+    R_DEVICES,
+    R_CONSENTS,
+    R_GRANT,
+    R_REVOKE,
+}
 """Routes decided by the one gate; break-glass is the documented exception (any doctor)."""
 
-ALL = (R_PATIENT, R_READINGS, R_TARGETS, R_SET_TARGET, R_BREAK_GLASS)
+ALL = (
+    R_PATIENT,
+    R_READINGS,
+    R_TARGETS,
+    R_SET_TARGET,
+    R_DEVICES,
+    R_CONSENTS,
+    R_GRANT,
+    R_REVOKE,
+    R_BREAK_GLASS,
+)
 
 
-def _expect(read: int, set_target: int, break_glass: int) -> dict[tuple[str, str], int]:
+def _expect(
+    read: int, set_target: int, consents: int, break_glass: int
+) -> dict[tuple[str, str], int]:
+    granted = 201 if consents == 200 else consents
     return {
         R_PATIENT: read,
         R_READINGS: read,
         R_TARGETS: read,
+        R_DEVICES: read,
         R_SET_TARGET: set_target,
+        R_CONSENTS: consents,
+        R_GRANT: granted,
+        R_REVOKE: consents,
         R_BREAK_GLASS: break_glass,
     }
 
 
+# Columns: reading routes, setting a target, the consent routes, break-glass.
 EXPECTED: dict[str, dict[tuple[str, str], int]] = {
-    "own doctor": _expect(200, 201, 201),
-    "team lead": _expect(200, 201, 201),
-    "doctor of another team": _expect(404, 404, 201),
-    "nurse of the team": _expect(200, 403, 403),
-    "the patient": _expect(200, 403, 403),
-    "consented family member": _expect(200, 403, 403),
-    "family, consent revoked": _expect(404, 404, 403),
-    "family, consent expired": _expect(404, 404, 403),
-    "admin": _expect(404, 404, 403),
-    "duty doctor during duty": _expect(200, 403, 201),
-    "duty doctor after duty": _expect(404, 404, 201),
-    "doctor after break-glass": _expect(200, 403, 201),
-    "no token": _expect(401, 401, 401),
-    "expired token": _expect(401, 401, 401),
-    "forged token": _expect(401, 401, 401),
-    "alg=none token": _expect(401, 401, 401),
+    "own doctor": _expect(200, 201, 403, 201),
+    "team lead": _expect(200, 201, 403, 201),
+    "doctor of another team": _expect(404, 404, 404, 201),
+    "nurse of the team": _expect(200, 403, 403, 403),
+    "the patient": _expect(200, 403, 200, 403),
+    "consented family member": _expect(200, 403, 403, 403),
+    "family, consent revoked": _expect(404, 404, 404, 403),
+    "family, consent expired": _expect(404, 404, 404, 403),
+    "admin": _expect(404, 404, 404, 403),
+    "duty doctor during duty": _expect(200, 403, 403, 201),
+    "duty doctor after duty": _expect(404, 404, 404, 201),
+    "doctor after break-glass": _expect(200, 403, 403, 201),
+    "no token": _expect(401, 401, 401, 401),
+    "expired token": _expect(401, 401, 401, 401),
+    "forged token": _expect(401, 401, 401, 401),
+    "alg=none token": _expect(401, 401, 401, 401),
 }
 
 
@@ -189,7 +225,7 @@ def test_every_patient_route_depends_on_the_one_gate(deployment: Deployment) -> 
 def test_each_caller_gets_what_the_matrix_says(deployment: Deployment, persona: str) -> None:
     headers = _headers(deployment, persona)
     for method, path in ALL:
-        url = path.replace("{patient_id}", PATIENT)
+        url = path.format(**SAMPLE_PATH)
         denied_before = _denied_rows(deployment)
         response = deployment.client.request(
             method,
