@@ -349,23 +349,23 @@ def test_readings_a_gateway_does_not_own_are_security_events_once_each(
     foreign_device = glucose(GW2_METER, 2, gateway_id="gw1")
     wrong_patient = glucose(GW1_METER, 3, patient_id="patient-b")
     unknown_device = glucose(Binding("gw1", "Evil-Meter-666", "patient-a"), 4)
-    before_pairing = glucose(GW1_METER, 5, measured_at=datetime(2020, 1, 1, tzinfo=UTC))
+    # Older than the binding's history: held for a person to decide, not a security event.
+    before_history = glucose(GW1_METER, 5, measured_at=datetime(2020, 1, 1, tzinfo=UTC))
     spoofed = glucose(GW2_METER, 6)  # names gw2 in the payload, sent on gw1's topic
     refused = {
         foreign_device.id: "device_not_paired_to_gateway",
         wrong_patient.id: "wrong_patient",
         unknown_device.id: "unknown_device",
-        before_pairing.id: "not_paired_at_measured_at",
         spoofed.id: "gateway_mismatch",
     }
-    assert len(set(refused.values())) == len(refused) == 5
+    assert len(set(refused.values())) == len(refused) == 4
     with (
         Subscriber(mosquitto.host, mosquitto.port, ALL_ACCEPTED_FILTER) as accepted,
         TestGateway(mosquitto.host, mosquitto.port, "gw1") as gateway,
     ):
-        gateway.send([good, foreign_device, wrong_patient, unknown_device, before_pairing])
+        gateway.send([good, foreign_device, wrong_patient, unknown_device, before_history])
         gateway.send([spoofed], gateway_id="gw2")
-        gateway.wait_for_acks([good.id, *refused])
+        gateway.wait_for_acks([good.id, before_history.id, *refused])
         # The gateway did not get the acks in time and publishes both batches again.
         acks_before = len(gateway.acks)
         for batch in gateway._batches:
@@ -375,18 +375,22 @@ def test_readings_a_gateway_does_not_own_are_security_events_once_each(
         time.sleep(0.5)  # anything wrongly republished would have arrived by now
 
     assert set(influx_ids(influxdb, influx_database)) == {good.id}
-    entries = quarantine_entries(registry_url)
-    assert len(entries) == len(refused), "a redelivery added quarantine entries"
+    all_entries = quarantine_entries(registry_url)
+    assert len(all_entries) == len(refused) + 1, "a redelivery added quarantine entries"
+    (held,) = [entry for entry in all_entries if entry.reading_id == before_history.id]
+    assert (held.reason, held.security_event) == ("before_binding", False)
+    assert held.detail.startswith("$.readings[4].measured_at: measured before the history")
+    entries = [entry for entry in all_entries if entry is not held]
     assert {entry.reading_id: entry.detail for entry in entries} == refused
     assert all(entry.reason == "ownership" and entry.security_event for entry in entries)
     by_id = {entry.reading_id: entry for entry in entries}
     assert by_id[wrong_patient.id].gateway_id == "gw1"
     # Every refusal the gateway gets names the check that failed, on both deliveries.
     notices = [notice for ack in gateway.acks for notice in ack.quarantined]
-    assert len(notices) == 2 * len(refused)
+    assert len(notices) == 2 * (len(refused) + 1)
     assert {(notice.id, notice.reason) for notice in notices} == {
         (reading_id, f"ownership: {check}") for reading_id, check in refused.items()
-    }
+    } | {(before_history.id, f"before_binding: {held.detail}")}
     engine = create_engine_for(registry_url)
     try:
         events = QuarantineStore(engine).recent_security_events(limit=100)
