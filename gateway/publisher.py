@@ -102,13 +102,13 @@ logger = logging.getLogger(__name__)
 
 RECONNECT_MIN_SECONDS: Final = 1.0
 """Never reconnect sooner: a broker that accepts and drops the gateway at once must not
-see a connection storm (RELIABILITY.md R8)."""
+see a connection storm (``docs/mqtt.md``, "Reconnecting and keep-alive")."""
 RECONNECT_MAX_SECONDS: Final = 60.0
 """A home gateway is back within a minute of its broker; with full jitter, thousands of
 gateways returning after a broker restart still spread over that minute."""
 KEEPALIVE_SECONDS: Final = 30
 """Home routers drop idle NAT mappings after 60 s or more; 30 s keeps the mapping and
-finds a half-open link within about a minute (RELIABILITY.md R9)."""
+finds a half-open link (one that drops traffic without closing) within about a minute."""
 CONNECT_TIMEOUT_SECONDS: Final = 10.0
 """TCP, TLS and CONNACK over a slow home uplink; longer means the broker is not there."""
 SESSION_EXPIRY_SECONDS: Final = 7 * 24 * 3600
@@ -117,7 +117,7 @@ it) for a week offline; beyond that the ack timeout re-publishes and ingest re-a
 DEFAULT_WINDOW_BATCHES: Final = 4
 """Batches awaiting PUBACK: ≈ 750 kB in flight keeps a 50 ms uplink busy at 15 MB/s, far
 beyond a home line. Measured on loopback, 4 drains faster than 8 or 16 (paho rescans its
-in-flight list per ack; PERFORMANCE.md)."""
+in-flight list per ack; ``docs/mqtt.md``)."""
 DEFAULT_BATCH_MAX_READINGS: Final = 500
 """≈ 160 kB per message: per-message cost at ingest dominates, so batches are large, yet
 half the contract's 1,000 keeps one message's ingest work and its ack small."""

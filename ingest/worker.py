@@ -1,6 +1,7 @@
 """The ingest worker: MQTT → contract → ownership → plausibility → store → acknowledgements.
 
-Delivery (DESIGN.md §4, RELIABILITY.md A4 "tracking metrics"): the worker holds a
+Delivery (``docs/wire-protocol.md``, "Delivery"; the pattern of Telegraf's MQTT consumer,
+which acks the broker only once its outputs hold the data): the worker holds a
 persistent MQTT 5 session (fixed client id, clean start off, session expiry) on a shared
 subscription at QoS 1 with manual acknowledgements. A message is acknowledged to the
 broker only once each of its readings is durable somewhere: in the reading store, or in

@@ -1,4 +1,4 @@
-"""How both InfluxDB backends write a batch and read the server's answer (DESIGN §4).
+"""How both InfluxDB backends write a batch and read the server's answer (``docs/storage.md``).
 
 * 2xx: every point is durable (the WAL is fsynced before the answer).
 * 413: the body is too large: split the batch in half and write each half.
@@ -35,7 +35,7 @@ from readings.model import Kind, Reading
 
 MAX_POINTS_PER_REQUEST: Final = 5000
 """InfluxDB 1.6.7 writes ≈ 140–290k points/s in batches of 500–10k, only ≈ 80k/s in
-batches of 100 (PERFORMANCE.md); 5000 points (≈ 1.2 MB) stay far below max-body-size."""
+batches of 100 (``docs/storage.md``); 5000 points (≈ 1.2 MB) stay far below max-body-size."""
 
 MAX_REASON_LENGTH: Final = 500
 """A server message kept as a rejection reason is cut here; 1.x can echo whole lines."""

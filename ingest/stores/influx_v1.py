@@ -137,7 +137,7 @@ class InfluxV1Store:
         self._clock = clock
         auth = httpx.BasicAuth(username, password or "") if username else None
         # trust_env=False: readings never go through a proxy from the environment; the
-        # store is inside the deployment (DESIGN §6: health data never leaves it).
+        # store is inside the deployment, and health data never leaves it (docs/storage.md).
         self._http = httpx.Client(
             base_url=base_url,
             auth=auth,

@@ -1,7 +1,7 @@
 """Reading store on InfluxDB 2.x (OSS and Cloud) through ``influxdb-client``.
 
 Writes go through ``WriteApi`` with ``SYNCHRONOUS`` (never the batching writer, which
-buffers in memory and drops a batch after its last retry, RELIABILITY.md A3) as
+buffers in memory and drops a batch after its last retry; ``docs/storage.md``) as
 line-protocol strings from :mod:`ingest.stores.points` (a ``Point`` costs ≈ 7 µs).
 Queries are Flux through ``QueryApi``. Server answers are handled as described in
 :mod:`ingest.stores._influx_write`: 422 keeps the valid points; 400 may have refused

@@ -1,8 +1,8 @@
 """The InfluxDB schema of readings: Reading → line protocol, and stored rows → StoredReading.
 
-Pure and on ingest's hot path (one call per reading): no ``influxdb_client.Point``
-(≈ 7 µs a point, PERFORMANCE.md), plain string building with escaping only where a value
-can need it. The schema is documented in ``docs/storage.md``:
+Pure and on ingest's hot path (one call per reading): no ``influxdb_client.Point`` (several
+times slower per point; ``docs/storage.md``, "Encoding cost"), plain string building with
+escaping only where a value can need it. The schema is documented in ``docs/storage.md``:
 
 * measurement: the reading's kind (``glucose``, ``blood_pressure`` …);
 * tags: ``patient_id``, ``device_id`` — low cardinality, never the reading id;

@@ -2,7 +2,7 @@
 
 Durable on return from :meth:`SqliteReadingStore.write`: WAL journal with
 ``synchronous=FULL`` (one fsync per commit; a batch is one transaction), so a committed
-batch survives power loss, not only a crash of the process (RELIABILITY.md A5).
+batch survives power loss, not only a crash of the process (``docs/storage.md``).
 Idempotent: ``id`` is UNIQUE and rows are added with ``INSERT OR IGNORE``.
 
 Each row keeps the point timestamp InfluxDB would use (``measured_at`` in ms × 10⁶ plus
@@ -175,7 +175,7 @@ class SqliteReadingStore:
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
         # FULL: the WAL is fsynced at every commit, so a batch acknowledged to the gateway
-        # survives power loss (NORMAL may lose the last commits, RELIABILITY.md A5).
+        # survives power loss (NORMAL may roll back the last commits after one).
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MILLISECONDS}")
         return connection

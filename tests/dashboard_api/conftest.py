@@ -42,6 +42,7 @@ from registry.care import (
 from registry.care_models import AccountKind, Condition, ConsentScope, Role, TeamPosition
 from registry.db import create_engine_for, session_scope, upgrade
 from registry.repositories import DeviceRepository, GatewayRepository, PatientRepository
+from tests.fakes import ManualClock
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
@@ -62,25 +63,12 @@ STAFF = {
 
 
 @dataclass
-class MovableClock:
-    """The one clock of the app and the test."""
-
-    now: datetime = T0 + timedelta(hours=2)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@dataclass
 class Deployment:
     """What a test gets: the app, its client, the clock, the parts behind it."""
 
     app: FastAPI
     client: TestClient
-    clock: MovableClock
+    clock: ManualClock
     registry: Engine
     store: ReadingStore
     sms_file: Path
@@ -152,9 +140,9 @@ def _readings() -> list[Reading]:
     return out
 
 
-def _seed(engine: Engine, clock: MovableClock) -> dict[str, str]:
+def _seed(engine: Engine, clock: ManualClock) -> dict[str, str]:
     secrets: dict[str, str] = {}
-    seed_clock = MovableClock(T0 - timedelta(days=30))
+    seed_clock = ManualClock(T0 - timedelta(days=30))
     with session_scope(engine) as session:
         patients = PatientRepository(session, clock=seed_clock)
         patients.add("p-wang", display_name="王芳")
@@ -287,7 +275,7 @@ def deployment(registry_url: str, tmp_path: Path) -> Iterator[Deployment]:
     """The seeded API; the client speaks plain HTTP, so cookies are not marked Secure."""
     upgrade(registry_url)
     engine = create_engine_for(registry_url)
-    clock = MovableClock()
+    clock = ManualClock(T0 + timedelta(hours=2))  # the one clock of the app and the test
     totp = _seed(engine, clock)
     store = open_store(f"sqlite:///{tmp_path / 'readings.db'}")
     store.write(_readings())

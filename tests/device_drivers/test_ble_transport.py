@@ -40,6 +40,7 @@ from device_drivers.transports.ble import (
     backoff_for,
     translate_error,
 )
+from tests.fakes import ManualMonotonic
 
 ABSENT_ADDRESS = "C0:00:00:00:FF:FF"
 
@@ -117,21 +118,6 @@ def test_gatt_error_carries_the_att_code() -> None:
     assert isinstance(error, ProtocolError)
 
 
-class FakeClock:
-    """Monotonic time that moves only when the transport sleeps between attempts."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 async def link() -> AsyncIterator[BumbleLink]:
     radio = BumbleLink()
@@ -154,14 +140,14 @@ ATTEMPT_SECONDS = 0.15
 async def test_absent_device_stops_when_the_next_backoff_would_pass_the_deadline(
     link: BumbleLink,
 ) -> None:
-    clock = FakeClock()
+    clock = ManualMonotonic()  # moves only when the transport sleeps between attempts
     transport = BleakTransport(
         ABSENT_ADDRESS,
         backend=link.client_backend,
         attempt_timeout_seconds=ATTEMPT_SECONDS,
         max_attempts=10,
         sleep=clock.sleep,
-        monotonic=clock.monotonic,
+        monotonic=clock,
     )
     with pytest.raises(DeviceNotFound) as raised:
         await transport.connect(timeout_seconds=5.0)
@@ -173,14 +159,14 @@ async def test_absent_device_stops_when_the_next_backoff_would_pass_the_deadline
 
 
 async def test_attempts_are_capped_even_with_time_left(link: BumbleLink) -> None:
-    clock = FakeClock()
+    clock = ManualMonotonic()  # moves only when the transport sleeps between attempts
     transport = BleakTransport(
         ABSENT_ADDRESS,
         backend=link.client_backend,
         attempt_timeout_seconds=ATTEMPT_SECONDS,
         max_attempts=2,
         sleep=clock.sleep,
-        monotonic=clock.monotonic,
+        monotonic=clock,
     )
     with pytest.raises(DeviceNotFound):
         await transport.connect(timeout_seconds=3600.0)
@@ -199,7 +185,7 @@ async def test_real_time_deadline_bounds_the_whole_connect(link: BumbleLink) -> 
 async def test_device_that_starts_advertising_late_is_reached_on_a_retry(
     link: BumbleLink, strap: HeartRateStrapSimulator
 ) -> None:
-    clock = FakeClock()
+    clock = ManualMonotonic()  # moves only when the transport sleeps between attempts
 
     async def sleep_then_power_on(seconds: float) -> None:
         await clock.sleep(seconds)
@@ -210,7 +196,7 @@ async def test_device_that_starts_advertising_late_is_reached_on_a_retry(
         backend=link.client_backend,
         attempt_timeout_seconds=ATTEMPT_SECONDS,
         sleep=sleep_then_power_on,
-        monotonic=clock.monotonic,
+        monotonic=clock,
     )
     await transport.connect(timeout_seconds=30.0)
     assert transport.is_connected

@@ -34,24 +34,12 @@ from device_drivers.simulators.scenario import (
 from device_drivers.simulators.serial_meters import start_contour, start_onetouch_ultra2
 from device_drivers.transports.serial import SerialPortTransport
 from readings.units import Unit, mg_per_dl_to_mmol_per_l, mmol_per_l_to_mg_per_dl
+from tests.fakes import ManualClock
 
 integration = pytest.mark.integration
 START = datetime(2026, 3, 14, 8, 0, 0)
 SHORT_TIMEOUT_SECONDS = 0.3
 """The simulators answer at once; this only bounds the tests that wait for silence."""
-
-
-class ManualClock:
-    """Real local time as the test says it is."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def glucose(mg_dl: float) -> dict[str, float]:
@@ -162,7 +150,7 @@ def test_memory_clear_and_link_drops() -> None:
 
 
 def test_device_clock_applies_skew_and_clock_setting() -> None:
-    clock = ManualClock()
+    clock = ManualClock(START)
     device = DeviceClock(Scenario(clock_skew_seconds=120), clock)
     before = ScenarioRecord(at_offset_seconds=-60, values={})
     assert device.device_now() == START + timedelta(seconds=120)
@@ -260,7 +248,7 @@ def otu2_driver(port: str, **options: object) -> OneTouchUltra2Driver:
 
 @integration
 async def test_onetouch_full_transfer() -> None:
-    clock = ManualClock()
+    clock = ManualClock(START)
     scenario = Scenario(records=METER_RECORDS, clock_skew_seconds=90)
     with start_onetouch_ultra2(scenario, clock=clock) as simulator:
         driver = otu2_driver(simulator.port)
@@ -294,7 +282,7 @@ async def test_onetouch_full_transfer() -> None:
 
 @integration
 async def test_onetouch_incremental_fetch_by_cursor() -> None:
-    clock = ManualClock()
+    clock = ManualClock(START)
     later = ScenarioRecord(at_offset_seconds=300, values=glucose(99))
     scenario = Scenario(records=(*METER_RECORDS, later), memory_capacity=4)
     with start_onetouch_ultra2(scenario, clock=clock) as simulator:
@@ -360,7 +348,7 @@ async def test_onetouch_link_drop_is_retried_then_reported() -> None:
 
 @integration
 async def test_onetouch_clock_setting_only_when_allowed() -> None:
-    clock = ManualClock()
+    clock = ManualClock(START)
     with start_onetouch_ultra2(Scenario(clock_skew_seconds=-3600), clock=clock) as simulator:
         refused = otu2_driver(simulator.port)
         await refused.connect()
@@ -482,7 +470,7 @@ async def test_contour_frame_refused_too_often_raises_with_offset() -> None:
     scenario = Scenario(
         records=METER_RECORDS, corrupt_frame_numbers=frozenset({3}), corruptions_per_frame=6
     )
-    with start_contour(scenario, clock=ManualClock()) as simulator:
+    with start_contour(scenario, clock=ManualClock(START)) as simulator:
         frames = astm.frames_for_records(simulator.transfer_records())
         driver = contour_driver(simulator.port, max_frame_attempts=3)
         await driver.connect()
@@ -532,7 +520,7 @@ async def test_contour_silent_meter_times_out() -> None:
 
 @integration
 async def test_contour_incremental_fetch_by_cursor() -> None:
-    clock = ManualClock()
+    clock = ManualClock(START)
     later = ScenarioRecord(at_offset_seconds=600, values=glucose(123))
     with start_contour(Scenario(records=(*METER_RECORDS, later)), clock=clock) as simulator:
         driver = contour_driver(simulator.port)

@@ -39,6 +39,7 @@ from readings.model import (
     new_reading,
 )
 from readings.units import Unit
+from tests.fakes import ManualClock
 from tests.gateway.full_database import FullDatabase
 
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -46,19 +47,6 @@ DEVICE = "Roche-Accu_Chek_Guide-92310000123"
 STRAP = "Polar-H10-C0680226"
 ACK_TIMEOUT = 10.0
 UNLIMITED = 10**9
-
-
-class FakeClock:
-    """A settable UTC clock."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def glucose(seq: int, device_id: str = DEVICE) -> Reading:
@@ -90,12 +78,12 @@ def heart_rate(index: int) -> Reading:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
-def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[SqliteOutbox]:
+def outbox(tmp_path: Path, clock: ManualClock) -> Iterator[SqliteOutbox]:
     box = SqliteOutbox(
         tmp_path / "outbox.db",
         quota_bytes=UNLIMITED,
@@ -151,7 +139,7 @@ def test_cursor_is_committed_with_its_readings(outbox: SqliteOutbox) -> None:
 
 
 def test_cursor_does_not_move_when_the_readings_are_refused(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ManualClock
 ) -> None:
     # A call larger than SQLite's own page limit fails inside the transaction: the
     # readings and the cursor are rolled back together.
@@ -209,7 +197,7 @@ def test_requeued_rows_come_back_first_and_in_order(outbox: SqliteOutbox) -> Non
 
 
 def test_sent_rows_wait_for_the_ack_then_are_republished_with_the_same_ids(
-    outbox: SqliteOutbox, clock: FakeClock
+    outbox: SqliteOutbox, clock: ManualClock
 ) -> None:
     readings = [glucose(seq) for seq in range(5)]
     outbox.add(readings)
@@ -230,7 +218,7 @@ def test_sent_rows_wait_for_the_ack_then_are_republished_with_the_same_ids(
     assert outbox.begin_batch(10, UNLIMITED) is None  # in flight: not handed out twice
 
 
-def test_ack_timeout_doubles_with_each_publish(outbox: SqliteOutbox, clock: FakeClock) -> None:
+def test_ack_timeout_doubles_with_each_publish(outbox: SqliteOutbox, clock: ManualClock) -> None:
     outbox.add([glucose(1)])
     for expected_wait in (ACK_TIMEOUT, 2 * ACK_TIMEOUT, 4 * ACK_TIMEOUT, 4 * ACK_TIMEOUT):
         batch = outbox.begin_batch(1, UNLIMITED)
@@ -282,7 +270,7 @@ def test_an_ack_may_arrive_before_the_puback(outbox: SqliteOutbox) -> None:
     assert outbox.begin_batch(10, UNLIMITED) is None
 
 
-def test_rows_survive_a_restart_in_their_state(tmp_path: Path, clock: FakeClock) -> None:
+def test_rows_survive_a_restart_in_their_state(tmp_path: Path, clock: ManualClock) -> None:
     path = tmp_path / "outbox.db"
     with SqliteOutbox(
         path, quota_bytes=UNLIMITED, clock=clock, ack_timeout_seconds=ACK_TIMEOUT
@@ -308,7 +296,9 @@ def test_rows_survive_a_restart_in_their_state(tmp_path: Path, clock: FakeClock)
         assert overdue.reading_ids == sent.reading_ids
 
 
-def test_a_clock_stepping_back_does_not_strand_sent_rows(tmp_path: Path, clock: FakeClock) -> None:
+def test_a_clock_stepping_back_does_not_strand_sent_rows(
+    tmp_path: Path, clock: ManualClock
+) -> None:
     path = tmp_path / "outbox.db"
     with SqliteOutbox(
         path, quota_bytes=UNLIMITED, clock=clock, ack_timeout_seconds=ACK_TIMEOUT
@@ -386,7 +376,7 @@ def test_batch_budget_refuses_empty_bounds() -> None:
 
 
 def test_batch_selection_memory_does_not_grow_with_the_backlog(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ManualClock
 ) -> None:
     def peak_bytes_of_one_batch(backlog: int) -> int:
         with SqliteOutbox(
@@ -451,7 +441,7 @@ def test_which_readings_are_clinical(
 
 
 def test_over_quota_refuses_telemetry_but_keeps_clinical_readings(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ManualClock
 ) -> None:
     quota = 128 * 1024
     with SqliteOutbox(
@@ -474,7 +464,7 @@ def test_over_quota_refuses_telemetry_but_keeps_clinical_readings(
 
 
 def test_at_the_ceiling_clinical_readings_are_refused_loudly_and_kept_on_the_device(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ManualClock
 ) -> None:
     with SqliteOutbox(
         tmp_path / "ceiling.db", quota_bytes=64 * 1024, reserve_bytes=64 * 1024, clock=clock
@@ -515,7 +505,7 @@ def test_at_the_ceiling_clinical_readings_are_refused_loudly_and_kept_on_the_dev
 
 
 def test_a_backlog_larger_than_a_lowered_quota_still_drains(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ManualClock
 ) -> None:
     path = tmp_path / "outbox.db"
     with SqliteOutbox(path, quota_bytes=UNLIMITED, clock=clock) as outbox:
@@ -532,7 +522,7 @@ def test_a_backlog_larger_than_a_lowered_quota_still_drains(
         assert outbox.add([glucose(5000)]).added == 1
 
 
-def test_over_quota_clears_only_below_the_hysteresis(tmp_path: Path, clock: FakeClock) -> None:
+def test_over_quota_clears_only_below_the_hysteresis(tmp_path: Path, clock: ManualClock) -> None:
     quota = 128 * 1024
     with SqliteOutbox(tmp_path / "h.db", quota_bytes=quota, clock=clock) as outbox:
         readings = [glucose(seq) for seq in range(2000)]
@@ -558,7 +548,7 @@ def test_outbox_uses_wal(outbox: SqliteOutbox) -> None:
 
 
 def test_a_damaged_outbox_is_refused_with_the_integrity_check_output(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: ManualClock
 ) -> None:
     path = tmp_path / "outbox.db"
     with SqliteOutbox(path, quota_bytes=UNLIMITED, clock=clock) as outbox:
@@ -589,7 +579,9 @@ def test_a_damaged_outbox_is_refused_with_the_integrity_check_output(
     assert ".recover" in str(raised.value)
 
 
-def test_an_unreadable_outbox_page_is_refused_as_corrupt(tmp_path: Path, clock: FakeClock) -> None:
+def test_an_unreadable_outbox_page_is_refused_as_corrupt(
+    tmp_path: Path, clock: ManualClock
+) -> None:
     path = tmp_path / "outbox.db"
     with SqliteOutbox(path, quota_bytes=UNLIMITED, clock=clock) as outbox:
         outbox.add([glucose(seq) for seq in range(20)])
@@ -605,7 +597,7 @@ def test_an_unreadable_outbox_page_is_refused_as_corrupt(tmp_path: Path, clock: 
         SqliteOutbox(path, quota_bytes=UNLIMITED, clock=clock)
 
 
-def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path, clock: ManualClock) -> None:
     path = tmp_path / "outbox.db"
     path.write_bytes(b"definitely not SQLite " * 300)
 
@@ -613,7 +605,7 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path, clock: FakeClo
         SqliteOutbox(path, quota_bytes=UNLIMITED, clock=clock)
 
 
-def test_an_outbox_of_another_schema_version_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+def test_an_outbox_of_another_schema_version_is_refused(tmp_path: Path, clock: ManualClock) -> None:
     path = tmp_path / "outbox.db"
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 7")
@@ -632,7 +624,7 @@ def test_an_outbox_of_another_schema_version_is_refused(tmp_path: Path, clock: F
     ],
 )
 def test_bad_settings_name_the_field(
-    tmp_path: Path, clock: FakeClock, kwargs: dict[str, float], field: str
+    tmp_path: Path, clock: ManualClock, kwargs: dict[str, float], field: str
 ) -> None:
     arguments: dict[str, float] = {"quota_bytes": UNLIMITED, **kwargs}
     with pytest.raises(ConfigError) as raised:
@@ -715,9 +707,10 @@ from gateway.errors import OutboxFull
 from gateway.outbox import SqliteOutbox
 from device_drivers.base import RecordCursor
 from tests.gateway.full_database import FullDatabase
-from tests.gateway.test_outbox import DEVICE, FakeClock, glucose
+from tests.fakes import ManualClock
+from tests.gateway.test_outbox import DEVICE, START, glucose
 
-box = SqliteOutbox(sys.argv[1] + "/outbox.db", quota_bytes=10**9, clock=FakeClock())
+box = SqliteOutbox(sys.argv[1] + "/outbox.db", quota_bytes=10**9, clock=ManualClock(START))
 seq = 0
 cause = None
 while seq < 100_000:

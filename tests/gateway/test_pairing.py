@@ -18,20 +18,13 @@ from device_drivers.profiles import load_profiles
 from device_drivers.transports.ble import Advertisement
 from gateway.errors import PairingError
 from gateway.pairing import PairingStore, PairingWindow, match_advertisements, read_identity
+from tests.fakes import ManualClock
 from tests.gateway.scripted_driver import Contact, ScriptedDevice
 from vitalgate.cli import app
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 METER = DeviceInfo(manufacturer="Roche", model="Accu-Chek Guide", serial="92310000123")
 runner = CliRunner()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -110,7 +103,7 @@ def test_a_database_from_a_newer_gateway_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_window_opens_filters_and_expires() -> None:
-    clock = FakeClock()
+    clock = ManualClock(T0)
     window = PairingWindow(clock)
     assert window.current() is None
     opened = window.open(patient_id="p-1", seconds=120, profile_id="roche_accu_chek_guide")
@@ -125,7 +118,7 @@ def test_the_window_opens_filters_and_expires() -> None:
 
 
 def test_reopening_replaces_and_closing_ends_the_window() -> None:
-    window = PairingWindow(FakeClock())
+    window = PairingWindow(ManualClock(T0))
     first = window.open(patient_id="p-1", seconds=60)
     second = window.open(patient_id="p-2", seconds=60)
     assert window.current() is second is not first
@@ -137,7 +130,7 @@ def test_reopening_replaces_and_closing_ends_the_window() -> None:
 @pytest.mark.parametrize("seconds", [0, 901, -5])
 def test_a_window_is_short(seconds: int) -> None:
     with pytest.raises(PairingError, match="1 to 900 s"):
-        PairingWindow(FakeClock()).open(patient_id="p-1", seconds=seconds)
+        PairingWindow(ManualClock(T0)).open(patient_id="p-1", seconds=seconds)
 
 
 def _advertisement(

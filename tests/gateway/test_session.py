@@ -49,6 +49,7 @@ from gateway.session import (
 from readings.codec import EventMessage, EventType
 from readings.model import AnyReading, GlucoseValues, HeartRateValues, Kind, Reading, new_reading
 from readings.units import Unit
+from tests.fakes import ManualClock, ManualMonotonic
 from tests.gateway.full_database import FullDatabase
 from tests.gateway.scripted_driver import (
     HANG,
@@ -256,14 +257,6 @@ def test_device_time_is_read_in_the_patients_zone_with_dst() -> None:
     assert FLAG_CLOCK_CORRECTED not in reading.flags
 
 
-class FakeMonotonic:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def _returns_within(trigger: ContactTrigger, seconds: float) -> bool:
     try:
         async with asyncio.timeout(seconds):
@@ -275,7 +268,7 @@ async def _returns_within(trigger: ContactTrigger, seconds: float) -> bool:
 
 async def test_serial_trigger_downloads_when_the_port_appears_then_on_schedule() -> None:
     present = {"/dev/ttyUSB0": False}
-    monotonic = FakeMonotonic()
+    monotonic = ManualMonotonic()
     trigger = SerialPortTrigger(
         "/dev/ttyUSB0",
         poll_seconds=900.0,
@@ -316,14 +309,11 @@ class Harness:
     """A real outbox and pairing store, an event list, and sessions over scripted devices."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.now = GATEWAY_NOW
+        self.clock = ManualClock(GATEWAY_NOW)
         self.outbox = SqliteOutbox(tmp_path / "outbox.db", quota_bytes=10_000_000, clock=self.clock)
         self.pairings = PairingStore(tmp_path / "pairings.db", clock=self.clock)
         self.events: list[EventMessage] = []
         self.tasks: list[asyncio.Task[None]] = []
-
-    def clock(self) -> datetime:
-        return self.now
 
     def pair(self, device: ScriptedDevice, *, address: str = "AA:BB:CC:DD:EE:01") -> Pairing:
         return self.pairings.bind(

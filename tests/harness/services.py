@@ -47,7 +47,7 @@ INSTALL_HINT = (
 )
 
 # influxd needs 1-3 s on a cold 2-core CI machine and longer after an unclean stop with
-# a large WAL (14 s seen, PERFORMANCE.md); 30 s still fails fast on a real hang.
+# a large WAL (14 s seen on the reference box); 30 s still fails fast on a real hang.
 SERVER_START_TIMEOUT_SECONDS = 30.0
 # Graceful stop: Mosquitto writes its persistence file, influxd closes its shards.
 SERVER_STOP_TIMEOUT_SECONDS = 15.0
@@ -436,7 +436,7 @@ class _AddressInUse(Exception):
 # ---------------------------------------------------------------------------------------
 
 # Mosquitto's stock limit of 1000 queued messages per client silently drops the rest
-# (RELIABILITY.md A1, PERFORMANCE.md); tests that want the drop set it themselves.
+# (docs/mqtt.md, "Broker defaults that lose data"); tests that want the drop set it themselves.
 MOSQUITTO_MAX_QUEUED_MESSAGES = 1_000_000
 MOSQUITTO_MAX_QUEUED_BYTES = 0  # 0 = no byte limit
 
@@ -742,7 +742,7 @@ class InfluxDBServer(ServiceProcess):
             "data": {
                 "dir": str(self.data_dir),
                 "wal-dir": str(self.wal_dir),
-                # fsync every write before the 204: what R7 (SIGKILL after ack) relies on.
+                # fsync every write before the 204: acknowledged writes survive a SIGKILL.
                 "wal-fsync-delay": "0s",
                 "query-log-enabled": False,
             },

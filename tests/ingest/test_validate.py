@@ -1,4 +1,4 @@
-"""Plausibility rules (CLINICAL.md S4): each rule named, tested with a table of cases."""
+"""Plausibility rules (``docs/plausibility-rules.md``): each rule named, tested with cases."""
 
 from __future__ import annotations
 

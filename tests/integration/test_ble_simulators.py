@@ -37,6 +37,7 @@ from device_drivers.simulators.bumble_link import BumbleLink
 from device_drivers.simulators.scenario import Scenario, ScenarioRecord, ValueSeries
 from device_drivers.transports.ble import BleakTransport
 from readings.model import BloodPressureValues, Kind, Reading, new_reading
+from tests.fakes import ManualClock
 
 pytestmark = pytest.mark.integration
 
@@ -45,19 +46,6 @@ START = datetime(2024, 5, 1, 8, 0, 0)
 RECEIVED_AT = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
 DOWNLOAD_500_MAX_SECONDS = 5.0
 """Measured at about 0.15 s; the bound catches a simulator or driver that turned slow."""
-
-
-class ManualClock:
-    """The local wall clock of the simulated devices; moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 async def eventually(condition: Callable[[], bool], timeout_seconds: float = 3.0) -> None:
@@ -89,7 +77,8 @@ def reading_of(measurement: Measurement, info: DeviceInfo) -> Reading:
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    """The local wall clock of the simulated devices; moves only when told."""
+    return ManualClock(START)
 
 
 @pytest.fixture

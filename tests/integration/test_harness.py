@@ -1,7 +1,7 @@
 """The test harness itself: real Mosquitto and InfluxDB start, serve, and survive faults.
 
 These double as executable documentation of the service behaviour the fault tests
-(RELIABILITY.md A6) build on: SIGKILL/restart on the same port, SIGSTOP/SIGCONT.
+build on: SIGKILL/restart on the same port, SIGSTOP/SIGCONT.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Fault tests of the ingest worker (RELIABILITY.md A6 R4–R6, B6 S8) on real services.
+"""Fault tests of the ingest worker on real services.
 
-* R4: ingest SIGKILLed mid-stream and restarted — every reading stored, and written no
+* Ingest SIGKILLed mid-stream and restarted — every reading stored, and written no
   more often than it was delivered.
-* R5: InfluxDB SIGSTOPped for 60 s under load — nothing acknowledged meanwhile, nothing
+* InfluxDB SIGSTOPped for 60 s under load — nothing acknowledged meanwhile, nothing
   lost afterwards, every reading written once, the backlog metric rises and falls.
 * Two workers in one shared-subscription group split the work, each reading written once.
-* S8: readings a gateway does not own are quarantined as security events, once each
+* Readings a gateway does not own are quarantined as security events, once each
   however often they arrive, and counted once when their batch is retried.
 * The store refusing a point: the reading is quarantined and the gateway told so.
 * Malformed payloads of many kinds are quarantined with their own reason while the good
@@ -151,7 +151,7 @@ def worker(
     running.close()
 
 
-# -- R4: SIGKILL mid-stream -------------------------------------------------------------
+# -- SIGKILL mid-stream -----------------------------------------------------------------
 
 
 def test_ingest_sigkilled_mid_stream_loses_nothing_and_writes_each_delivery_once(
@@ -221,7 +221,7 @@ def test_ingest_sigkilled_mid_stream_loses_nothing_and_writes_each_delivery_once
     assert exit_code == 0, ingest.log_tail()
 
 
-# -- R5: InfluxDB stopped under load ----------------------------------------------------
+# -- InfluxDB stopped under load --------------------------------------------------------
 
 
 def test_influxdb_paused_for_a_minute_under_load(
@@ -321,7 +321,7 @@ def test_two_workers_in_one_group_split_the_work(
     assert_written_once(both, expected)
 
 
-# -- S8: ownership ----------------------------------------------------------------------
+# -- ownership --------------------------------------------------------------------------
 
 
 def glucose(binding: Binding, seq: int, *, patient_id: str | None = None, **kw: Any) -> Reading:

@@ -1,6 +1,6 @@
 """The shipped broker configuration (deploy/mosquitto/) on a real Mosquitto.
 
-RELIABILITY.md B6 S7: a gateway cannot publish under another gateway's prefix. On MQTT 5
+A gateway cannot publish under another gateway's prefix. On MQTT 5
 it is told so (PUBACK 0x87 "Not authorized"); on MQTT 3.1.1 the broker answers a normal
 PUBACK and drops the message; either way ingest never receives it.
 

@@ -38,11 +38,11 @@ def test_each_conversion_round_trips_both_ways(forward, backward, value: float) 
         # 100 mg/dL = 1000 mg/L / 180.156 g/mol = 5.5507 mmol/L
         (100.0, Unit.MG_PER_DL, 1000 / 180.156),
         (180.156, Unit.MG_PER_DL, 10.0),
-        # DEVICES.md §3.1: 64 B0 = 100 x 10⁻⁵ kg/L = 100 mg/dL
+        # docs/devices.md, Glucose Measurement 0x2A18: 64 B0 = 100 x 10⁻⁵ kg/L = 100 mg/dL
         (100e-5, Unit.KG_PER_L, 1000 / 180.156),
-        # DEVICES.md §3.1: 26 B2 = 550 x 10⁻⁵ mol/L = 5.50 mmol/L
+        # docs/devices.md, Glucose Measurement 0x2A18: 26 B2 = 550 x 10⁻⁵ mol/L = 5.50 mmol/L
         (550e-5, Unit.MOL_PER_L, 5.5),
-        # DEVICES.md §5.1: 1 kPa = 7.50062 mmHg (1000 Pa / 133.322387415 Pa)
+        # docs/devices.md, Blood Pressure 0x2A35: 1 kPa = 7.50062 mmHg (1000 Pa / 133.322387415 Pa)
         (1.0, Unit.KPA, 7.5006157585),
         (18.9, Unit.KPA, 141.761637835),
         # international pound and inch

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from registry.db import create_engine_for, upgrade
+from tests.fakes import ManualClock
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -27,19 +28,6 @@ BACKENDS = [
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 """A fixed "now" for the tests' clocks."""
-
-
-@dataclass
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -90,8 +78,8 @@ def engine(registry_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(T0)
 
 
 @pytest.fixture

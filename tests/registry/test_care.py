@@ -31,11 +31,12 @@ from registry.care_models import (
 from registry.db import session_scope
 from registry.errors import AlreadyExists, InvalidRegistryInput, NotFound
 from registry.repositories import PatientRepository
-from tests.registry.conftest import T0, FakeClock
+from tests.fakes import ManualClock
+from tests.registry.conftest import T0
 
 
 @pytest.fixture
-def care(engine: Engine, clock: FakeClock) -> Iterator[Session]:
+def care(engine: Engine, clock: ManualClock) -> Iterator[Session]:
     """A session with two teams, their staff, two patients and a family member."""
     with session_scope(engine) as session:
         patients = PatientRepository(session, clock=clock)
@@ -103,7 +104,9 @@ def test_an_unknown_patient_looks_like_someone_elses(care: Session) -> None:
     assert facts.relationships == frozenset()
 
 
-def test_a_contract_covers_civil_days_in_the_patients_zone(care: Session, clock: FakeClock) -> None:
+def test_a_contract_covers_civil_days_in_the_patients_zone(
+    care: Session, clock: ManualClock
+) -> None:
     ContractRepository(care, clock=clock).end(
         "p-wang", ends_on=T0.date() + timedelta(days=10), reason="moved away"
     )
@@ -133,7 +136,7 @@ def test_a_new_contract_cannot_start_before_the_previous_ended(care: Session) ->
     assert _relationships(care, "dr.zhang", "p-wang", june) == frozenset()
 
 
-def test_a_member_who_left_the_team_loses_access(care: Session, clock: FakeClock) -> None:
+def test_a_member_who_left_the_team_loses_access(care: Session, clock: ManualClock) -> None:
     TeamRepository(care, clock=clock).end_member("team-a", "nurse.liu", at=T0 + timedelta(days=3))
     assert _relationships(care, "nurse.liu", "p-wang", T0 + timedelta(days=2)) == {
         Relationship.TEAM_NURSE
@@ -180,7 +183,7 @@ def test_a_nurse_cannot_be_put_on_doctor_duty(care: Session) -> None:
 
 
 def test_family_access_follows_consent_grant_revoke_and_expiry(
-    care: Session, clock: FakeClock
+    care: Session, clock: ManualClock
 ) -> None:
     family = FamilyRepository(care, clock=clock)
     assert _relationships(care, "wang.daughter", "p-wang") == frozenset()  # linked only
@@ -230,7 +233,7 @@ def test_consent_needs_a_link_and_known_scopes(care: Session) -> None:
         FamilyRepository(care).link("p-li", "dr.zhang", relationship="son")
 
 
-def test_access_grants_are_time_limited(care: Session, clock: FakeClock) -> None:
+def test_access_grants_are_time_limited(care: Session, clock: ManualClock) -> None:
     PatientCareRepository(care, clock=clock).grant_access(
         "dr.chen",
         "p-wang",
@@ -244,7 +247,7 @@ def test_access_grants_are_time_limited(care: Session, clock: FakeClock) -> None
     assert _relationships(care, "dr.chen", "p-wang", T0 + timedelta(hours=4)) == frozenset()
 
 
-def test_visible_patients_lists_exactly_the_related_ones(care: Session, clock: FakeClock) -> None:
+def test_visible_patients_lists_exactly_the_related_ones(care: Session, clock: ManualClock) -> None:
     def visible(username: str) -> set[str]:
         actor = load_actor(care, AccountRepository(care).get(username).id)
         assert actor is not None
@@ -283,7 +286,7 @@ def test_accounts_check_kind_roles_and_uniqueness(care: Session) -> None:
         accounts.set_password_hash("wang.fang", "$argon2id$x")
 
 
-def test_targets_and_status_are_effective_dated(care: Session, clock: FakeClock) -> None:
+def test_targets_and_status_are_effective_dated(care: Session, clock: ManualClock) -> None:
     patient = PatientCareRepository(care, clock=clock)
     patient.set_target(
         "p-wang",
@@ -332,7 +335,7 @@ def test_targets_and_status_are_effective_dated(care: Session, clock: FakeClock)
     )
 
 
-def test_conditions_and_monitoring_consent(care: Session, clock: FakeClock) -> None:
+def test_conditions_and_monitoring_consent(care: Session, clock: ManualClock) -> None:
     patient = PatientCareRepository(care, clock=clock)
     patient.set_conditions("p-wang", [Condition.DIABETES_TYPE2, Condition.HYPERTENSION])
     patient.set_conditions("p-wang", [Condition.DIABETES_TYPE2, Condition.FRAIL_ELDERLY])

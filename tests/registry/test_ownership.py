@@ -19,7 +19,8 @@ from registry.ownership import (
     judge,
 )
 from registry.repositories import DeviceRepository, GatewayRepository, PatientRepository
-from tests.registry.conftest import T0, FakeClock, StatementCounter
+from tests.fakes import ManualClock
+from tests.registry.conftest import T0, StatementCounter
 
 DEVICE = "Roche-Accu_Chek_Guide-92310000123"
 DAY = timedelta(days=1)
@@ -179,7 +180,7 @@ def registry(engine: Engine) -> Engine:
 
 
 @pytest.fixture
-def checker(registry: Engine, clock: FakeClock) -> OwnershipChecker:
+def checker(registry: Engine, clock: ManualClock) -> OwnershipChecker:
     return OwnershipChecker(registry, clock=clock)
 
 
@@ -238,7 +239,7 @@ def test_a_cached_check_is_fast(checker: OwnershipChecker) -> None:
 
 
 def test_a_binding_change_is_seen_after_the_ttl(
-    registry: Engine, checker: OwnershipChecker, clock: FakeClock
+    registry: Engine, checker: OwnershipChecker, clock: ManualClock
 ) -> None:
     at = T0 + DAY
     assert checker.check("gw-1", DEVICE, "p-1", at) is V.OK
@@ -251,7 +252,7 @@ def test_a_binding_change_is_seen_after_the_ttl(
 
 
 def test_a_gateway_deactivation_is_seen_after_the_ttl(
-    registry: Engine, checker: OwnershipChecker, clock: FakeClock
+    registry: Engine, checker: OwnershipChecker, clock: ManualClock
 ) -> None:
     assert checker.check("gw-1", DEVICE, "p-1", T0) is V.OK
     with session_scope(registry) as session:
@@ -273,7 +274,7 @@ def test_invalidate_makes_changes_visible_at_once(
 
 
 def test_a_zero_ttl_asks_the_database_every_time(
-    registry: Engine, clock: FakeClock, statements: StatementCounter
+    registry: Engine, clock: ManualClock, statements: StatementCounter
 ) -> None:
     checker = OwnershipChecker(registry, cache_ttl_seconds=0, clock=clock)
     checker.check("gw-1", DEVICE, "p-1", T0)
@@ -283,7 +284,7 @@ def test_a_zero_ttl_asks_the_database_every_time(
 
 
 def test_the_cache_is_bounded(
-    registry: Engine, clock: FakeClock, statements: StatementCounter
+    registry: Engine, clock: ManualClock, statements: StatementCounter
 ) -> None:
     checker = OwnershipChecker(registry, clock=clock, max_cached_entries=3)
     checker.check("gw-1", DEVICE, "p-1", T0)
@@ -296,7 +297,7 @@ def test_the_cache_is_bounded(
 
 
 def test_a_history_decision_is_seen_after_the_ttl(
-    registry: Engine, checker: OwnershipChecker, clock: FakeClock
+    registry: Engine, checker: OwnershipChecker, clock: ManualClock
 ) -> None:
     week_before = T0 - 7 * DAY
     assert checker.check("gw-1", DEVICE, "p-1", week_before) is V.BEFORE_BINDING
@@ -306,7 +307,7 @@ def test_a_history_decision_is_seen_after_the_ttl(
     assert checker.check("gw-1", DEVICE, "p-1", week_before) is V.OK
 
 
-def test_checks_from_many_threads_agree(registry: Engine, clock: FakeClock) -> None:
+def test_checks_from_many_threads_agree(registry: Engine, clock: ManualClock) -> None:
     checker = OwnershipChecker(registry, cache_ttl_seconds=0.001, clock=clock)
     cases = [
         (("gw-1", DEVICE, "p-1", T0), V.OK),

@@ -25,14 +25,15 @@ from registry.repositories import (
     PatientRepository,
     is_reserved_gateway_id,
 )
-from tests.registry.conftest import T0, FakeClock
+from tests.fakes import ManualClock
+from tests.registry.conftest import T0
 
 DEVICE = "Roche-Accu_Chek_Guide-92310000123"
 DAY = timedelta(days=1)
 
 
 @pytest.fixture
-def populated(engine: Engine, clock: FakeClock) -> Engine:
+def populated(engine: Engine, clock: ManualClock) -> Engine:
     """Two gateways and two patients."""
     with session_scope(engine) as session:
         gateways = GatewayRepository(session, clock=clock)
@@ -62,7 +63,7 @@ def _bind(
 # -- gateways ------------------------------------------------------------------------------
 
 
-def test_a_gateway_is_added_active_and_read_back(engine: Engine, clock: FakeClock) -> None:
+def test_a_gateway_is_added_active_and_read_back(engine: Engine, clock: ManualClock) -> None:
     with session_scope(engine) as session:
         added = GatewayRepository(session, clock=clock).add("gw-1", "Wang household")
     with session_scope(engine, write=False) as session:
@@ -124,7 +125,7 @@ def test_an_unknown_gateway_is_not_found(engine: Engine) -> None:
 # -- patients ------------------------------------------------------------------------------
 
 
-def test_a_patient_is_added_with_the_default_time_zone(engine: Engine, clock: FakeClock) -> None:
+def test_a_patient_is_added_with_the_default_time_zone(engine: Engine, clock: ManualClock) -> None:
     with session_scope(engine) as session:
         PatientRepository(session, clock=clock).add("p-1", "Wang")
     with session_scope(engine, write=False) as session:

@@ -1,4 +1,4 @@
-"""How the InfluxDB 1.x store meets a failing server (DESIGN §4, RELIABILITY.md R5/R6).
+"""How the InfluxDB 1.x store meets a failing server (the answers in ``docs/storage.md``).
 
 Real influxd wherever it can produce the answer (a paused server, a type conflict, a
 body over ``max-body-size``, an unknown database). InfluxDB 1.x never answers 429, so

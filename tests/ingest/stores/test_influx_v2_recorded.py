@@ -1,4 +1,4 @@
-"""The InfluxDB 2.x store against recorded server answers (DESIGN §4 answer handling).
+"""The InfluxDB 2.x store against recorded server answers (``docs/storage.md``).
 
 No InfluxDB 2.x server is installable here; each test replays exchanges written from the
 InfluxDB 2 API documentation (``recorded/influx_v2/*.json``) to the real

@@ -133,7 +133,7 @@ def test_write_is_idempotent_by_reading_id(store: ReadingStore) -> None:
 def test_two_readings_in_the_same_millisecond_from_one_device_both_survive(
     store: ReadingStore,
 ) -> None:
-    # R13: same device, same measured_at, different records: two points, never one.
+    # Same device, same measured_at, different records: two points, never one.
     earlier_record = glucose(5.6, T0, seq=1)
     later_record = glucose(7.8, T0, seq=2)
 
