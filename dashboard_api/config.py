@@ -42,20 +42,22 @@ class ApiSettings(BaseSettings):
     )
     token_issuer: str = "vitalgate"  # noqa: S105 - a name, not a secret
     token_audience: str = "vitalgate-api"  # noqa: S105 - a name, not a secret
-    access_token_minutes: int = Field(ACCESS_TOKEN_MINUTES, ge=1, le=60)
-    refresh_token_hours: int = Field(REFRESH_TOKEN_HOURS, ge=1, le=24 * 30)
-    login_link_minutes: int = Field(LOGIN_LINK_MINUTES, ge=1, le=60)
-    max_failed_logins: int = Field(MAX_FAILED_LOGINS, ge=1, le=100)
-    lockout_minutes: int = Field(LOCKOUT_MINUTES, ge=1)
+    access_token_minutes: int = Field(default=ACCESS_TOKEN_MINUTES, ge=1, le=60)
+    refresh_token_hours: int = Field(default=REFRESH_TOKEN_HOURS, ge=1, le=24 * 30)
+    login_link_minutes: int = Field(default=LOGIN_LINK_MINUTES, ge=1, le=60)
+    max_failed_logins: int = Field(default=MAX_FAILED_LOGINS, ge=1, le=100)
+    lockout_minutes: int = Field(default=LOCKOUT_MINUTES, ge=1)
     secure_cookies: bool = Field(
-        True, description="Mark cookies Secure (off only for plain-HTTP loopback demos)."
+        default=True, description="Mark cookies Secure (off only for plain-HTTP loopback demos)."
     )
     public_url: str = Field(
-        "http://127.0.0.1:8000",
+        default="http://127.0.0.1:8000",
         description="Base of links sent by SMS (the site as patients reach it).",
     )
     login_attempts_per_minute: int = Field(
-        10, ge=1, description="Per client address, across accounts: slows guessing at scale."
+        default=10,
+        ge=1,
+        description="Per client address, across accounts: slows guessing at scale.",
     )
 
     @field_validator("token_secret")

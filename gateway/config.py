@@ -60,6 +60,7 @@ from infra.settings import (
 )
 from readings.codec import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_ENVELOPE
 from readings.model import ID_PATTERN
+from readings.topics import SERVICE_IDENTITIES, SERVICE_IDENTITY_PREFIX, is_reserved_gateway_id
 
 ENV_PREFIX: Final = "VITALGATE_GATEWAY_"
 ENV_NESTED_DELIMITER: Final = "__"
@@ -320,6 +321,17 @@ class GatewaySettings(BaseSettings):
 
     gateway_id: str = Field(pattern=ID_PATTERN)
     """The gateway's id: its topic prefix, and the MQTT user the broker's ACL binds."""
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _not_a_service_identity(cls, value: str) -> str:
+        if is_reserved_gateway_id(value):
+            raise ValueError(
+                f"{value!r} is reserved for VitalGate's services ({', '.join(SERVICE_IDENTITIES)}"
+                f" and every name starting with {SERVICE_IDENTITY_PREFIX!r}): choose another id"
+            )
+        return value
+
     data_dir: Path
     """Where the outbox (``outbox.db``) and the pairings (``pairings.db``) live."""
     demo: bool = False

@@ -34,6 +34,17 @@ SERVICE_IDENTITIES: Final = ("vitalgate-ingest", "vitalgate-alerts", "vitalgate-
 """The service users of the shipped ACL: ingest (reads all readings, writes acks and
 ``accepted/``), the alert engine, and the dashboard/registry API (sends commands)."""
 
+
+def is_reserved_gateway_id(gateway_id: str) -> bool:
+    """The id is (or looks like) a service identity of the broker's ACL.
+
+    Compared case-insensitively: Mosquitto matches usernames exactly, but a CA operator or
+    an authentication plugin with a case-insensitive user table may not.
+    """
+    folded = gateway_id.casefold()
+    return folded in SERVICE_IDENTITIES or folded.startswith(SERVICE_IDENTITY_PREFIX)
+
+
 _ID_RE: Final = re.compile(ID_PATTERN)
 _GROUP_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

@@ -41,7 +41,13 @@ from sqlalchemy.orm import Session
 
 from readings.identity import DEVICE_ID_PATTERN, device_identity
 from readings.model import ID_PATTERN
-from readings.topics import SERVICE_IDENTITIES, SERVICE_IDENTITY_PREFIX
+from readings.topics import (
+    SERVICE_IDENTITIES,
+    SERVICE_IDENTITY_PREFIX,
+)
+from readings.topics import (
+    is_reserved_gateway_id as is_reserved_gateway_id,  # re-exported
+)
 from registry.clock import Clock, aware_utc, utc_now
 from registry.errors import (
     AlreadyExists,
@@ -143,16 +149,6 @@ def _check_id(value: str, field: str) -> str:
             "must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit",
         )
     return value
-
-
-def is_reserved_gateway_id(gateway_id: str) -> bool:
-    """The id is (or looks like) a service identity of the broker's ACL.
-
-    Compared case-insensitively: Mosquitto matches usernames exactly, but a CA operator or
-    an authentication plugin with a case-insensitive user table may not.
-    """
-    folded = gateway_id.casefold()
-    return folded in SERVICE_IDENTITIES or folded.startswith(SERVICE_IDENTITY_PREFIX)
 
 
 def _check_gateway_id(value: str) -> str:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from device_drivers.profiles import DeviceProfile
     from infra.mqtt import MqttClient
     from ingest.worker import IngestWorker
+    from vitalgate.demo_api import DemoLogins
     from vitalgate.embedded_broker import EmbeddedBroker
 
 DEMO_GATEWAY_ID: Final = "demo-home-1"
@@ -254,6 +255,8 @@ class DemoStack:
         self.observer: MqttClient | None = None
         self.state = LiveState(DEMO_PATIENTS, ZoneInfo(DEMO_TIME_ZONE))
         self._closers: list[Callable[[], None]] = []
+        self.api_url = ""
+        self.logins: DemoLogins | None = None
 
     # -- start ---------------------------------------------------------------------------
 
@@ -264,6 +267,7 @@ class DemoStack:
             self._start_broker()
             profiles = self._profiles()
             self._prepare_registry(profiles)
+            self._start_api()
             self._start_ingest()
             self._start_observer()
             self._start_gateway()
@@ -339,6 +343,22 @@ class DemoStack:
             raise DemoError(f"registry {self.registry_url}: {exc}") from exc
         finally:
             engine.dispose()
+
+    def _start_api(self) -> None:
+        """The API on a free loopback port, with the demo's care team and logins."""
+        from vitalgate.demo_api import DemoApi, DemoLogins, seed_care_model
+
+        self.logins = DemoLogins.load_or_create(self.data_dir)
+        seed_care_model(
+            self.registry_url, [patient.patient_id for patient in DEMO_PATIENTS], self.logins
+        )
+        api = DemoApi(self.registry_url, self.store_url, self.data_dir, self.logins)
+        try:
+            api.start()
+        except RuntimeError as exc:
+            raise DemoError(str(exc)) from exc
+        self.api_url = api.url
+        self._closers.append(api.stop)
 
     def _start_ingest(self) -> None:
         from ingest.config import IngestConfigError, load_settings
@@ -527,6 +547,9 @@ def _header(stack: DemoStack) -> str:
         f"reading store  {stack.store_url}\n"
         f"registry       {stack.registry_url}\n"
         f"gateway log    {stack.data_dir / 'gateway.log'}\n"
+        f"API            {stack.api_url}/api/v1/docs  (logins, passwords and TOTP secrets in "
+        f"{stack.logins.path if stack.logins else '-'}; SMS links in "
+        f"{stack.data_dir / 'sms.jsonl'})\n"
         f"times          the patients' wall clock, {DEMO_TIME_ZONE} (not this machine's)\n"
         "Press Ctrl-C to stop · 按 Ctrl-C 停止"
     )

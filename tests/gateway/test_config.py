@@ -339,3 +339,13 @@ def test_problems_of_the_file_the_environment_and_security_come_together(
     assert lines[0].startswith(f"{path}: mqtt.url: plain-text")
     assert lines[1].startswith(f"{path}: mqtt.password: empty or a well-known default")
     assert lines[1].endswith("(set by the environment variable VITALGATE_GATEWAY_MQTT__PASSWORD)")
+
+
+@pytest.mark.parametrize("gateway_id", ["vitalgate-ingest", "VitalGate-API", "vitalgate-x"])
+def test_a_gateway_cannot_take_a_service_identity(tmp_path: Path, gateway_id: str) -> None:
+    text = secure_toml(tmp_path).replace('gateway_id = "gw-0001"', f'gateway_id = "{gateway_id}"')
+    path = write(tmp_path, "gateway.toml", text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path)
+    assert caught.value.field == "gateway_id"
+    assert "reserved for VitalGate's services" in caught.value.problem

@@ -152,3 +152,46 @@ def test_a_decision_does_not_release_what_another_check_refuses(
     assert not outcome.released
     assert outcome.refusals == ("ownership: wrong_patient",)
     assert not QuarantineStore(engine).get(record.id).released
+
+
+def test_a_second_hand_meters_old_records_wait_for_a_person_with_the_real_registry(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The whole path with the registry's own ownership check, no fed answer: bound today
+    without history, the meter's 200-day-old record is held as before_binding (no security
+    event); once a doctor decides, the release stores it."""
+    from registry.db import session_scope
+    from registry.ownership import OwnershipChecker
+    from registry.repositories import DeviceRepository, GatewayRepository, PatientRepository
+
+    with session_scope(engine) as session:
+        GatewayRepository(session, clock=lambda: NOW).add("gw1")
+        PatientRepository(session, clock=lambda: NOW).add("p1")
+        DeviceRepository(session, clock=lambda: NOW).bind("Acme-Meter-0001", "gw1", "p1")
+    ownership = OwnershipChecker(engine, clock=lambda: NOW)
+    reading = old_reading()
+    examination = examine_message(
+        readings_topic("gw1"),
+        encode_envelope("gw1", NOW, [reading]),
+        ownership=ownership,
+        limits=DEFAULT_LIMITS,
+        now=NOW,
+    )
+    entries = [d.entry for d in examination.refused if d.entry is not None]
+    assert [(e.reason, e.security_event) for e in entries] == [(BEFORE_BINDING, False)]
+    QuarantineStore(engine).add_many(entries)
+    (record,) = QuarantineStore(engine).find(QuarantineFilter())
+    with closing(open_store(f"sqlite:///{tmp_path / 'readings.db'}")) as store:
+        (outcome,) = release(
+            [record],
+            engine=engine,
+            store=store,
+            ownership=ownership,
+            limits=DEFAULT_LIMITS,
+            clock=lambda: NOW,
+            actor="op.wang",
+            reason="the meter was bought new by the patient",
+            decided_by="dr.li",
+        )
+        assert store.ids("p1") == {reading.id}
+    assert outcome.released

@@ -174,3 +174,77 @@ def test_values_are_shown_in_clinical_units() -> None:
         **common,
     )
     assert format_values(pressure) == "138/88 mmHg  ♥ 60/min"
+
+
+API_LINE = re.compile(r"^API\s+(http://127\.0\.0\.1:\d+)/api/v1/docs")
+
+
+def test_the_demo_serves_the_api_to_its_care_team_patient_and_family(tmp_path: Path) -> None:
+    import json
+
+    import httpx
+    import pyotp
+
+    from vitalgate.demo import DEMO_PATIENTS
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vitalgate", "demo", "--data-dir", str(tmp_path), "--no-live"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    base = ""
+    stored = 0
+    deadline = time.monotonic() + FIRST_READINGS_DEADLINE_SECONDS * 2
+    try:
+        while not base or stored == 0:
+            assert time.monotonic() < deadline, "".join(output[-40:])
+            line = process.stdout.readline().decode("utf-8", "replace")
+            assert line, "the demo exited early:\n" + "".join(output[-40:])
+            output.append(line)
+            if match := API_LINE.match(line):
+                base = match.group(1)
+            if match := PROGRESS.match(line):
+                stored = int(match.group(2))
+        logins = json.loads((tmp_path / "demo-logins.json").read_text())
+        assert oct((tmp_path / "demo-logins.json").stat().st_mode & 0o777) == "0o600"
+        with httpx.Client(base_url=base, timeout=10) as client:
+            login = client.post(
+                "/api/v1/auth/login",
+                json={
+                    "username": "dr.demo",
+                    "password": logins["passwords"]["dr.demo"],
+                    "code": pyotp.TOTP(logins["totp"]["dr.demo"]).now(),
+                },
+            )
+            assert login.status_code == 200, login.text
+            doctor = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            patients = client.get("/api/v1/patients", headers=doctor).json()
+            assert {p["id"] for p in patients["data"]} == {p.patient_id for p in DEMO_PATIENTS}
+            assert any(p["latest"] for p in patients["data"])
+
+            assert (
+                client.post("/api/v1/auth/sms/request", json={"phone": "13800000002"}).status_code
+                == 202
+            )
+            link = json.loads((tmp_path / "sms.jsonl").read_text().splitlines()[-1])["text"]
+            token = link.split("#", 1)[1].split()[0]
+            family = client.post("/api/v1/auth/sms/verify", json={"token": token})
+            assert family.status_code == 200
+            family_headers = {"Authorization": f"Bearer {family.json()['access_token']}"}
+            first, second = (p.patient_id for p in DEMO_PATIENTS[:2])
+            assert (
+                client.get(f"/api/v1/patients/{first}", headers=family_headers).status_code == 200
+            )
+            assert (
+                client.get(f"/api/v1/patients/{second}", headers=family_headers).status_code == 404
+            )
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=STOP_DEADLINE_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, ("".join(output) + rest.decode("utf-8", "replace"))[-4000:]
