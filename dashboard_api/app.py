@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 
 from dashboard_api.config import API_PREFIX, ApiSettings
 from dashboard_api.context import ApiContext
-from dashboard_api.routes import audit, auth, care, patients
+from dashboard_api.live import LiveHub
+from dashboard_api.routes import audit, auth, care, patients, stream
 from dashboard_api.sms import SmsSender
 from ingest.stores.base import ReadingStore
 
@@ -47,6 +48,7 @@ def create_app(
     store: ReadingStore,
     sms: SmsSender,
     clock: Callable[[], datetime] = _utc_now,
+    live: LiveHub | None = None,
 ) -> FastAPI:
     """The API application over the given registry and reading store."""
     app = FastAPI(
@@ -57,9 +59,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.context = ApiContext(
-        settings=settings, registry=registry, store=store, clock=clock, sms=sms
+        settings=settings, registry=registry, store=store, clock=clock, sms=sms, live=live
     )
-    for module in (auth, patients, care, audit):
+    for module in (auth, patients, care, audit, stream):
         app.include_router(module.router)
 
     @app.middleware("http")

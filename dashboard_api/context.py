@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from dashboard_api.config import ApiSettings
+from dashboard_api.live import LiveHub
 from dashboard_api.ratelimit import SlidingWindowLimiter
 from dashboard_api.security import Authenticator
 from dashboard_api.sms import SmsSender
@@ -32,6 +33,8 @@ class ApiContext:
     store: ReadingStore
     clock: Callable[[], datetime]
     sms: SmsSender
+    live: LiveHub | None = None
+    """New readings for the stream; ``None`` where no accepted/ feed is connected."""
     authenticator: Authenticator = field(init=False)
     login_limiter: SlidingWindowLimiter = field(init=False)
 

@@ -18,6 +18,7 @@ Adding a migration (developers)::
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +55,14 @@ SQLITE_BUSY_TIMEOUT_SECONDS: Final = 15.0
 """How long a writer waits for SQLite's single write lock. Writers hold it for one short
 transaction (a quarantine batch, an operator command), so waiting is far cheaper than
 failing an ingest batch; 15 s still surfaces a lock held by a stuck process."""
+
+SQLITE_WAL_RETRY_SECONDS: Final = 0.05
+"""Pause between attempts to switch a file another process holds locked to WAL."""
+
+SQLITE_MIGRATION_LOCK_WAIT_SECONDS: Final = 300.0
+"""How long a process waits for another one's migration of the same SQLite file. Migrating
+from scratch copies tables and fsyncs each step, which on a slow or loaded disk takes longer
+than an ordinary writer's wait; the wait ends as soon as the other migration commits."""
 
 POSTGRES_MIGRATION_LOCK_KEY: Final = 0x5647_5245_4749  # "VGREGI"
 """Advisory lock taken while migrating PostgreSQL, so two processes started together
@@ -145,10 +154,25 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None
     cursor = connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous = FULL")
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    # Switching a new file to WAL needs an exclusive lock and SQLite does not wait for it
+    # (no busy handler): a second process opening the file while the first migrates it is
+    # refused at once with "database is locked". Retry until the ordinary busy timeout.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(SQLITE_WAL_RETRY_SECONDS)
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
@@ -157,6 +181,12 @@ def _begin_sqlite_transaction(connection: Connection) -> None:
     # instead of waiting for the lock.
     mode = connection.get_execution_options().get(_SQLITE_BEGIN_OPTION)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == _SQLITE_IMMEDIATE else "BEGIN")
+
+
+def _set_busy_timeout(connection: Connection, seconds: float) -> None:
+    # On the DB-API connection itself: through SQLAlchemy this would begin a transaction.
+    dbapi_connection: Any = connection.connection.driver_connection
+    dbapi_connection.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
 
 def writer(engine: Engine) -> Engine:
@@ -284,13 +314,22 @@ def ensure_sqlite_directory(url: URL) -> None:
 
 def _upgrade(engine: Engine) -> str:
     try:
-        with writer(engine).begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"),
-                    {"key": POSTGRES_MIGRATION_LOCK_KEY},
-                )
-            command.upgrade(alembic_config(connection), "head")
+        with writer(engine).connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Set before BEGIN IMMEDIATE, which is what waits for the other migrator.
+                _set_busy_timeout(connection, SQLITE_MIGRATION_LOCK_WAIT_SECONDS)
+            try:
+                with connection.begin():
+                    if not sqlite:
+                        connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"),
+                            {"key": POSTGRES_MIGRATION_LOCK_KEY},
+                        )
+                    command.upgrade(alembic_config(connection), "head")
+            finally:
+                if sqlite:
+                    _set_busy_timeout(connection, SQLITE_BUSY_TIMEOUT_SECONDS)
     except UNREACHABLE_ERRORS as exc:
         raise unavailable(exc) from exc
     except (SQLAlchemyError, CommandError) as exc:

@@ -352,7 +352,14 @@ class DemoStack:
         seed_care_model(
             self.registry_url, [patient.patient_id for patient in DEMO_PATIENTS], self.logins
         )
-        api = DemoApi(self.registry_url, self.store_url, self.data_dir, self.logins)
+        api = DemoApi(
+            self.registry_url,
+            self.store_url,
+            self.data_dir,
+            self.logins,
+            mqtt_url=self.mqtt_url,
+            mqtt_protocol=self.mqtt_protocol,
+        )
         try:
             api.start()
         except RuntimeError as exc:

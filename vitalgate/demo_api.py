@@ -151,7 +151,19 @@ def seed_care_model(registry_url: str, patient_ids: Sequence[str], logins: DemoL
 class DemoApi:
     """``vitalgate serve`` for the demo: loopback, a free port, in a thread."""
 
-    def __init__(self, registry_url: str, store_url: str, data_dir: Path, logins: DemoLogins):
+    def __init__(
+        self,
+        registry_url: str,
+        store_url: str,
+        data_dir: Path,
+        logins: DemoLogins,
+        *,
+        mqtt_url: str,
+        mqtt_protocol: str,
+    ) -> None:
+        self._mqtt_url = mqtt_url
+        self._mqtt_protocol = mqtt_protocol
+        self._listener: Any = None
         self._registry_url = registry_url
         self._store_url = store_url
         self._data_dir = data_dir
@@ -176,11 +188,28 @@ class DemoApi:
             secure_cookies=False,  # plain HTTP on loopback
             public_url="http://127.0.0.1",
         )
+        from dashboard_api.live import AcceptedListener, LiveHub
+        from infra.mqtt import ClientSettings, MqttError, MqttProtocol, parse_mqtt_url
+
+        hub = LiveHub()
+        self._listener = AcceptedListener(
+            ClientSettings(
+                endpoint=parse_mqtt_url(self._mqtt_url),
+                client_id="vitalgate-demo-api",
+                protocol=MqttProtocol(self._mqtt_protocol),
+            ),
+            hub,
+        )
+        try:
+            self._listener.start()
+        except MqttError as exc:
+            raise RuntimeError(f"the API's live feed cannot reach the broker: {exc}") from exc
         app = create_app(
             settings,
             registry=self._engine,
             store=self._store,
             sms=FileSmsSender(self._data_dir / "sms.jsonl"),
+            live=hub,
         )
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -203,7 +232,9 @@ class DemoApi:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """Stop serving and release the registry and the store."""
+        """Stop serving and release the feed, the registry and the store."""
+        if self._listener is not None:
+            self._listener.stop()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

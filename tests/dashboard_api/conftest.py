@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from dashboard_api.app import create_app
 from dashboard_api.config import ApiSettings
+from dashboard_api.live import LiveHub
 from dashboard_api.security import hash_password
 from dashboard_api.sms import FileSmsSender
 from ingest.stores import ReadingStore, open_store
@@ -72,6 +73,7 @@ class Deployment:
     registry: Engine
     store: ReadingStore
     sms_file: Path
+    hub: LiveHub
     totp: dict[str, str] = field(default_factory=dict)
 
     def code(self, username: str) -> str:
@@ -283,8 +285,9 @@ def deployment(registry_url: str, tmp_path: Path) -> Iterator[Deployment]:
     settings = ApiSettings(
         token_secret=TOKEN_SECRET, secure_cookies=False, login_attempts_per_minute=1000
     )
+    hub = LiveHub()
     app = create_app(
-        settings, registry=engine, store=store, sms=FileSmsSender(sms_file), clock=clock
+        settings, registry=engine, store=store, sms=FileSmsSender(sms_file), clock=clock, live=hub
     )
     with TestClient(app) as client:
         yield Deployment(
@@ -294,6 +297,7 @@ def deployment(registry_url: str, tmp_path: Path) -> Iterator[Deployment]:
             registry=engine,
             store=store,
             sms_file=sms_file,
+            hub=hub,
             totp=totp,
         )
     store.close()

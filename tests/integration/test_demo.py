@@ -221,6 +221,13 @@ def test_the_demo_serves_the_api_to_its_care_team_patient_and_family(tmp_path: P
             )
             assert login.status_code == 200, login.text
             doctor = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            # The live stream carries the simulated devices' new readings to the doctor.
+            with client.stream(
+                "GET", "/api/v1/stream", headers=doctor, timeout=FIRST_READINGS_DEADLINE_SECONDS
+            ) as stream:
+                assert stream.status_code == 200
+                events = (line for line in stream.iter_lines() if line.startswith("event: "))
+                assert next(events) == "event: reading"
             patients = client.get("/api/v1/patients", headers=doctor).json()
             assert {p["id"] for p in patients["data"]} == {p.patient_id for p in DEMO_PATIENTS}
             assert any(p["latest"] for p in patients["data"])

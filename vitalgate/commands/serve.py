@@ -23,7 +23,9 @@ from pydantic import ValidationError
 
 from dashboard_api.app import create_app
 from dashboard_api.config import ApiSettings
+from dashboard_api.live import AcceptedListener, LiveHub
 from dashboard_api.sms import FileSmsSender, SmsSender, WebhookSmsSender
+from infra.mqtt import ClientSettings, MqttError, MqttProtocol, TlsSettings, parse_mqtt_url
 from infra.settings import is_known_default_secret
 from ingest.stores import open_store
 from ingest.stores.base import StoreError
@@ -55,6 +57,18 @@ def serve(
     insecure_cookies: Annotated[
         bool, typer.Option(help="Cookies without Secure, for plain-HTTP loopback only.")
     ] = False,
+    mqtt_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VITALGATE_API_MQTT_URL",
+            help="Broker with ingest's accepted/ topics (mqtts://vitalgate-api:…@host): "
+            "feeds the live stream; without it /api/v1/stream answers 503.",
+        ),
+    ] = None,
+    mqtt_protocol: Annotated[str, typer.Option(help="5 or 3.1.1.")] = "5",
+    mqtt_ca_file: Annotated[Path | None, typer.Option(help="CA of the broker (PEM).")] = None,
+    mqtt_cert_file: Annotated[Path | None, typer.Option(help="Client certificate.")] = None,
+    mqtt_key_file: Annotated[Path | None, typer.Option(help="Its key.")] = None,
 ) -> None:
     """Serve the API until interrupted."""
     if token_secret_file is not None:
@@ -80,7 +94,28 @@ def serve(
     except (RegistryError, StoreError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    application = create_app(settings, registry=engine, store=reading_store, sms=sms)
+    hub = LiveHub() if mqtt_url else None
+    listener = None
+    if mqtt_url and hub is not None:
+        try:
+            listener = AcceptedListener(
+                ClientSettings(
+                    endpoint=parse_mqtt_url(mqtt_url),
+                    client_id=f"vitalgate-api-{os.getpid()}",
+                    protocol=MqttProtocol(mqtt_protocol),
+                    tls=TlsSettings(
+                        ca_file=mqtt_ca_file, cert_file=mqtt_cert_file, key_file=mqtt_key_file
+                    )
+                    if (mqtt_ca_file or mqtt_cert_file)
+                    else None,
+                ),
+                hub,
+            )
+            listener.start()
+        except (MqttError, ValueError) as exc:
+            typer.echo(f"error: live feed: {exc}", err=True)
+            raise typer.Exit(1) from None
+    application = create_app(settings, registry=engine, store=reading_store, sms=sms, live=hub)
     config = uvicorn.Config(
         application, host=host, port=port, log_level="info", access_log=False, server_header=False
     )
@@ -88,5 +123,7 @@ def serve(
     try:
         server.run()
     finally:
+        if listener is not None:
+            listener.stop()
         reading_store.close()
         engine.dispose()

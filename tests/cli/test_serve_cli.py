@@ -1,0 +1,35 @@
+"""``vitalgate serve`` refuses to start without a usable signing key or SMS sender."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from vitalgate.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        (None, "VITALGATE_API_TOKEN_SECRET"),
+        ("short", "at least 32 characters"),
+    ],
+)
+def test_a_bad_signing_key_stops_the_server(
+    monkeypatch: pytest.MonkeyPatch, secret: str | None, message: str
+) -> None:
+    monkeypatch.delenv("VITALGATE_API_TOKEN_SECRET", raising=False)
+    if secret is not None:
+        monkeypatch.setenv("VITALGATE_API_TOKEN_SECRET", secret)
+    result = runner.invoke(app, ["serve", "--sms-file", "sms.jsonl"])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_exactly_one_sms_sender_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITALGATE_API_TOKEN_SECRET", "k" * 40)
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "exactly one of --sms-webhook and --sms-file" in result.output
