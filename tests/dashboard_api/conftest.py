@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,8 +20,7 @@ import pyotp
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 
 from dashboard_api.app import create_app
 from dashboard_api.config import ApiSettings
@@ -44,6 +42,7 @@ from registry.care_models import AccountKind, Condition, ConsentScope, Role, Tea
 from registry.db import create_engine_for, session_scope, upgrade
 from registry.repositories import DeviceRepository, GatewayRepository, PatientRepository
 from tests.fakes import ManualClock
+from tests.registry_backends import BACKENDS, empty_registry
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"
@@ -218,28 +217,11 @@ def _seed(engine: Engine, clock: ManualClock) -> dict[str, str]:
     return secrets
 
 
-def _postgres_schema_url(base_url: str, schema: str) -> str:
-    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+@pytest.fixture(params=BACKENDS)
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty registry on each backend (PostgreSQL: a schema of its own)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.db'}"
-        return
-    base_url: str = request.getfixturevalue("postgres_url")
-    schema = f"api_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield _postgres_schema_url(base_url, schema)
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with empty_registry(request, tmp_path, "api") as url:
+        yield url
 
 
 SEEDED_PHI = ("王芳", "李强", "赵六", "13800000001", "13800000002", "13800000003")

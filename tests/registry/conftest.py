@@ -8,23 +8,17 @@ migrates from scratch without creating a database per test.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, event
 
 from registry.db import create_engine_for, upgrade
 from tests.fakes import ManualClock
-
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration),
-]
+from tests.registry_backends import BACKENDS, empty_registry
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 """A fixed "now" for the tests' clocks."""
@@ -44,28 +38,11 @@ class StatementCounter:
         return len(self.statements)
 
 
-def _postgres_schema_url(base_url: str, schema: str) -> str:
-    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
-
-
 @pytest.fixture(params=BACKENDS)
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """URL of an empty registry database (not migrated) on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.db'}"
-        return
-    base_url: str = request.getfixturevalue("postgres_url")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield _postgres_schema_url(base_url, schema)
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with empty_registry(request, tmp_path, "t") as url:
+        yield url
 
 
 @pytest.fixture

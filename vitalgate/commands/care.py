@@ -41,7 +41,8 @@ from registry.care import (
 )
 from registry.care_models import AccountKind, Role, TeamPosition
 from registry.errors import InvalidRegistryInput
-from vitalgate.commands.registry import EXIT_REFUSED, _options, _run
+from vitalgate.commands.registry import EXIT_REFUSED, _run
+from vitalgate.commands.registry_options import registry_options
 
 MIN_PASSWORD_LENGTH: Final = 12
 """MLPS level 3 asks for complex passwords; length is what makes a password hard to guess."""
@@ -52,14 +53,14 @@ users_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-users_app.callback()(_options)
+users_app.callback()(registry_options)
 care_app = typer.Typer(
     help="Care teams, contracts, the duty rota and family consent.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-care_app.callback()(_options)
+care_app.callback()(registry_options)
 team_app = typer.Typer(help="Family-doctor teams and their members.")
 contract_app = typer.Typer(help="Contracts (签约) of patients with teams.")
 rota_app = typer.Typer(help="The on-call rota: duty doctors per team and period.")

@@ -26,17 +26,16 @@ from __future__ import annotations
 import base64
 import json
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
 
 import typer
 
-from registry.audit import os_actor
-from registry.db import DEFAULT_REGISTRY_URL, check_schema, create_engine_for
+from registry.db import check_schema, create_engine_for
 from registry.errors import InvalidRegistryInput, NotFound, RegistryError
 from registry.quarantine import QuarantineFilter, QuarantineRecord, QuarantineStore
+from vitalgate.commands.registry_options import RegistryOptions, registry_options
 
 EXIT_FAILED: Final = 1
 EXIT_REFUSED: Final = 2
@@ -51,29 +50,7 @@ app = typer.Typer(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Options:
-    url: str
-    actor: str
-
-
-@app.callback()
-def _options(
-    ctx: typer.Context,
-    registry: Annotated[
-        str,
-        typer.Option(
-            "--registry",
-            envvar="VITALGATE_REGISTRY_URL",
-            help="Registry database: sqlite:///PATH or postgresql://USER@HOST/DB.",
-        ),
-    ] = DEFAULT_REGISTRY_URL,
-    actor: Annotated[
-        str | None,
-        typer.Option(help="Who to record in the audit log (default: the OS user)."),
-    ] = None,
-) -> None:
-    ctx.obj = _Options(url=registry, actor=actor if actor is not None else os_actor())
+app.callback()(registry_options)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -110,7 +87,7 @@ def _summary(record: QuarantineRecord) -> dict[str, Any]:
 
 
 def _store_for(ctx: typer.Context) -> QuarantineStore:
-    options: _Options = ctx.obj
+    options: RegistryOptions = ctx.obj
     try:
         engine = create_engine_for(options.url)
         check_schema(engine)
@@ -225,7 +202,7 @@ def release(
     from registry.clock import utc_now
     from registry.ownership import OwnershipChecker
 
-    options: _Options = ctx.obj
+    options: RegistryOptions = ctx.obj
     if not reason.strip():
         _fail("--reason: say why the cause is fixed", EXIT_REFUSED)
     if decided_by is not None and not decided_by.strip():

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Annotated, Any, Final, NoReturn
 from zoneinfo import ZoneInfo
@@ -33,10 +32,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from registry.audit import AuditDetail, AuditOutcome, os_actor, record_audit
+from registry.audit import AuditDetail, AuditOutcome, record_audit
 from registry.clock import utc_now
 from registry.db import (
-    DEFAULT_REGISTRY_URL,
     check_schema,
     create_engine_for,
     current_revision,
@@ -60,6 +58,7 @@ from registry.repositories import (
     PairingRecord,
     PatientRepository,
 )
+from vitalgate.commands.registry_options import RegistryOptions, registry_options
 
 EXIT_REFUSED: Final = 2
 """Bad input or a conflict with what the registry holds: the operator must change the command."""
@@ -82,29 +81,7 @@ app.add_typer(patient_app, name="patient", no_args_is_help=True)
 app.add_typer(device_app, name="device", no_args_is_help=True)
 
 
-@dataclass(frozen=True, slots=True)
-class _Options:
-    url: str
-    actor: str
-
-
-@app.callback()
-def _options(
-    ctx: typer.Context,
-    registry: Annotated[
-        str,
-        typer.Option(
-            "--registry",
-            envvar="VITALGATE_REGISTRY_URL",
-            help="Registry database: sqlite:///PATH or postgresql://USER@HOST/DB.",
-        ),
-    ] = DEFAULT_REGISTRY_URL,
-    actor: Annotated[
-        str | None,
-        typer.Option(help="Who to record in the audit log (default: the OS user)."),
-    ] = None,
-) -> None:
-    ctx.obj = _Options(url=registry, actor=actor if actor is not None else os_actor())
+app.callback()(registry_options)
 
 
 def _fail(error: Exception, code: int) -> NoReturn:
@@ -176,7 +153,7 @@ def _run(
     operation: Callable[[Session], dict[str, Any]],
 ) -> None:
     """Run ``operation`` in one transaction with its audit row; print its result."""
-    options: _Options = ctx.obj
+    options: RegistryOptions = ctx.obj
     try:
         engine = create_engine_for(options.url)
     except InvalidRegistryInput as error:
@@ -208,7 +185,7 @@ def _run(
 
 def _audit_refusal(
     engine: Engine,
-    options: _Options,
+    options: RegistryOptions,
     action: str,
     target: str,
     detail: AuditDetail,
@@ -240,7 +217,7 @@ def init(ctx: typer.Context) -> None:
 
     Creates the directory of a SQLite file if missing. Running it again changes nothing.
     """
-    options: _Options = ctx.obj
+    options: RegistryOptions = ctx.obj
     try:
         engine = create_engine_for(options.url)
     except InvalidRegistryInput as error:
