@@ -106,6 +106,7 @@ class AckingConsumer:
         )
         client.reconnect_delay_set(RECONNECT_MIN_DELAY_SECONDS, RECONNECT_MAX_DELAY_SECONDS)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -113,7 +114,7 @@ class AckingConsumer:
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect (persistent session) and wait until subscribed."""
+        """Connect (persistent session) and wait until the broker confirmed the subscription."""
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
         self._client.connect_async(
@@ -205,6 +206,10 @@ class AckingConsumer:
         if self.watch_status:
             topics += [(ALL_STATUS_FILTER, 1), (ALL_EVENTS_FILTER, 1)]
         client.subscribe(topics)
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        # Ready only once the broker confirmed the subscription: a message published
+        # before that (an event, which is not retained) would be missed.
         self._connected.set()
 
     def _on_disconnect(self, *_args: Any) -> None:

@@ -76,8 +76,14 @@ ble_retry_seconds = 0.5
 
 @pytest.fixture
 async def running(
-    request: pytest.FixtureRequest, tmp_path: Path, mosquitto: MosquittoServer
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    consumer: RecordingConsumer,
 ) -> AsyncIterator[GatewayRuntime]:
+    # Depends on ``consumer`` so that it is subscribed before the gateway starts: events
+    # (PAIRED, CLOCK_CORRECTED) are not retained, and one sent earlier would be missed.
+    del consumer
     settings = load_settings(write_config(tmp_path, mosquitto, request.param))
     runtime = GatewayRuntime(settings)
     task = asyncio.create_task(runtime.run())
