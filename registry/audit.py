@@ -49,7 +49,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -183,6 +183,25 @@ class ChainProblem:
         return f"{row}: {self.kind.value}: {self.message}"
 
 
+class LinkContent(TypedDict):
+    """What :func:`link_digest` covers: every column of a row but its ids and its own hash."""
+
+    seq: int
+    at: datetime
+    actor: str
+    actor_role: str | None
+    action: str
+    target: str
+    patient_ids: str
+    outcome: str
+    detail: str
+    prev_hash: str
+
+
+_HASHED_FIELDS: Final = tuple(LinkContent.__annotations__)
+"""The keys of :class:`LinkContent`: the columns a stored row is checked on."""
+
+
 def canonical_time(at: datetime) -> str:
     """The timestamp as hashed: UTC, microseconds, ISO 8601 (both backends store µs)."""
     return at.astimezone(UTC).isoformat(timespec="microseconds")
@@ -222,18 +241,7 @@ def link_digest(
 
 
 def _digest_of(link: ChainLink) -> str:
-    return link_digest(
-        seq=link.seq,
-        at=link.at,
-        actor=link.actor,
-        actor_role=link.actor_role,
-        action=link.action,
-        target=link.target,
-        patient_ids=link.patient_ids,
-        outcome=link.outcome,
-        detail=link.detail,
-        prev_hash=link.prev_hash,
-    )
+    return link_digest(**{name: getattr(link, name) for name in _HASHED_FIELDS})
 
 
 def verify_chain(
@@ -424,33 +432,20 @@ def record_audit(
             "done; run `vitalgate audit verify` and restore the registry from a backup"
         )
     seq = head.seq + 1
-    row_hash = link_digest(
-        seq=seq,
-        at=when,
-        actor=actor,
-        actor_role=actor_role,
-        action=action,
-        target=target,
-        patient_ids=patients,
-        outcome=outcome.value,
-        detail=detail_text,
-        prev_hash=head.row_hash,
-    )
-    session.add(
-        AuditRecord(
-            seq=seq,
-            at=when,
-            actor=actor,
-            actor_role=actor_role,
-            action=action,
-            target=target,
-            patient_ids=patients,
-            outcome=outcome.value,
-            detail=detail_text,
-            prev_hash=head.row_hash,
-            row_hash=row_hash,
-        )
-    )
+    content: LinkContent = {
+        "seq": seq,
+        "at": when,
+        "actor": actor,
+        "actor_role": actor_role,
+        "action": action,
+        "target": target,
+        "patient_ids": patients,
+        "outcome": outcome.value,
+        "detail": detail_text,
+        "prev_hash": head.row_hash,
+    }
+    row_hash = link_digest(**content)
+    session.add(AuditRecord(**content, row_hash=row_hash))
     head.seq = seq
     head.row_hash = row_hash
     session.flush()

@@ -35,6 +35,27 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _record(
+    context: ContextDep,
+    request: Request,
+    *,
+    action: str,
+    actor: str,
+    target: str,
+    outcome: AuditOutcome,
+    **detail: str,
+) -> None:
+    """One audit row of a login step, with the client's address (no secret, no token)."""
+    context.audit(
+        actor=actor[:128],
+        actor_role=None,
+        action=action,
+        target=target[:255],
+        outcome=outcome,
+        detail={"client": _client(request), **detail},
+    )
+
+
 def _deliver(response: Response, issued: IssuedSession, context: ContextDep) -> TokenPublic:
     secure = context.settings.secure_cookies
     max_age = int(context.settings.refresh_token_lifetime.total_seconds())
@@ -77,13 +98,13 @@ def _deliver(response: Response, issued: IssuedSession, context: ContextDep) -> 
 
 def _throttle(request: Request, context: ContextDep) -> None:
     if not context.login_limiter.allow(_client(request)):
-        context.audit(
-            actor="anonymous",
-            actor_role=None,
+        _record(
+            context,
+            request,
             action="auth.throttled",
+            actor="anonymous",
             target=request.url.path,
             outcome=AuditOutcome.DENIED,
-            detail={"client": _client(request)},
         )
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -104,22 +125,22 @@ def login(
         )
         issued = context.authenticator.issue(session, user_id) if user_id is not None else None
     if issued is None:
-        context.audit(
-            actor=body.username[:128],
-            actor_role=None,
+        _record(
+            context,
+            request,
             action="auth.login",
-            target=body.username[:255],
+            actor=body.username,
+            target=body.username,
             outcome=AuditOutcome.DENIED,
-            detail={"client": _client(request)},
         )
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=str(InvalidCredentials()))
-    context.audit(
-        actor=body.username,
-        actor_role=None,
+    _record(
+        context,
+        request,
         action="auth.login",
+        actor=body.username,
         target=body.username,
         outcome=AuditOutcome.OK,
-        detail={"client": _client(request)},
     )
     return _deliver(response, issued, context)
 
@@ -146,22 +167,23 @@ def request_login_link(body: SmsLinkRequest, request: Request, context: ContextD
             )
         except SmsError:
             # Said in the audit, not to the caller (the answer must not reveal the account).
-            context.audit(
-                actor=username,
-                actor_role=None,
+            _record(
+                context,
+                request,
                 action="auth.sms_link",
+                actor=username,
                 target=username,
                 outcome=AuditOutcome.REJECTED,
-                detail={"problem": "sms"},
+                problem="sms",
             )
             return Accepted()
-        context.audit(
-            actor=username,
-            actor_role=None,
+        _record(
+            context,
+            request,
             action="auth.sms_link",
+            actor=username,
             target=username,
             outcome=AuditOutcome.OK,
-            detail={"client": _client(request)},
         )
     return Accepted()
 
@@ -179,22 +201,22 @@ def redeem_login_link(
             account = session.get(UserAccount, user_id)
             username = account.username if account else str(user_id)
     except InvalidToken as exc:
-        context.audit(
-            actor="anonymous",
-            actor_role=None,
+        _record(
+            context,
+            request,
             action="auth.sms_login",
+            actor="anonymous",
             target="login_link",
             outcome=AuditOutcome.DENIED,
-            detail={"client": _client(request)},
         )
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=str(exc)) from exc
-    context.audit(
-        actor=username,
-        actor_role=None,
+    _record(
+        context,
+        request,
         action="auth.sms_login",
+        actor=username,
         target=username,
         outcome=AuditOutcome.OK,
-        detail={"client": _client(request)},
     )
     return _deliver(response, issued, context)
 
@@ -210,13 +232,14 @@ def refresh(
     with context.write() as session:
         issued = context.authenticator.rotate(session, token)
     if isinstance(issued, InvalidToken):
-        context.audit(
-            actor="anonymous",
-            actor_role=None,
+        _record(
+            context,
+            request,
             action="auth.refresh",
+            actor="anonymous",
             target="refresh_token",
             outcome=AuditOutcome.DENIED,
-            detail={"problem": issued.problem},
+            problem=issued.problem,
         )
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=str(issued))
     return _deliver(response, issued, context)

@@ -35,6 +35,7 @@ from readings.topics import (
     shared_subscription,
 )
 from tests.harness.services import MosquittoFactory, MosquittoServer
+from tests.harness.shipped_mosquitto import shipped_options
 from tests.integration.ingest_helpers import (
     REPO_ROOT,
     Binding,
@@ -78,16 +79,7 @@ USERS = {
 
 def shipped_general_options() -> list[str]:
     """The shipped mosquitto.conf without its listener, TLS and path options."""
-    lines = []
-    for line in (DEPLOY_DIR / "mosquitto.conf").read_text().splitlines():
-        stripped = line.strip()
-        if (
-            stripped
-            and not stripped.startswith("#")
-            and stripped.split()[0] not in LISTENER_AND_PATH_OPTIONS
-        ):
-            lines.append(stripped)
-    return lines
+    return shipped_options(LISTENER_AND_PATH_OPTIONS)
 
 
 @pytest.fixture

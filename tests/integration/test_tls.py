@@ -38,6 +38,7 @@ from readings.codec import encode_envelope
 from readings.topics import readings_topic
 from tests.harness.pki import IssuedCertificate, TestCA
 from tests.harness.services import MosquittoFactory, MosquittoServer, MosquittoTls
+from tests.harness.shipped_mosquitto import shipped_options
 from tests.integration.ingest_helpers import REPO_ROOT, Binding, make_readings, make_registry
 
 pytestmark = pytest.mark.integration
@@ -71,16 +72,7 @@ harness writes the test's own TLS listener with the same settings)."""
 
 def shipped_general_options() -> list[str]:
     """The shipped mosquitto.conf without its listener block and production paths."""
-    lines = []
-    for line in (DEPLOY_DIR / "mosquitto.conf").read_text().splitlines():
-        stripped = line.strip()
-        if (
-            stripped
-            and not stripped.startswith("#")
-            and stripped.split()[0] not in SHIPPED_LISTENER_AND_PATH_OPTIONS
-        ):
-            lines.append(stripped)
-    return lines
+    return shipped_options(SHIPPED_LISTENER_AND_PATH_OPTIONS)
 
 
 def shipped_listener_options() -> dict[str, str]:
