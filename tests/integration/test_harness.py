@@ -6,6 +6,7 @@ build on: SIGKILL/restart on the same port, SIGSTOP/SIGCONT.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -40,8 +41,9 @@ MQTT_KEEPALIVE_SECONDS = 10
 # More than Mosquitto's stock max_queued_messages (1000), which the harness raises.
 OFFLINE_BACKLOG_MESSAGES = 1500
 OFFLINE_SESSION_EXPIRY_SECONDS = 300
-# No message for this long means the broker has delivered everything it kept.
-DELIVERY_QUIET_SECONDS = 0.5
+# Published once the backlog is drained: the next message after what the broker kept.
+# A sentinel instead of "no message for N seconds", which a loaded CI machine breaks.
+END_OF_BACKLOG = b"end-of-backlog"
 DELIVERY_DEADLINE_SECONDS = 15.0
 
 
@@ -250,20 +252,20 @@ def test_mosquitto_queue_limit_for_offline_session(
 
     consumer = _probe(mqtt_probes, broker, client_id=client_id, session_expiry_seconds=expiry)
     assert consumer.session_present
+    # Mosquitto's stock limit keeps the oldest 1000 and drops the rest without telling anyone.
+    kept = OFFLINE_BACKLOG_MESSAGES if expect_all else 1000
+    deadline = time.monotonic() + DELIVERY_DEADLINE_SECONDS
     received: list[bytes] = []
-    while time.monotonic() < deadline:
-        try:
-            received.append(bytes(consumer.messages.get(timeout=DELIVERY_QUIET_SECONDS).payload))
-        except queue.Empty:
-            break
-        if len(received) == OFFLINE_BACKLOG_MESSAGES:
-            break
+    while len(received) < kept:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"only {len(received)} of {kept} kept messages arrived"
+        with contextlib.suppress(queue.Empty):
+            received.append(bytes(consumer.messages.get(timeout=remaining).payload))
+    assert received == [str(i).encode() for i in range(kept)]
 
-    if expect_all:
-        assert received == [str(i).encode() for i in range(OFFLINE_BACKLOG_MESSAGES)]
-    else:
-        # Mosquitto keeps the oldest 1000 and drops the rest without telling anyone.
-        assert received == [str(i).encode() for i in range(1000)]
+    # Nothing beyond what was kept is still on its way: the sentinel comes next.
+    publisher.publish_qos1(topic, END_OF_BACKLOG)
+    assert consumer.next_message().payload == END_OF_BACKLOG
 
 
 def test_influxdb_point_reads_back(influxdb: InfluxDBServer, influx_database: str) -> None:
