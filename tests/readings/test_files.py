@@ -26,7 +26,7 @@ def _glucose_line(value: float) -> bytes:
         source_unit="mmol/L",
         measured_at=AT,
         received_at=AT,
-        device_id="dev-1",
+        device_id="acme-meter-0001",
         patient_id="p-1",
         gateway_id="gw-1",
     )
