@@ -69,6 +69,11 @@ LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
     "audit": LazyGroup(
         "vitalgate.commands.audit", "The audit log: verify its hash chain.", extra="server"
     ),
+    "backup": LazyGroup(
+        "vitalgate.commands.backup",
+        "Back up and restore the registry and the reading store; verify a restore.",
+        extra="server",
+    ),
     "quarantine": LazyGroup(
         "vitalgate.commands.quarantine",
         "What ingest quarantined and why; release it once the cause is fixed.",
