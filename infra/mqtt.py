@@ -378,6 +378,10 @@ class MqttClient(Protocol):
         """Subscribe to one filter or several ``(filter, qos)``."""
         ...
 
+    def unsubscribe(self, topic: str | list[str]) -> tuple[MQTTErrorCode, int | None]:
+        """Unsubscribe from one filter or several."""
+        ...
+
     def ack(self, mid: int, qos: int) -> MQTTErrorCode:
         """Acknowledge a received message (with ``manual_ack``)."""
         ...

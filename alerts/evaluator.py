@@ -1,0 +1,295 @@
+"""The evaluator: accepted readings → rule findings, per partition, in order, none missed.
+
+Ingest republishes every stored reading on ``accepted/{partition}`` (the partition is a
+stable hash of the patient id). The evaluator
+
+1. **leases partitions** in the registry (:mod:`registry.evaluation`): one worker holds a
+   partition at a time, renews it while it lives, and another takes it over when it dies —
+   so one patient's readings are evaluated in order by exactly one worker, which a
+   ``$share`` subscription (round-robin) cannot give;
+2. **catches up** on every partition it newly holds before consuming it: for each patient
+   of the partition, the window since the partition's watermark is read from the reading
+   store and evaluated. ``accepted/`` lives in the broker's memory; a broker restarted while
+   the evaluator was down loses it, the store does not;
+3. evaluates each arriving batch with the patient's window (loaded from the store on a
+   miss, :mod:`alerts.window`), the ids that arrived (only they can be *late*), and the
+   injected clock; hands the findings to the sink (the alert lifecycle);
+4. advances the partition's **watermark** (fenced by the lease's epoch) after the sink
+   returned, to the batch's ``sent_at`` minus :data:`IN_FLIGHT_MARGIN`, and exposes the lag
+   (now − watermark), so pages can say "alerting delayed since 14:02";
+5. on a timer, evaluates every patient of its partitions with nothing arriving, which is
+   how stale and missing-data rules (S1–S3) fire.
+
+The message handling (:meth:`Evaluator.handle_accepted`) is a plain method fed bytes, so
+tests drive it without a broker; :class:`EvaluatorService` attaches it to MQTT through the
+one MQTT adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final, Protocol
+
+from sqlalchemy import Engine, select
+
+from alerts.model import Finding
+from alerts.window import PatientWindows
+from ingest.stores.base import ReadingStore
+from readings.codec import decode_envelope
+from readings.errors import ContractError
+from readings.files import PatientProfile
+from readings.model import Reading
+from readings.topics import DEFAULT_PARTITIONS, partition_for
+from registry.care_models import PatientConditionRow
+from registry.db import session_scope
+from registry.evaluation import (
+    HeldPartition,
+    advance_watermark,
+    claim_partitions,
+    release_partitions,
+    watermark,
+    watermarks,
+)
+from registry.models import Patient
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT_MARGIN: Final = timedelta(seconds=60)
+"""Several ingest workers publish to one partition; a batch stored a little earlier by
+another worker can arrive after a later one. The watermark trails each batch's ``sent_at``
+by this much, so a catch-up after a crash re-evaluates that overlap (findings are
+idempotent per patient and rule; re-evaluating is harmless, missing is not)."""
+DEFAULT_LEASE_TTL: Final = timedelta(seconds=30)
+"""A dead worker's partitions wait at most this long for a new holder."""
+DEFAULT_TICK: Final = timedelta(minutes=1)
+"""Scheduled evaluation period: S1 (CGM silent 15 min) is then late by at most a minute."""
+
+EvaluateFn = Callable[..., list[Finding]]
+"""``alerts.rules.engine.evaluate``: (readings, profile, rules, now, *, arrived=…) → findings."""
+FindingSink = Callable[[str, Sequence[Finding]], None]
+"""Receives one patient's findings of one evaluation (the alert lifecycle)."""
+
+
+class PatientDirectory(Protocol):
+    """Who the monitored patients are and what rules need to know about each."""
+
+    def patient_ids(self) -> list[str]:
+        """Every patient the evaluator should evaluate."""
+        ...
+
+    def profile(self, patient_id: str) -> PatientProfile | None:
+        """The patient's conditions, zone and overrides; None if not (or no longer) known."""
+        ...
+
+
+class RegistryPatientDirectory:
+    """Patients and their conditions from the care registry."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def patient_ids(self) -> list[str]:
+        with session_scope(self._engine, write=False) as session:
+            return list(session.scalars(select(Patient.id).order_by(Patient.id)))
+
+    def profile(self, patient_id: str) -> PatientProfile | None:
+        from zoneinfo import ZoneInfo
+
+        with session_scope(self._engine, write=False) as session:
+            patient = session.get(Patient, patient_id)
+            if patient is None:
+                return None
+            conditions = frozenset(
+                session.scalars(
+                    select(PatientConditionRow.condition).where(
+                        PatientConditionRow.patient_id == patient_id
+                    )
+                )
+            )
+            return PatientProfile(
+                patient_id=patient_id,
+                conditions=conditions,
+                time_zone=ZoneInfo(patient.time_zone),
+            )
+
+
+@dataclass
+class EvaluatorStats:
+    """Counts for metrics and tests."""
+
+    batches: int = 0
+    readings: int = 0
+    duplicates: int = 0
+    findings: int = 0
+    caught_up_patients: int = 0
+    ignored_not_held: int = 0
+    rejected_messages: int = 0
+    by_partition_lag: dict[int, float] = field(default_factory=dict)
+
+
+class Evaluator:
+    """Evaluates readings of the partitions it holds; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        store: ReadingStore,
+        directory: PatientDirectory,
+        rules: object,
+        evaluate: EvaluateFn,
+        sink: FindingSink,
+        clock: Callable[[], datetime],
+        holder: str,
+        partitions: int = DEFAULT_PARTITIONS,
+        lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+        lookback: timedelta | None = None,
+        gateway_last_seen: Callable[[str], Mapping[str, datetime]] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._directory = directory
+        self._rules = rules
+        self._evaluate = evaluate
+        self._sink = sink
+        self._clock = clock
+        self.clock = clock
+        """The injected clock (the service's timers read it too)."""
+        self.holder = holder
+        self.partitions = partitions
+        self._ttl = lease_ttl
+        self.lease_ttl = lease_ttl
+        window = (
+            lookback if lookback is not None else getattr(rules, "lookback", timedelta(days=14))
+        )
+        self._lookback: timedelta = window
+        self.windows = PatientWindows(store, window)
+        self._gateway_last_seen = gateway_last_seen
+        self.held: dict[int, HeldPartition] = {}
+        self.stats = EvaluatorStats()
+
+    # -- leases ---------------------------------------------------------------------
+
+    def refresh_leases(self) -> list[int]:
+        """Renew and claim leases; catch up each newly held partition. Returns new ones."""
+        now = self._clock()
+        held = claim_partitions(
+            self._engine, holder=self.holder, partitions=self.partitions, now=now, ttl=self._ttl
+        )
+        lost = set(self.held) - {h.partition for h in held}
+        for partition in lost:
+            self._forget_partition(partition)
+        self.held = {h.partition: h for h in held}
+        fresh = [h.partition for h in held if h.newly_acquired]
+        for partition in fresh:
+            self.catch_up(partition)
+        return fresh
+
+    def release(self) -> None:
+        """Give every lease back (clean shutdown)."""
+        release_partitions(self._engine, holder=self.holder, partitions=list(self.held))
+        self.held = {}
+
+    def _forget_partition(self, partition: int) -> None:
+        for patient_id in self._patients_of(partition):
+            self.windows.forget(patient_id)
+
+    def _patients_of(self, partition: int) -> list[str]:
+        return [
+            p
+            for p in self._directory.patient_ids()
+            if partition_for(p, self.partitions) == partition
+        ]
+
+    # -- evaluation -----------------------------------------------------------------
+
+    def catch_up(self, partition: int) -> None:
+        """Evaluate every patient of ``partition`` for what arrived since its watermark."""
+        now = self._clock()
+        since = watermark(self._engine, partition)
+        start = since if since is not None else now - self._lookback
+        for patient_id in self._patients_of(partition):
+            window = self.windows.window(patient_id, now)
+            # The store keeps no arrival time: readings measured since the watermark are
+            # treated as having arrived now (a late one among them gets its review alert;
+            # one measured before the watermark but stored after it is in the window for
+            # the window rules, and too old to page anyway).
+            arrived = {r.id for r in window if r.measured_at >= start - IN_FLIGHT_MARGIN}
+            self._evaluate_patient(patient_id, window, arrived, now)
+            self.stats.caught_up_patients += 1
+        self._advance(partition, now)
+
+    def handle_accepted(self, partition: int, payload: bytes) -> None:
+        """Evaluate one ``accepted/{partition}`` message (an envelope of stored readings).
+
+        Messages of a partition this worker does not hold are ignored: its holder (or the
+        next one, by catch-up) evaluates them. An undecodable message is logged and
+        counted, never retried for ever — ingest only forwards what it stored.
+        """
+        held = self.held.get(partition)
+        if held is None:
+            self.stats.ignored_not_held += 1
+            return
+        try:
+            envelope = decode_envelope(payload)
+        except ContractError as exc:
+            self.stats.rejected_messages += 1
+            log.error("accepted message on partition %d not decodable: %s", partition, exc.args[0])
+            return
+        now = self._clock()
+        by_patient: dict[str, list[Reading]] = {}
+        for reading in envelope.readings:
+            by_patient.setdefault(reading.patient_id, []).append(reading)
+        for patient_id, readings in by_patient.items():
+            new_ids = self.windows.add(patient_id, readings, now)
+            self.stats.readings += len(readings)
+            self.stats.duplicates += len(readings) - len(new_ids)
+            if not new_ids:
+                continue  # a redelivery: already evaluated
+            window = self.windows.window(patient_id, now)
+            self._evaluate_patient(patient_id, window, new_ids, now)
+        self.stats.batches += 1
+        self._advance(partition, min(envelope.sent_at, now))
+
+    def tick(self) -> None:
+        """Scheduled evaluation with nothing arriving (stale and missing-data rules)."""
+        now = self._clock()
+        for partition in list(self.held):
+            for patient_id in self._patients_of(partition):
+                window = self.windows.window(patient_id, now)
+                self._evaluate_patient(patient_id, window, set(), now)
+
+    def lag_seconds(self) -> dict[int, float]:
+        """now − watermark of every held partition (unknown watermark: not listed)."""
+        now = self._clock()
+        marks = watermarks(self._engine)
+        return {p: max(0.0, (now - marks[p]).total_seconds()) for p in self.held if p in marks}
+
+    def _evaluate_patient(
+        self, patient_id: str, window: list[Reading], arrived: set[str], now: datetime
+    ) -> None:
+        profile = self._directory.profile(patient_id)
+        if profile is None:
+            return
+        last_seen = self._gateway_last_seen(patient_id) if self._gateway_last_seen else None
+        findings = self._evaluate(
+            window, profile, self._rules, now, arrived=arrived, gateway_last_seen=last_seen
+        )
+        self.stats.findings += len(findings)
+        # Also an empty list: the lifecycle resolves what no longer holds only when told.
+        self._sink(patient_id, findings)
+
+    def _advance(self, partition: int, through: datetime) -> None:
+        held = self.held.get(partition)
+        if held is None:
+            return
+        advance_watermark(
+            self._engine,
+            partition=partition,
+            through=through - IN_FLIGHT_MARGIN,
+            holder=self.holder,
+            epoch=held.epoch,
+            now=self._clock(),
+        )
