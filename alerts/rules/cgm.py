@@ -100,7 +100,9 @@ def ar2_forecast(readings: Sequence[Reading]) -> Forecast | None:
         return None
     absolute = recent[0] - previous[0]
     elapsed = (recent[1] - previous[1]).total_seconds() / 60
-    mean_5_ago = recent[0] - absolute / elapsed * 5 if elapsed > INTERPOLATE_AFTER_MINUTES else previous[0]
+    mean_5_ago = (
+        recent[0] - absolute / elapsed * 5 if elapsed > INTERPOLATE_AFTER_MINUTES else previous[0]
+    )
     if recent[0] < BG_MIN_MG_DL or mean_5_ago <= 0:
         return None
     prev, curr = math.log(mean_5_ago / BG_REF_MG_DL), math.log(recent[0] / BG_REF_MG_DL)
@@ -161,7 +163,11 @@ def evaluate_cgm_summary(rule: Rule, readings: Sequence[Reading], ctx: Context) 
     if ctx.summary is None:
         return []
     days: int = rule.params["days"]
-    cgm = [r for r in readings if r.kind in rule.kinds and r.measured_at > ctx.now - timedelta(days=days)]
+    cgm = [
+        r
+        for r in readings
+        if r.kind in rule.kinds and r.measured_at > ctx.now - timedelta(days=days)
+    ]
     summary = ctx.summary(cgm, ctx.profile, ctx.now) if cgm else None
     if summary is None or summary.wear_percent < rule.params["min_wear_percent"]:
         return []

@@ -154,7 +154,9 @@ def parse_rules(text: str, origin: str) -> RuleSet:
     seen: set[str] = set()
     for index, entry in enumerate(document["rules"]):
         rule_id = entry.get("id") if isinstance(entry, dict) else None
-        where = f"{origin}: rule {rule_id}" if isinstance(rule_id, str) else f"{origin}: rules[{index}]"
+        where = (
+            f"{origin}: rule {rule_id}" if isinstance(rule_id, str) else f"{origin}: rules[{index}]"
+        )
         rule = _Parser(where).rule(entry)
         if rule.id in seen:
             raise RuleFileError(f"{where}: id: defined twice")
@@ -198,7 +200,9 @@ class _Parser:
                 raise self.fail(key, "required: text")
         metric = self.enum(Metric, raw.get("metric"), "metric")
         severity = (
-            None if raw.get("severity") is None else self.enum(Severity, raw["severity"], "severity")
+            None
+            if raw.get("severity") is None
+            else self.enum(Severity, raw["severity"], "severity")
         )
         if severity is None and kind in _NEEDS_SEVERITY:
             raise self.fail("severity", f"required for kind {kind}")
@@ -213,9 +217,7 @@ class _Parser:
         replaces = raw.get("replaces")
         if replaces is not None and not isinstance(replaces, str):
             raise self.fail("replaces", "expected a rule id")
-        tiers = tuple(
-            self.tier(t, f"tiers[{i}]") for i, t in enumerate(self.list(raw, "tiers"))
-        )
+        tiers = tuple(self.tier(t, f"tiers[{i}]") for i, t in enumerate(self.list(raw, "tiers")))
         if kind == "threshold" and not tiers:
             raise self.fail("tiers", "a threshold rule needs at least one tier")
         conditions = tuple(
@@ -239,8 +241,12 @@ class _Parser:
             exclude_flags=frozenset(self.list(raw, "exclude_flags")),
             tiers=tiers,
             conditions=conditions,
-            levels=tuple(self.level(v, f"levels[{i}]") for i, v in enumerate(self.list(raw, "levels"))),
-            groups=tuple(self.group(g, f"groups[{i}]") for i, g in enumerate(self.list(raw, "groups"))),
+            levels=tuple(
+                self.level(v, f"levels[{i}]") for i, v in enumerate(self.list(raw, "levels"))
+            ),
+            groups=tuple(
+                self.group(g, f"groups[{i}]") for i, g in enumerate(self.list(raw, "groups"))
+            ),
             changes=tuple(
                 self.change(c, f"changes[{i}]") for i, c in enumerate(self.list(raw, "changes"))
             ),
@@ -429,6 +435,4 @@ class _Parser:
 
 
 def _replace_profiles(rule: Rule, profiles: dict[str, Rule]) -> Rule:
-    from dataclasses import replace
-
     return replace(rule, profiles=profiles)

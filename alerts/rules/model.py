@@ -106,7 +106,7 @@ class Tier:
     conditions: tuple[Condition, ...]
     confirmation: Confirmation
     flag: str | None = None
-    """A reading flag that matches regardless of value (``result_low`` is G1, ``result_high`` G4)."""
+    """A reading flag that matches whatever the value: ``result_low`` is G1, ``result_high`` G4."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,11 @@ def _bound(old: Bound, value: Any, key: str) -> Bound:
                 parsed = parse_unit(str(unit))
             except ValueError:
                 raise OverrideError(f"{key}: unknown unit {unit!r}") from None
-            if canonical_unit(parsed) != old.canonical or isinstance(number, bool) or not isinstance(number, int | float):
+            if (
+                canonical_unit(parsed) != old.canonical
+                or isinstance(number, bool)
+                or not isinstance(number, int | float)
+            ):
                 raise OverrideError(f"{key}.{unit}: not a threshold of {old.canonical.value}")
             by_unit[parsed.value] = float(number)
         if old.canonical.value not in by_unit:
@@ -162,10 +166,14 @@ def _apply_one(rule: Rule, name: str, value: Any, key: str) -> Rule:
             params[name] = type(old)(value)
     if not changed:
         raise OverrideError(f"{key}: rule {rule.id} has no setting {name!r}")
-    return replace(rule, tiers=tuple(tiers), conditions=tuple(conditions), changes=changes, params=params)
+    return replace(
+        rule, tiers=tuple(tiers), conditions=tuple(conditions), changes=changes, params=params
+    )
 
 
-def check_overrides(rules: RuleSet, patient_id: str, overrides: Mapping[str, Any], now: datetime) -> None:
+def check_overrides(
+    rules: RuleSet, patient_id: str, overrides: Mapping[str, Any], now: datetime
+) -> None:
     """Raise :class:`OverrideError` (naming the patient) if an override cannot apply."""
     known = {r.id for r in rules.rules}
     for key in overrides:

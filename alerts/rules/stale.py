@@ -25,7 +25,14 @@ def _durations(rule: Rule) -> dict[str, float]:
     return result
 
 
-def _make(rule: Rule, ctx: Context, fired: bool, key: str, params: dict[str, str | int | float], readings: Sequence[Reading] = ()) -> Finding:
+def _make(
+    rule: Rule,
+    ctx: Context,
+    fired: bool,
+    key: str,
+    params: dict[str, str | int | float],
+    readings: Sequence[Reading] = (),
+) -> Finding:
     assert rule.severity is not None
     return finding(
         rule,
@@ -80,10 +87,14 @@ def evaluate_missing(rule: Rule, readings: Sequence[Reading], ctx: Context) -> l
     return [_make(rule, ctx, bool(missing), "alert.missing", {"groups": ",".join(missing)})]
 
 
-def evaluate_gateway_offline(rule: Rule, readings: Sequence[Reading], ctx: Context) -> list[Finding]:
-    """S3: a gateway of the patient last seen ``after`` or longer ago (``ctx.gateway_last_seen``)."""
+def evaluate_gateway_offline(
+    rule: Rule, readings: Sequence[Reading], ctx: Context
+) -> list[Finding]:
+    """S3: a gateway of the patient last seen ``after`` or more ago (``gateway_last_seen``)."""
     if not ctx.gateway_last_seen:
         return []
     after: timedelta = rule.params["after"]
     offline = sorted(g for g, seen in ctx.gateway_last_seen.items() if ctx.now - seen >= after)
-    return [_make(rule, ctx, bool(offline), "alert.gateway_offline", {"gateways": ",".join(offline)})]
+    return [
+        _make(rule, ctx, bool(offline), "alert.gateway_offline", {"gateways": ",".join(offline)})
+    ]

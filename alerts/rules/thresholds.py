@@ -55,7 +55,9 @@ def _mean_holds(condition: Condition, readings: Sequence[Reading]) -> bool:
     if len(values) != len(readings):
         return False
     for bound in condition.bounds:
-        compared = [in_unit(r, name, v, bound) for r, (name, v) in zip(readings, values, strict=True)]
+        compared = [
+            in_unit(r, name, v, bound) for r, (name, v) in zip(readings, values, strict=True)
+        ]
         units = {unit for unit, _ in compared}
         if len(units) == 1:
             unit = units.pop()
@@ -85,7 +87,7 @@ def _tier_finding(rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context)
             key=f"alert.threshold.{status.value}",
             params={**params, "readings": len(run)},
             ask_retest_within=confirmation.retest_within,
-            **extra,  # type: ignore[arg-type]
+            **extra,
         )
 
     cgm = latest.kind is Kind.CGM_GLUCOSE and confirmation.cgm_span is not None
@@ -146,7 +148,9 @@ def evaluate_threshold(rule: Rule, readings: Sequence[Reading], ctx: Context) ->
                 key="alert.threshold.clear",
             )
         findings.append(chosen)
-    late = [r for r in relevant if is_late(r, rule, ctx) and any(tier_matches(t, r) for t in rule.tiers)]
+    late = [
+        r for r in relevant if is_late(r, rule, ctx) and any(tier_matches(t, r) for t in rule.tiers)
+    ]
     if late:
         thresholds = thresholds_of([c for t in rule.tiers for c in t.conditions])
         findings.append(late_review(rule, ctx, late, thresholds))

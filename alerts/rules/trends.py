@@ -35,7 +35,15 @@ def _local_date(reading: Reading, ctx: Context) -> date:
     return reading.measured_at.astimezone(ctx.profile.time_zone).date()
 
 
-def _result(rule: Rule, ctx: Context, fired: bool, used: Sequence[Reading], thresholds: dict[str, float], key: str, params: dict[str, str | int | float]) -> list[Finding]:
+def _result(
+    rule: Rule,
+    ctx: Context,
+    fired: bool,
+    used: Sequence[Reading],
+    thresholds: dict[str, float],
+    key: str,
+    params: dict[str, str | int | float],
+) -> list[Finding]:
     assert rule.severity is not None
     if fired and used and is_late(used[-1], rule, ctx):
         return [late_review(rule, ctx, used, thresholds)]
@@ -104,7 +112,9 @@ def evaluate_window_mean(rule: Rule, readings: Sequence[Reading], ctx: Context) 
     return _result(rule, ctx, high, series, thresholds, "alert.window_mean", params)
 
 
-def _nearest(readings: Sequence[Reading], target_time: object, tolerance: timedelta) -> Reading | None:
+def _nearest(
+    readings: Sequence[Reading], target_time: object, tolerance: timedelta
+) -> Reading | None:
     best: Reading | None = None
     for reading in readings:
         gap = abs(reading.measured_at - target_time)  # type: ignore[operator]
@@ -151,14 +161,21 @@ def evaluate_weight_change(rule: Rule, readings: Sequence[Reading], ctx: Context
             now_weight, then_weight = _kg(latest), _kg(earlier)
         gain = now_weight - then_weight
         if change.bound.op.holds(gain, change.bound.threshold_for(unit)[1]):
-            params: dict[str, str | int | float] = {"change": change.name, "gain_kg": round(gain, 2)}
-            return _result(rule, ctx, True, [earlier, latest], thresholds, "alert.weight_change", params)
+            params: dict[str, str | int | float] = {
+                "change": change.name,
+                "gain_kg": round(gain, 2),
+            }
+            return _result(
+                rule, ctx, True, [earlier, latest], thresholds, "alert.weight_change", params
+            )
     if not compared_any:
         return []
     return _result(rule, ctx, False, [latest], thresholds, "alert.weight_change", {})
 
 
-def evaluate_moving_average_rise(rule: Rule, readings: Sequence[Reading], ctx: Context) -> list[Finding]:
+def evaluate_moving_average_rise(
+    rule: Rule, readings: Sequence[Reading], ctx: Context
+) -> list[Finding]:
     """H2: the mean of daily weights over the last ``days`` days against the ``days``
     before; each side needs ``min_days`` days with a weight."""
     days: int = rule.params["days"]
