@@ -64,9 +64,9 @@ _PARAMS: Final[Mapping[str, Mapping[str, str]]] = {
         "retest_within": "duration",
     },
     "weight_change": {"tolerance": "duration"},
-    "moving_average_rise": {"days": "int", "min_days": "int", "rise_above": "units:kg"},
+    "moving_average_rise": {"days": "int", "min_days": "int", "rise_above": "above:kg"},
     "forecast_ar2": {
-        "below": "units:mmol/L",
+        "below": "below:mmol/L",
         "horizon": "duration",
         "max_age": "duration",
         "min_loss": "number",
@@ -81,7 +81,8 @@ _PARAMS: Final[Mapping[str, Mapping[str, str]]] = {
     "stale": {"active_within": "duration"},
     "gateway_offline": {"after": "duration"},
 }
-"""Each kind's ``params``: name → type (``units:U`` is a per-unit threshold map of U)."""
+"""Each kind's ``params``: name → type (``OP:U`` is a per-unit threshold map of unit U,
+compared with OP)."""
 
 _NEEDS_SEVERITY: Final = KINDS - {"threshold", "plausibility"}
 _RULE_KEYS: Final = frozenset(
@@ -429,8 +430,8 @@ class _Parser:
             elif type_ == "number":
                 result[name] = self.number(value, key)
             else:
-                canonical = type_.removeprefix("units:")
-                result[name] = self.bound("below", value, key, canonical)
+                op, canonical = type_.split(":", 1)
+                result[name] = self.bound(op, value, key, canonical)
         return result
 
 

@@ -61,21 +61,8 @@ def _result(
     ]
 
 
-def evaluate_window_mean(rule: Rule, readings: Sequence[Reading], ctx: Context) -> list[Finding]:
-    """B2: the mean over ``window`` (first local day dropped) against the conditions.
-
-    Fewer than ``min_readings``: no verdict; if the mean so far is already high, a pending
-    finding asks for the missing measurements (one high reading never fires it).
-    """
-    assert rule.severity is not None
-    window: timedelta = rule.params["window"]
-    series = [r for r in _of_kind(rule, readings) if r.measured_at > ctx.now - window]
-    if rule.params["drop_first_day"] and series:
-        first_day = _local_date(series[0], ctx)
-        series = [r for r in series if _local_date(r, ctx) != first_day]
-    thresholds = thresholds_of(rule.conditions)
-    if not series:
-        return []
+def _window_means(rule: Rule, series: Sequence[Reading]) -> tuple[bool, dict[str, float | str]]:
+    """Whether any condition holds on the series' mean, and the means (in the unit compared)."""
     means: dict[str, float | str] = {}
     high = False
     for condition in rule.conditions:
@@ -92,8 +79,28 @@ def evaluate_window_mean(rule: Rule, readings: Sequence[Reading], ctx: Context) 
         means[condition.name] = round(mean, 2)
         means[f"{condition.name}_unit"] = unit
         high = high or all(b.op.holds(mean, b.threshold_for(unit)[1]) for b in condition.bounds)
-    params: dict[str, str | int | float] = {"readings": len(series), **means}
+    return high, means
+
+
+def evaluate_window_mean(rule: Rule, readings: Sequence[Reading], ctx: Context) -> list[Finding]:
+    """B2: the mean over ``window`` (first local day dropped) against the conditions.
+
+    Fewer than ``min_readings`` left: no verdict; if the mean of what there is (first day
+    included) is already high, a pending finding asks for more measurements, so one high
+    reading never fires it.
+    """
+    assert rule.severity is not None
+    window: timedelta = rule.params["window"]
+    everything = [r for r in _of_kind(rule, readings) if r.measured_at > ctx.now - window]
+    if not everything:
+        return []
+    series = everything
+    if rule.params["drop_first_day"]:
+        first_day = _local_date(everything[0], ctx)
+        series = [r for r in everything if _local_date(r, ctx) != first_day]
+    thresholds = thresholds_of(rule.conditions)
     if len(series) < rule.params["min_readings"]:
+        high, means = _window_means(rule, everything)
         if not high:
             return []
         return [
@@ -102,13 +109,15 @@ def evaluate_window_mean(rule: Rule, readings: Sequence[Reading], ctx: Context) 
                 ctx,
                 status=FindingStatus.PENDING,
                 severity=rule.severity,
-                readings=series,
+                readings=everything,
                 thresholds=thresholds,
                 key="alert.window_mean.pending",
-                params=params,
+                params={"readings": len(series), **means},
                 ask_retest_within=rule.params["retest_within"],
             )
         ]
+    high, means = _window_means(rule, series)
+    params: dict[str, str | int | float] = {"readings": len(series), **means}
     return _result(rule, ctx, high, series, thresholds, "alert.window_mean", params)
 
 

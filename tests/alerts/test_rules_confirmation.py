@@ -43,10 +43,14 @@ def test_single_35_mmol_waits_for_a_retest_until_its_deadline_then_fires_unconfi
 
 def test_g4_retest_confirms_or_clears(rules: RuleSet) -> None:
     first = glucose(35.0)
-    confirmed = finding_of("G4", [first, glucose(34.0, at=T0 + minutes(5))], rules, now=T0 + minutes(5))
+    confirmed = finding_of(
+        "G4", [first, glucose(34.0, at=T0 + minutes(5))], rules, now=T0 + minutes(5)
+    )
     assert confirmed is not None
     assert (confirmed.status, confirmed.confirmed) == (FindingStatus.FIRING, True)
-    cleared = finding_of("G4", [first, glucose(8.0, at=T0 + minutes(5))], rules, now=T0 + minutes(5))
+    cleared = finding_of(
+        "G4", [first, glucose(8.0, at=T0 + minutes(5))], rules, now=T0 + minutes(5)
+    )
     assert cleared is not None
     assert cleared.status is FindingStatus.CLEAR
 
@@ -111,7 +115,11 @@ def test_54_mg_dl_is_g2_not_g1(rules: RuleSet) -> None:
 def test_g1_fires_at_once_and_asks_for_a_retest(rules: RuleSet) -> None:
     found = finding_of("G1", [glucose(2.5)], rules)
     assert found is not None
-    assert (found.status, found.severity, found.confirmed) == (FindingStatus.FIRING, Severity.P1, True)
+    assert (found.status, found.severity, found.confirmed) == (
+        FindingStatus.FIRING,
+        Severity.P1,
+        True,
+    )
     assert found.ask_retest_within == minutes(15)
 
 
@@ -127,7 +135,9 @@ def test_cgm_low_must_last_15_minutes_or_fires_unconfirmed_at_the_deadline(rules
     silent = finding_of("G1", lows[:2], rules, now=T0 + minutes(15))
     assert silent is not None
     assert (silent.status, silent.confirmed) == (FindingStatus.FIRING, False)
-    recovered = finding_of("G1", [*lows[:2], cgm(4.5, T0 + minutes(10))], rules, now=T0 + minutes(10))
+    recovered = finding_of(
+        "G1", [*lows[:2], cgm(4.5, T0 + minutes(10))], rules, now=T0 + minutes(10)
+    )
     assert recovered is not None
     assert recovered.status is FindingStatus.CLEAR
 
@@ -139,10 +149,14 @@ def test_b1_confirms_on_the_mean_of_two_and_has_a_deadline(rules: RuleSet) -> No
     assert pending is not None
     assert pending.status is FindingStatus.PENDING
     assert pending.deadline == T0 + minutes(15)
-    fired = finding_of("B1", [first, bp(176, 88, at=T0 + minutes(1))], rules, hyper, T0 + minutes(1))
+    fired = finding_of(
+        "B1", [first, bp(176, 88, at=T0 + minutes(1))], rules, hyper, T0 + minutes(1)
+    )
     assert fired is not None
     assert fired.status is FindingStatus.FIRING  # mean 180.5
-    below = finding_of("B1", [first, bp(170, 88, at=T0 + minutes(1))], rules, hyper, T0 + minutes(1))
+    below = finding_of(
+        "B1", [first, bp(170, 88, at=T0 + minutes(1))], rules, hyper, T0 + minutes(1)
+    )
     assert below is not None
     assert below.status is FindingStatus.CLEAR  # mean 177.5
     late = finding_of("B1", [first], rules, hyper, T0 + minutes(15))
@@ -154,7 +168,9 @@ def test_b1_confirms_on_the_mean_of_two_and_has_a_deadline(rules: RuleSet) -> No
     assert in_kpa.status is FindingStatus.FIRING  # mean 24.0 kPa
 
 
-def test_o1_p1_fires_unconfirmed_at_its_deadline_while_p2_needs_two_readings(rules: RuleSet) -> None:
+def test_o1_p1_fires_unconfirmed_at_its_deadline_while_p2_needs_two_readings(
+    rules: RuleSet,
+) -> None:
     p1 = finding_of("O1", [spo2(86)], rules, now=T0 + minutes(10))
     assert p1 is not None
     assert (p1.status, p1.severity, p1.confirmed) == (FindingStatus.FIRING, Severity.P1, False)
