@@ -79,6 +79,9 @@ LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
         "What ingest quarantined and why; release it once the cause is fixed.",
         extra="server",
     ),
+    "alerts": LazyGroup(
+        "vitalgate.commands.alerts", "Alert rules: check rule files, backtest them over readings."
+    ),
     "demo": LazyGroup(
         "vitalgate.commands.demo",
         "Run a whole simulated deployment on this machine.",

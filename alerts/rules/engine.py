@@ -1,0 +1,96 @@
+"""The engine: a patient's readings window, profile, rules and the instant → findings.
+
+Pure and deterministic: the same arguments give the same findings in the same order. The
+evaluator worker calls it with each patient's window from the reading store; the backtest
+calls it as its clock advances through a file of readings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
+
+from alerts.model import Finding
+from alerts.rules.cgm import evaluate_cgm_summary, evaluate_forecast
+from alerts.rules.common import Context, SummaryFn, sort_readings
+from alerts.rules.model import Rule, RuleSet
+from alerts.rules.overrides import active_rules, apply_overrides
+from alerts.rules.stale import evaluate_gateway_offline, evaluate_missing, evaluate_stale
+from alerts.rules.thresholds import evaluate_threshold
+from alerts.rules.trends import (
+    evaluate_moving_average_rise,
+    evaluate_weight_change,
+    evaluate_window_mean,
+)
+from readings.files import PatientProfile
+from readings.model import Reading
+
+Evaluator = Callable[[Rule, Sequence[Reading], Context], list[Finding]]
+
+
+def _never(rule: Rule, readings: Sequence[Reading], context: Context) -> list[Finding]:
+    # S4: an implausible reading is quarantined by ingest and the patient asked to measure
+    # again; it is never an alarm, so the rule exists only to be documented.
+    return []
+
+
+EVALUATORS: dict[str, Evaluator] = {
+    "threshold": evaluate_threshold,
+    "window_mean": evaluate_window_mean,
+    "weight_change": evaluate_weight_change,
+    "moving_average_rise": evaluate_moving_average_rise,
+    "forecast_ar2": evaluate_forecast,
+    "cgm_summary": evaluate_cgm_summary,
+    "stale": evaluate_stale,
+    "missing": evaluate_missing,
+    "gateway_offline": evaluate_gateway_offline,
+    "plausibility": _never,
+}
+"""One function per rule kind (``kind`` in the rule file)."""
+
+
+def evaluate(
+    readings: Sequence[Reading],
+    profile: PatientProfile,
+    rules: RuleSet,
+    now: datetime,
+    *,
+    arrived: Collection[str] = frozenset(),
+    gateway_last_seen: Mapping[str, datetime] | None = None,
+    summary: SummaryFn | None = None,
+) -> list[Finding]:
+    """Every active rule's findings for one patient at ``now``.
+
+    Args:
+        readings: the patient's window (at least ``rules.lookback``), in any order;
+            readings measured after ``now`` are ignored. Implausible readings must not be
+            here (ingest quarantines them: S4 never alarms).
+        profile: conditions (select rules and profiles) and effective-dated overrides.
+        rules: the rule set.
+        now: the evaluation instant (the injected clock), timezone-aware.
+        arrived: ids of readings that arrived for this evaluation; only they can be late
+            (now − measured_at beyond the rule's ``late_after``), which turns what they
+            would raise into a review finding instead of a page.
+        gateway_last_seen: the patient's gateways and when each was last heard (S3).
+        summary: computes the CGM summary for G7; without it G7 is not evaluated.
+
+    Raises:
+        alerts.rules.overrides.OverrideError: an override that cannot apply.
+    """
+    window = sort_readings(
+        [r for r in readings if r.patient_id == profile.patient_id and r.measured_at <= now]
+    )
+    context = Context(
+        profile=profile,
+        now=now,
+        arrived=frozenset(arrived),
+        gateway_last_seen=dict(gateway_last_seen or {}),
+        summary=summary,
+    )
+    findings: list[Finding] = []
+    for rule in active_rules(rules, profile.conditions):
+        effective = apply_overrides(rule, profile.overrides, now)
+        if effective is None:
+            continue
+        findings.extend(EVALUATORS[effective.kind](effective, window, context))
+    return findings
