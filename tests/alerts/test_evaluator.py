@@ -1,0 +1,191 @@
+"""The evaluator: leases, catch-up from the store, windows, dedup — with the real rules.
+
+Real SQLite registry and reading store, the default rule set and the real engine; the
+clock is injected. The MQTT service around it is tested in tests/integration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from alerts.evaluator import IN_FLIGHT_MARGIN, Evaluator, RegistryPatientDirectory
+from alerts.model import Finding, FindingStatus
+from alerts.rules.engine import evaluate
+from alerts.rules.loader import default_rules
+from ingest.stores import open_store
+from ingest.stores.base import ReadingStore
+from readings.codec import encode_envelope
+from readings.model import GlucoseValues, Reading, new_reading
+from readings.topics import partition_for
+from registry.db import create_engine_for
+from registry.evaluation import watermark
+from tests.fakes import ManualClock
+from vitalgate.cli import app
+
+PATIENT = "patient-0001"
+DEVICE = "ROCHE-GUIDE-0000001"
+GATEWAY = "gw-0001"
+PARTITIONS = 4
+NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[Finding]]] = []
+
+    def __call__(self, patient_id: str, findings: Sequence[Finding]) -> None:
+        self.calls.append((patient_id, list(findings)))
+
+    def firing(self, rule_id: str) -> list[Finding]:
+        return [
+            f
+            for _, fs in self.calls
+            for f in fs
+            if f.rule_id == rule_id and f.status is FindingStatus.FIRING
+        ]
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> tuple[Engine, ReadingStore]:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    runner = CliRunner()
+    for args in (
+        ["init"],
+        ["gateway", "add", GATEWAY],
+        ["patient", "add", PATIENT],
+        ["device", "bind", DEVICE, "--gateway", GATEWAY, "--patient", PATIENT],
+    ):
+        result = runner.invoke(app, ["registry", "--registry", url, "--actor", "t", *args])
+        assert result.exit_code == 0, result.output
+    engine = create_engine_for(url)
+    store = open_store(f"sqlite:///{tmp_path / 'readings.db'}")
+    yield engine, store
+    store.close()
+    engine.dispose()
+
+
+def glucose(mmol: float, at: datetime, seq: int) -> Reading:
+    return new_reading(
+        values=GlucoseValues(glucose=mmol),
+        source_unit="mmol/L",
+        measured_at=at,
+        received_at=at,
+        device_id=DEVICE,
+        patient_id=PATIENT,
+        gateway_id=GATEWAY,
+        seq=seq,
+    )
+
+
+def make_evaluator(
+    deployment: tuple[Engine, ReadingStore], clock: ManualClock, sink: Sink, holder: str = "w1"
+) -> Evaluator:
+    engine, store = deployment
+    return Evaluator(
+        engine=engine,
+        store=store,
+        directory=RegistryPatientDirectory(engine),
+        rules=default_rules(),
+        evaluate=evaluate,
+        sink=sink,
+        clock=clock,
+        holder=holder,
+        partitions=PARTITIONS,
+        lease_ttl=timedelta(seconds=30),
+    )
+
+
+PART = partition_for(PATIENT, PARTITIONS)
+
+
+def test_an_accepted_hypo_fires_g1_and_moves_the_watermark(deployment) -> None:  # type: ignore[no-untyped-def]
+    clock, sink = ManualClock(NOW), Sink()
+    evaluator = make_evaluator(deployment, clock, sink)
+    evaluator.refresh_leases()
+    low = glucose(2.5, NOW - timedelta(minutes=5), 1)
+    deployment[1].write([low])
+    evaluator.handle_accepted(PART, encode_envelope(GATEWAY, NOW, [low]))
+    (g1,) = sink.firing("G1")
+    assert g1.reading_ids == (low.id,)
+    assert watermark(deployment[0], PART) == NOW - IN_FLIGHT_MARGIN
+
+
+def test_a_redelivered_batch_is_not_evaluated_again(deployment) -> None:  # type: ignore[no-untyped-def]
+    clock, sink = ManualClock(NOW), Sink()
+    evaluator = make_evaluator(deployment, clock, sink)
+    evaluator.refresh_leases()
+    low = glucose(2.5, NOW - timedelta(minutes=5), 1)
+    deployment[1].write([low])
+    payload = encode_envelope(GATEWAY, NOW, [low])
+    evaluator.handle_accepted(PART, payload)
+    calls = len(sink.calls)
+    evaluator.handle_accepted(PART, payload)
+    assert len(sink.calls) == calls
+    assert evaluator.stats.duplicates == 1
+
+
+def test_a_partition_not_held_is_left_to_its_holder(deployment) -> None:  # type: ignore[no-untyped-def]
+    clock, sink = ManualClock(NOW), Sink()
+    holder = make_evaluator(deployment, clock, Sink(), holder="w1")
+    holder.refresh_leases()
+    other = make_evaluator(deployment, clock, sink, holder="w2")
+    assert other.refresh_leases() == []
+    low = glucose(2.5, NOW - timedelta(minutes=5), 1)
+    other.handle_accepted(PART, encode_envelope(GATEWAY, NOW, [low]))
+    assert sink.calls == []
+    assert other.stats.ignored_not_held == 1
+
+
+def test_a_reading_whose_accepted_message_was_lost_is_evaluated_at_catch_up(deployment) -> None:  # type: ignore[no-untyped-def]
+    # The broker lost accepted/ while the evaluator was down; the store has the reading.
+    clock, sink = ManualClock(NOW), Sink()
+    first = make_evaluator(deployment, clock, Sink())
+    first.refresh_leases()
+    first.handle_accepted(PART, encode_envelope(GATEWAY, NOW, [glucose(6.0, NOW, 1)]))
+    first.release()
+    clock.advance(minutes=10)
+    lost = glucose(2.4, clock() - timedelta(minutes=3), 2)
+    deployment[1].write([lost])
+    restarted = make_evaluator(deployment, clock, sink)
+    assert PART in restarted.refresh_leases()
+    (g1,) = sink.firing("G1")
+    assert g1.reading_ids == (lost.id,)
+
+
+def test_a_dead_workers_partition_is_taken_over_and_caught_up(deployment) -> None:  # type: ignore[no-untyped-def]
+    clock = ManualClock(NOW)
+    dead = make_evaluator(deployment, clock, Sink(), holder="w1")
+    dead.refresh_leases()
+    dead.handle_accepted(PART, encode_envelope(GATEWAY, NOW, [glucose(6.0, NOW, 1)]))
+    # w1 stops renewing (killed); a reading is stored meanwhile.
+    clock.advance(20)
+    low = glucose(2.6, clock(), 2)
+    deployment[1].write([low])
+    sink = Sink()
+    heir = make_evaluator(deployment, clock, sink, holder="w2")
+    assert heir.refresh_leases() == []  # w1's leases are still live
+    clock.advance(15)
+    assert PART in heir.refresh_leases()
+    assert [f.reading_ids for f in sink.firing("G1")] == [(low.id,)]
+
+
+def test_the_window_comes_from_the_store_on_a_miss(deployment) -> None:  # type: ignore[no-untyped-def]
+    # G2 pages the doctor at the second low of the week: the first is only in the store.
+    clock, sink = ManualClock(NOW), Sink()
+    earlier = glucose(3.5, NOW - timedelta(days=2), 1)
+    deployment[1].write([earlier])
+    evaluator = make_evaluator(deployment, clock, sink)
+    evaluator.refresh_leases()
+    sink.calls.clear()
+    second = glucose(3.6, NOW - timedelta(minutes=2), 2)
+    deployment[1].write([second])
+    evaluator.handle_accepted(PART, encode_envelope(GATEWAY, NOW, [second]))
+    window_ids = {r.id for r in evaluator.windows.window(PATIENT, NOW)}
+    assert {earlier.id, second.id} <= window_ids
+    assert evaluator.windows.loads >= 1
