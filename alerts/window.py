@@ -90,13 +90,24 @@ class PatientWindows:
         )
 
     def add(self, patient_id: str, readings: Sequence[Reading], now: datetime) -> set[str]:
-        """Put arrivals into the patient's window; return the ids that were new to it."""
+        """Put arrivals into the patient's window; return the ids that are new arrivals.
+
+        On a cache miss every arrival counts as new, although the window just loaded from
+        the store already holds it: ingest stores a reading *before* announcing it on
+        ``accepted/``, so "already in the store" says nothing about "already evaluated".
+        Only a window that was in memory before this arrival can recognise a redelivery
+        (evaluating a redelivery once more is harmless: findings are per patient and rule).
+        """
+        cached = patient_id in self._windows and not self._stale(patient_id, now)
         entry = self._entry(patient_id, now)
-        new = {r.id for r in readings if r.id not in entry.readings}
+        new = {r.id for r in readings if not cached or r.id not in entry.readings}
         for reading in readings:
             entry.readings.setdefault(reading.id, reading)
         self._prune(entry, now)
         return new
+
+    def _stale(self, patient_id: str, now: datetime) -> bool:
+        return self._windows[patient_id].loaded_from > now - self._lookback
 
     def forget(self, patient_id: str) -> None:
         """Drop a patient's window (its partition went to another worker)."""

@@ -189,3 +189,16 @@ def test_the_window_comes_from_the_store_on_a_miss(deployment) -> None:  # type:
     window_ids = {r.id for r in evaluator.windows.window(PATIENT, NOW)}
     assert {earlier.id, second.id} <= window_ids
     assert evaluator.windows.loads >= 1
+
+
+def test_an_arrival_already_in_the_store_is_evaluated_on_a_cache_miss(deployment) -> None:  # type: ignore[no-untyped-def]
+    # Ingest stores before it announces: the window loaded on the miss already holds the
+    # arriving reading, which must still count as an arrival, not as a redelivery.
+    clock, sink = ManualClock(NOW), Sink()
+    evaluator = make_evaluator(deployment, clock, sink)
+    evaluator.refresh_leases()
+    evaluator.windows.forget(PATIENT)  # e.g. evicted from the LRU
+    low = glucose(2.5, NOW - timedelta(minutes=1), 7)
+    deployment[1].write([low])
+    evaluator.handle_accepted(PART, encode_envelope(GATEWAY, NOW, [low]))
+    assert [f.reading_ids for f in sink.firing("G1")] == [(low.id,)]
