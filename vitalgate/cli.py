@@ -74,6 +74,7 @@ LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
         "What ingest quarantined and why; release it once the cause is fixed.",
         extra="server",
     ),
+    "summary": LazyGroup("vitalgate.commands.summary", "Summaries from files.", extra="server"),
     "demo": LazyGroup(
         "vitalgate.commands.demo",
         "Run a whole simulated deployment on this machine.",

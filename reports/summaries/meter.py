@@ -128,11 +128,13 @@ def summarise_meter(
         }
     )
     table = frame.groupby("meal", sort=True).agg(
-        readings=("glucose", "size"), mean=("glucose", "mean"), hit=("hit", "mean")
+        n=("glucose", "size"), glucose=("glucose", "mean"), hit=("hit", "mean")
     )
     by_meal = tuple(
-        _meal_summary(str(context), int(row.readings), float(row.mean), float(row.hit), reason)
-        for context, row in table.iterrows()
+        _meal_summary(str(context), int(n), float(mean), float(share), reason)
+        for context, n, mean, share in zip(
+            table.index, table["n"], table["glucose"], table["hit"], strict=True
+        )
     )
     return MeterSummary(
         readings=n,
