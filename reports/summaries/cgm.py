@@ -125,7 +125,12 @@ def active_percent(seconds: np.ndarray, period: Period, interval_s: float) -> fl
 
 
 def summarise_cgm(
-    readings: Iterable[Reading], period: Period, *, band_minutes: int = DEFAULT_BAND_MINUTES
+    readings: Iterable[Reading],
+    period: Period,
+    *,
+    band_minutes: int = DEFAULT_BAND_MINUTES,
+    min_days: float = CGM_MIN_DAYS,
+    min_active_percent: float = CGM_MIN_ACTIVE_PERCENT,
 ) -> CgmSummary | None:
     """The CGM summary of the period, or ``None`` when there is no CGM reading in it.
 
@@ -133,6 +138,9 @@ def summarise_cgm(
         readings: any readings; only :class:`CgmGlucoseReading` inside the period count.
         period: the period, with the patient's zone (for the time-of-day bands).
         band_minutes: width of a time-of-day bin; must divide 1440.
+        min_days, min_active_percent: the sufficiency rule; keep the consensus defaults
+            for anything a clinician reads (a caller may relax them for a short triage
+            window, and must then say so where the figure is shown).
     """
     if 1440 % band_minutes:
         raise ValueError(f"band_minutes must divide 1440, got {band_minutes}")
@@ -146,10 +154,14 @@ def summarise_cgm(
     mmol = np.fromiter((r.values.glucose for r in cgm), np.float64, len(cgm))
 
     gate: Insufficient | None = None
-    if period.days < CGM_MIN_DAYS - DST_SLACK_DAYS:
-        gate = Insufficient("period shorter than 14 days", round(period.days, 2), CGM_MIN_DAYS)
-    elif active < CGM_MIN_ACTIVE_PERCENT:
-        gate = Insufficient("CGM active less than 70 % of the time", active, CGM_MIN_ACTIVE_PERCENT)
+    if period.days < min_days - DST_SLACK_DAYS:
+        gate = Insufficient(
+            f"period shorter than {min_days:g} days", round(period.days, 2), min_days
+        )
+    elif active < min_active_percent:
+        gate = Insufficient(
+            f"CGM active less than {min_active_percent:g} % of the time", active, min_active_percent
+        )
     elif len(cgm) < 2:
         gate = Insufficient("fewer than 2 CGM readings", len(cgm), 2)
     if gate is not None:
