@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from datetime import date, datetime, timedelta
@@ -38,10 +39,7 @@ samples = st.lists(
 
 def plain_range(value: float, unit: str) -> int:
     """The consensus range, written out with the published figures of each unit."""
-    if unit == "mg/dL":
-        edges = (54, 70, 180, 250)
-    else:
-        edges = (3.0, 3.9, 10.0, 13.9)
+    edges = (54, 70, 180, 250) if unit == "mg/dL" else (3.0, 3.9, 10.0, 13.9)
     if value < edges[0]:
         return 0
     if value < edges[1]:
@@ -86,7 +84,7 @@ def test_cgm_matches_a_plain_reimplementation(series: list[tuple[int, float, str
     assert got == pytest.approx([100.0 * c / len(series) for c in counts])
     # active: distinct slots of the (clamped median) interval, over the day
     minutes = sorted(minute for minute, _, _ in series)
-    gaps = [b - a for a, b in zip(minutes, minutes[1:], strict=False) if b > a]
+    gaps = [b - a for a, b in itertools.pairwise(minutes) if b > a]
     interval = min(max(statistics.median(gaps) * 60, 60), 900) if gaps else 300
     slots = {math.floor(minute * 60 / interval) for minute in minutes}
     assert summary.active_percent == pytest.approx(
@@ -135,7 +133,7 @@ def test_meter_matches_a_plain_reimplementation(series: list[tuple[int, float, s
     assert summary.readings_per_day == pytest.approx(len(series))
     assert summary.events_below_3_9 == plain_events(series, 1)
     assert summary.events_below_3_0 == plain_events(series, 2)
-    in_target = sum(2 == plain_range(value, unit) for _, value, unit in series)
+    in_target = sum(plain_range(value, unit) == 2 for _, value, unit in series)
     if len(series) >= 10:
         assert summary.in_target_percent == Sufficient(
             pytest.approx(100.0 * in_target / len(series))

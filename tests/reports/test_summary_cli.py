@@ -126,8 +126,17 @@ def test_bad_time_exits_2(tmp_path: Path) -> None:
     readings, patients = _files(tmp_path)
     result = runner.invoke(
         app,
-        ["summary", "--readings", str(readings), "--patients", str(patients)]
-        + ["--from", "yesterday", "--to", "2026-03-15"],
+        [
+            "summary",
+            "--readings",
+            str(readings),
+            "--patients",
+            str(patients),
+            "--from",
+            "yesterday",
+            "--to",
+            "2026-03-15",
+        ],
     )
     assert result.exit_code == 2
     assert "--from: 'yesterday' is not an ISO 8601" in result.stderr
@@ -137,8 +146,17 @@ def test_reversed_period_exits_2(tmp_path: Path) -> None:
     readings, patients = _files(tmp_path)
     result = runner.invoke(
         app,
-        ["summary", "--readings", str(readings), "--patients", str(patients)]
-        + ["--from", "2026-03-15", "--to", "2026-03-01"],
+        [
+            "summary",
+            "--readings",
+            str(readings),
+            "--patients",
+            str(patients),
+            "--from",
+            "2026-03-15",
+            "--to",
+            "2026-03-01",
+        ],
     )
     assert result.exit_code == 2
     assert "empty or reversed" in result.stderr
@@ -162,7 +180,7 @@ def test_an_aware_time_is_one_instant_for_every_zone() -> None:
 
 
 def test_targets_from_overrides_refuse_non_numbers() -> None:
-    with pytest.raises(InvalidTarget, match="target.spo2_low_percent"):
+    with pytest.raises(InvalidTarget, match=r"target\.spo2_low_percent"):
         Targets.from_overrides({"target.spo2_low_percent": "94"})
     with pytest.raises(InvalidTarget, match="below"):
         Targets.from_overrides({"target.glucose_low_mmol_l": 11.0})
