@@ -64,6 +64,7 @@ def meter(
     unit: str = "mmol/L",
     meal: str | None = None,
     flags: tuple[str, ...] = (),
+    patient: str = "p-1",
 ) -> Reading:
     """A meter reading of ``value`` given in ``unit``, with an optional meal context."""
     return reading(
@@ -72,6 +73,7 @@ def meter(
         unit=unit,
         context={"meal": meal} if meal else None,
         flags=flags,
+        patient=patient,
     )
 
 

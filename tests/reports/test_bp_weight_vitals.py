@@ -37,7 +37,7 @@ def _home_week(days: range) -> list:
 def test_home_mean_drops_the_first_day_of_the_last_7() -> None:
     # Days 7..13 (8-14 March) are the last 7 local days; day 7 reads 180/110 and is dropped.
     readings = [bp(180, 110, _at(7, 7)), bp(180, 110, _at(7, 21)), *_home_week(range(8, 14))]
-    readings += [bp(200, 120, _at(2, 7))]  # before the window: not in the home mean
+    readings += [bp(200, 120, _at(6, 7))]  # 7 March, the day before the window: not used
     summary = summarise_blood_pressure(readings, TWO_WEEKS, Targets())
     assert summary is not None
     assert summary.readings == 15

@@ -153,3 +153,18 @@ def test_percentiles_interpolate_linearly() -> None:
     assert (band.p5, band.p25, band.p50, band.p75, band.p95) == pytest.approx(
         (1.2, 2.0, 3.0, 4.0, 4.8)
     )
+
+
+def test_active_time_counts_sampling_slots_at_the_devices_interval() -> None:
+    # 5-min readings with day 6 missing: the interval stays 5 min (the median gap, not the
+    # mean, which the one-day gap would stretch), and 13 of 14 days are active.
+    readings = [r for i, r in enumerate(_series([6.0])) if i // 288 != 6]
+    summary = summarise_cgm(readings, FOURTEEN_DAYS)
+    assert summary is not None
+    assert summary.sample_interval_minutes == pytest.approx(5.0)
+    assert summary.active_percent == pytest.approx(100.0 * 13 / 14)
+    # a 15-min device (Libre 1 history) is fully active at one reading per 15 min
+    sparse = [cgm(6.0, T0 + timedelta(minutes=15 * i)) for i in range(14 * 96)]
+    summary = summarise_cgm(sparse, FOURTEEN_DAYS)
+    assert summary is not None
+    assert summary.active_percent == pytest.approx(100.0)

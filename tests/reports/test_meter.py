@@ -144,3 +144,15 @@ def test_days_are_the_patients_local_days() -> None:
 
 def test_no_meter_reading_is_no_section() -> None:
     assert summarise_meter([], WEEK, Targets()) is None
+
+
+def test_the_period_is_half_open() -> None:
+    readings = [
+        meter(6.0, WEEK.start),
+        meter(2.0, WEEK.end),
+        meter(2.5, WEEK.start - timedelta(seconds=1)),
+    ]
+    summary = summarise_meter(readings, WEEK, Targets())
+    assert summary is not None
+    assert summary.readings == 1
+    assert summary.events_below_3_9 == 0

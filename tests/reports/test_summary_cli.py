@@ -193,3 +193,23 @@ def test_targets_from_overrides_refuse_non_numbers() -> None:
 def test_a_naive_period_is_refused() -> None:
     with pytest.raises(InvalidPeriod):
         Period(T0.replace(tzinfo=None), T0.replace(tzinfo=None) + timedelta(days=1), T0.tzinfo)  # type: ignore[arg-type]
+
+
+def test_summarise_patient_keeps_to_the_patient_and_its_sections() -> None:
+    from reports.summaries import summarise_patient, summary_json
+
+    period = Period(T0, T0 + timedelta(days=14), T0.tzinfo)  # type: ignore[arg-type]
+    readings = [cgm(6.0, T0 + timedelta(minutes=5 * i)) for i in range(14 * 288)]
+    readings += [meter(3.0, T0 + timedelta(hours=1)), weight(70.0, T0)]
+    other = [meter(2.0, T0 + timedelta(hours=2), patient="p-9")]
+    summary = summarise_patient("p-1", readings + other, period, Targets())
+    assert summary.meter is not None
+    assert summary.meter.readings == 1
+    assert summary.cgm is not None
+    assert summary.blood_pressure is None
+    assert summary.spo2 is None
+    assert summary.heart_rate is None
+    cgm_only = summary_json(summarise_patient("p-1", readings[:-2], period, Targets()))
+    assert cgm_only["bgm"] is None
+    assert cgm_only["weight"] is None
+    assert cgm_only["cgm"]["mean_mmol_l"] == 6.0
