@@ -8,7 +8,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from readings.model import GlucoseReading, Reading
 from readings.units import mmol_per_l_to_mg_per_dl
@@ -120,20 +119,18 @@ def summarise_meter(
     hit = in_target(judged, is_mg, targets)
     n = len(meter)
     reason = f"fewer than {METER_MIN_READINGS} meter readings"
-    frame = pd.DataFrame(
-        {
-            "meal": [str(r.context.get("meal", UNSPECIFIED_MEAL)) for r in meter],
-            "glucose": mmol,
-            "hit": hit,
-        }
+    # A handful of contexts per patient: numpy's grouping costs microseconds where a pandas
+    # groupby costs milliseconds, and the triage view summarises 10,000 patients.
+    contexts, group = np.unique(
+        [str(r.context.get("meal", UNSPECIFIED_MEAL)) for r in meter], return_inverse=True
     )
-    table = frame.groupby("meal", sort=True).agg(
-        n=("glucose", "size"), glucose=("glucose", "mean"), hit=("hit", "mean")
-    )
+    sizes = np.bincount(group, minlength=contexts.size)
+    sums = np.bincount(group, weights=mmol, minlength=contexts.size)
+    hits = np.bincount(group, weights=hit.astype(np.float64), minlength=contexts.size)
     by_meal = tuple(
-        _meal_summary(str(context), int(n), float(mean), float(share), reason)
-        for context, n, mean, share in zip(
-            table.index, table["n"], table["glucose"], table["hit"], strict=True
+        _meal_summary(str(context), int(size), total / size, hits_ / size, reason)
+        for context, size, total, hits_ in zip(
+            contexts.tolist(), sizes.tolist(), sums.tolist(), hits.tolist(), strict=True
         )
     )
     return MeterSummary(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -62,11 +62,13 @@ class Period:
         Readings flagged ``control_solution`` are quality-control tests of the meter, not
         of the patient, and are never summarised.
         """
+        # Readings are in UTC: comparing them with UTC bounds skips a zone lookup per reading.
+        start, end = self.start.astimezone(UTC), self.end.astimezone(UTC)
         chosen = [
             reading
             for reading in readings
             if isinstance(reading, kind)
-            and self.contains(reading.measured_at)
+            and start <= reading.measured_at < end
             and "control_solution" not in reading.flags
         ]
         chosen.sort(key=lambda reading: reading.measured_at)
@@ -99,6 +101,3 @@ def minutes_of_day(readings: Sequence[Reading], zone: ZoneInfo) -> npt.NDArray[n
     """Each reading's local wall-clock time as minutes after local midnight (0-1439)."""
     clocks = local_clock(readings, zone)
     return np.fromiter((c.hour * 60 + c.minute for c in clocks), np.int64, len(clocks))
-
-
-ONE_DAY = timedelta(days=1)
