@@ -82,6 +82,7 @@ LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
     "alerts": LazyGroup(
         "vitalgate.commands.alerts", "Alert rules: check rule files, backtest them over readings."
     ),
+    "summary": LazyGroup("vitalgate.commands.summary", "Summaries from files.", extra="server"),
     "demo": LazyGroup(
         "vitalgate.commands.demo",
         "Run a whole simulated deployment on this machine.",
