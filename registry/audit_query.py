@@ -65,7 +65,9 @@ def find_audit(
         # patient_ids is a compact JSON array of strings: the quoted id matches one element
         # exactly (not a prefix of another id); autoescape keeps % and _ literal.
         statement = statement.where(
-            AuditRecord.patient_ids.contains(json.dumps(query.patient_id, ensure_ascii=False), autoescape=True)
+            AuditRecord.patient_ids.contains(
+                json.dumps(query.patient_id, ensure_ascii=False), autoescape=True
+            )
         )
     rows = session.scalars(statement.offset(offset).limit(limit))
     return [

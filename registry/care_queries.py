@@ -183,7 +183,9 @@ def list_contracts(
         query = query.where(CareTeam.code == team_code)
     if open_only:
         query = query.where(CareContract.ends_on.is_(None))
-    return [_contract(row, code) for row, code in session.execute(query.offset(offset).limit(limit))]
+    return [
+        _contract(row, code) for row, code in session.execute(query.offset(offset).limit(limit))
+    ]
 
 
 def contract_by_id(session: Session, contract_id: int) -> ContractRecord:
@@ -236,7 +238,9 @@ def list_shifts(
             ends_at=row.ends_at,
             covers_username=covered_name,
         )
-        for row, code, doctor_name, covered_name in session.execute(query.offset(offset).limit(limit))
+        for row, code, doctor_name, covered_name in session.execute(
+            query.offset(offset).limit(limit)
+        )
     ]
 
 
