@@ -141,7 +141,7 @@ def _expect(
 ) -> dict[tuple[str, str], int]:
     granted = 201 if consents == 200 else consents
     system = {route: _SUCCESS.get(route, 200) if admin == 200 else admin for route in ADMIN_ROUTES}
-    system |= {route: it for route in IT_ROUTES}
+    system |= dict.fromkeys(IT_ROUTES, it)
     return system | {
         R_PATIENT: read,
         R_READINGS: read,
