@@ -304,3 +304,5 @@ class AuditPage(Page):
     """A page of audit rows, newest first."""
 
     data: list[AuditRowPublic]
+    next_before_seq: int | None
+    """Pass as ``before_seq`` for the next page (stable while the log grows)."""

@@ -30,6 +30,8 @@ class AuditQuery:
         outcome: only this outcome.
         since: at or after (timezone-aware).
         until: before (timezone-aware).
+        before_seq: rows earlier in the chain than this ``seq`` — the stable way to page
+            newest-first through a log that grows while one reads it.
     """
 
     actor: str | None = None
@@ -38,6 +40,7 @@ class AuditQuery:
     outcome: AuditOutcome | None = None
     since: datetime | None = None
     until: datetime | None = None
+    before_seq: int | None = None
 
     def __post_init__(self) -> None:
         if self.since is not None:
@@ -61,6 +64,8 @@ def find_audit(
         statement = statement.where(AuditRecord.at >= aware_utc(query.since, "since"))
     if query.until is not None:
         statement = statement.where(AuditRecord.at < aware_utc(query.until, "until"))
+    if query.before_seq is not None:
+        statement = statement.where(AuditRecord.seq < query.before_seq)
     if query.patient_id is not None:
         # patient_ids is a compact JSON array of strings: the quoted id matches one element
         # exactly (not a prefix of another id); autoescape keeps % and _ literal.

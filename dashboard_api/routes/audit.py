@@ -44,10 +44,18 @@ def query(
     outcome: AuditOutcome | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    before_seq: Annotated[
+        int | None,
+        Query(ge=1, description="Only rows before this seq: page with `next_before_seq`."),
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> AuditPage:
-    """Rows matching every filter given, newest first."""
+    """Rows matching every filter given, newest first.
+
+    The log grows while it is read (this very query adds a row), so page with
+    ``before_seq=next_before_seq``; ``offset`` pages shift as rows arrive.
+    """
     try:
         criteria = AuditQuery(
             actor=actor,
@@ -56,6 +64,7 @@ def query(
             outcome=outcome,
             since=since,
             until=until,
+            before_seq=before_seq,
         )
     except InvalidRegistryInput as exc:
         raise HTTPException(422, detail=str(exc)) from exc
@@ -74,6 +83,7 @@ def query(
             "outcome": outcome.value if outcome else None,
             "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None,
+            "before_seq": before_seq,
             "returned": len(page),
         },
     )
@@ -95,6 +105,7 @@ def query(
         offset=offset,
         limit=limit,
         next_offset=offset + limit if len(rows) > limit else None,
+        next_before_seq=page[-1].seq if len(rows) > limit else None,
     )
 
 
