@@ -16,9 +16,10 @@ from sqlalchemy import Engine
 from dashboard_api.config import API_PREFIX, ApiSettings
 from dashboard_api.context import ApiContext
 from dashboard_api.live import LiveHub
-from dashboard_api.routes import audit, auth, care, patients, stream
+from dashboard_api.routes import admin, audit, auth, care, patients, quarantine, stream
 from dashboard_api.sms import SmsSender
 from ingest.stores.base import ReadingStore
+from ingest.validate import DEFAULT_LIMITS, PlausibilityLimits
 
 SECURITY_HEADERS: Final = {
     # Everything the pages load comes from this origin; no inline script, no framing.
@@ -49,6 +50,7 @@ def create_app(
     sms: SmsSender,
     clock: Callable[[], datetime] = _utc_now,
     live: LiveHub | None = None,
+    plausibility: PlausibilityLimits = DEFAULT_LIMITS,
 ) -> FastAPI:
     """The API application over the given registry and reading store."""
     app = FastAPI(
@@ -59,9 +61,15 @@ def create_app(
         redoc_url=None,
     )
     app.state.context = ApiContext(
-        settings=settings, registry=registry, store=store, clock=clock, sms=sms, live=live
+        settings=settings,
+        registry=registry,
+        store=store,
+        clock=clock,
+        sms=sms,
+        live=live,
+        plausibility=plausibility,
     )
-    for module in (auth, patients, care, audit, stream):
+    for module in (auth, patients, care, audit, stream, admin, quarantine):
         app.include_router(module.router)
 
     @app.middleware("http")

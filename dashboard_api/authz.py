@@ -1,6 +1,10 @@
 """The authorization matrix: relationship × action → allowed, in one pure function.
 
 The caller's relationships to the patient come from :func:`registry.access.access_facts`.
+Routes about the deployment rather than one patient (accounts, teams, the quarantine, the
+audit log) are decided by role alone: :data:`ROLE_MATRIX` (role × :class:`SystemAction`),
+applied by :func:`role_allows`.
+
 The rule that keeps ids from being probed: with **no** relationship (or no such patient)
 the answer is :attr:`Verdict.NOT_FOUND`; with a relationship that does not allow the action
 it is :attr:`Verdict.FORBIDDEN`. The matrix is written out in ``docs/authorization.md``; a
@@ -15,7 +19,7 @@ from enum import StrEnum
 from typing import Final
 
 from registry.access import AccessFacts, Relationship
-from registry.care_models import ConsentScope
+from registry.care_models import ConsentScope, Role
 
 
 class Action(StrEnum):
@@ -135,3 +139,58 @@ def decide(facts: AccessFacts, action: Action) -> Decision:
         if action in granted:
             return Decision(Verdict.ALLOW, relationship)
     return Decision(Verdict.FORBIDDEN, None)
+
+
+class SystemAction(StrEnum):
+    """What a request does with the deployment itself (no single patient in the path)."""
+
+    MANAGE_ACCOUNTS = "manage_accounts"
+    """List, create, disable and enable accounts; reset a staff password."""
+    MANAGE_TEAMS = "manage_teams"
+    """Teams, their members and the on-call rota."""
+    MANAGE_CONTRACTS = "manage_contracts"
+    """Contracts (签约) between patients and teams, with history."""
+    VIEW_FAMILY_LINKS = "view_family_links"
+    """Which family accounts are linked to which patient, and their consents."""
+    READ_AUDIT = "read_audit"
+    """Query the audit log and verify its chain."""
+    READ_QUARANTINE = "read_quarantine"
+    """List quarantine entries (metadata only) and security events."""
+    INSPECT_QUARANTINE = "inspect_quarantine"
+    """One entry's raw payload, which carries health values: audited as health data."""
+    RELEASE_QUARANTINE = "release_quarantine"
+    """Run an entry through ingest again once its cause was fixed."""
+
+
+ROLE_MATRIX: Final[Mapping[Role, frozenset[SystemAction]]] = {
+    Role.ADMIN: frozenset(
+        {
+            SystemAction.MANAGE_ACCOUNTS,
+            SystemAction.MANAGE_TEAMS,
+            SystemAction.MANAGE_CONTRACTS,
+            SystemAction.VIEW_FAMILY_LINKS,
+            SystemAction.READ_AUDIT,
+        }
+    ),
+    Role.IT_OPERATOR: frozenset(
+        {
+            SystemAction.READ_QUARANTINE,
+            SystemAction.INSPECT_QUARANTINE,
+            SystemAction.RELEASE_QUARANTINE,
+        }
+    ),
+    Role.FAMILY_DOCTOR: frozenset(),
+    Role.NURSE: frozenset(),
+    Role.TEAM_LEAD: frozenset(),
+    Role.PUBLIC_HEALTH: frozenset(),
+    Role.PATIENT: frozenset(),
+    Role.FAMILY: frozenset(),
+}
+"""What each role may do with the deployment. Administration and the quarantine are kept
+apart (MLPS level 3 asks for separate system, security and audit duties): an admin never
+sees a raw payload, an IT operator never changes who cares for whom."""
+
+
+def role_allows(roles: frozenset[Role], action: SystemAction) -> bool:
+    """Whether any of ``roles`` allows ``action``."""
+    return any(action in ROLE_MATRIX[role] for role in roles)

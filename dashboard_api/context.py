@@ -20,6 +20,7 @@ from dashboard_api.ratelimit import SlidingWindowLimiter
 from dashboard_api.security import Authenticator
 from dashboard_api.sms import SmsSender
 from ingest.stores.base import ReadingStore
+from ingest.validate import DEFAULT_LIMITS, PlausibilityLimits
 from registry.audit import AuditDetail, AuditOutcome, record_audit
 from registry.db import session_scope
 
@@ -35,6 +36,8 @@ class ApiContext:
     sms: SmsSender
     live: LiveHub | None = None
     """New readings for the stream; ``None`` where no accepted/ feed is connected."""
+    plausibility: PlausibilityLimits = DEFAULT_LIMITS
+    """The bounds a released quarantine entry is examined against (ingest's own)."""
     authenticator: Authenticator = field(init=False)
     login_limiter: SlidingWindowLimiter = field(init=False)
 

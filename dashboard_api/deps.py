@@ -15,16 +15,17 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Final
 
 from fastapi import Depends, HTTPException, Request, status
 
-from dashboard_api.authz import Action, Decision, Verdict, decide
+from dashboard_api.authz import Action, Decision, SystemAction, Verdict, decide, role_allows
 from dashboard_api.context import ApiContext
 from dashboard_api.security import InvalidToken, digest
 from registry.access import AccessFacts, Actor, Relationship, access_facts, load_actor
-from registry.audit import AuditOutcome
+from registry.audit import AuditDetail, AuditOutcome
 from registry.care_models import Role
 
 ACCESS_COOKIE: Final = "vg_access"
@@ -131,6 +132,71 @@ def require_role(*roles: Role):  # type: ignore[no-untyped-def]  # a dependency 
         return caller
 
     return check
+
+
+SYSTEM_ROUTE_MARKER: Final = "vitalgate_system_gate"
+"""Set on :func:`system_access`'s dependency so a test can list the routes it guards."""
+
+
+@dataclass(frozen=True, slots=True)
+class SystemGrant:
+    """An allowed request about the deployment: who, acting in which role, for what."""
+
+    caller: Caller
+    action: SystemAction
+    role: Role
+    """The role that allowed it (recorded in the request's audit row)."""
+
+
+def system_access(action: SystemAction):  # type: ignore[no-untyped-def]  # a dependency factory
+    """The gate of every route about the deployment: :data:`~dashboard_api.authz.ROLE_MATRIX`.
+
+    A caller whose roles do not allow ``action`` gets 403 whatever the ids in the path (so
+    a refused caller cannot probe which usernames, teams or entries exist) and an audit row.
+    The allowed request's own audit row is the route's to write: it knows what it returned.
+    """
+
+    def gate(request: Request, caller: CallerDep, context: ContextDep) -> SystemGrant:
+        if not role_allows(caller.actor.roles, action):
+            template = route_template(request)
+            context.audit(
+                actor=caller.actor.username,
+                actor_role=caller.primary_role,
+                action=template,
+                target=template,
+                outcome=AuditOutcome.DENIED,
+                detail={"status": 403, "action": action.value},
+            )
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="not allowed for your role")
+        role = min(r for r in caller.actor.roles if role_allows(frozenset({r}), action))
+        return SystemGrant(caller=caller, action=action, role=role)
+
+    setattr(gate, SYSTEM_ROUTE_MARKER, action)
+    return gate
+
+
+def audit_system(
+    context: ApiContext,
+    request: Request,
+    grant: SystemGrant,
+    *,
+    status_code: int,
+    outcome: AuditOutcome = AuditOutcome.OK,
+    patient_ids: Sequence[str] = (),
+    detail: AuditDetail | None = None,
+) -> None:
+    """The audit row of a request :func:`system_access` let through: the route template,
+    every patient id the answer named, the status and the route's own detail (ids only)."""
+    template = route_template(request)
+    context.audit(
+        actor=grant.caller.actor.username,
+        actor_role=grant.role.value,
+        action=template,
+        target=template,
+        outcome=outcome,
+        patient_ids=patient_ids,
+        detail={"action": grant.action.value, **(detail or {}), "status": status_code},
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,9 +294,12 @@ class QuarantineStore:
             raise unavailable(exc) from exc
         return [entry for key, entry in unique.items() if key in inserted]
 
-    def find(self, criteria: QuarantineFilter, limit: int = 100) -> list[QuarantineRecord]:
-        """The newest ``limit`` entries matching ``criteria``, newest first."""
-        query = _records_query().limit(limit)
+    def find(
+        self, criteria: QuarantineFilter, limit: int = 100, *, offset: int = 0
+    ) -> list[QuarantineRecord]:
+        """The newest ``limit`` entries matching ``criteria`` after skipping ``offset``,
+        newest first."""
+        query = _records_query().offset(offset).limit(limit)
         if criteria.gateway_id is not None:
             query = query.where(QuarantinedReading.gateway_id == criteria.gateway_id)
         if criteria.reason is not None:

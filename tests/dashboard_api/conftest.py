@@ -4,7 +4,8 @@ SQLite reading store, with a seeded care model and a clock the test moves.
 Seed: team-a (dr.zhang, nurse.liu, lead.zhou) contracted with p-wang; team-b (dr.chen) with
 p-li; wang.fang is p-wang's own account; wang.daughter has consent to view p-wang's
 readings, wang.son's consent was revoked and wang.niece's expired; dr.duty is on duty for
-team-a from T0 + 1 h for 8 h; dr.glass is a doctor of no team; admin is an administrator.
+team-a from T0 + 1 h for 8 h; dr.glass is a doctor of no team; admin is an administrator;
+it.ops is an IT operator.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ STAFF = {
     "dr.duty": [Role.FAMILY_DOCTOR],
     "dr.glass": [Role.FAMILY_DOCTOR],
     "admin": [Role.ADMIN],
+    "it.ops": [Role.IT_OPERATOR],
 }
 
 

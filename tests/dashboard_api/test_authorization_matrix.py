@@ -19,8 +19,17 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import func, select
 
 from dashboard_api.deps import PATIENT_ROUTE_MARKER
+from ingest.examine import examine_message
+from ingest.validate import DEFAULT_LIMITS
+from readings.codec import encode_envelope
+from readings.model import GlucoseValues, new_reading
+from readings.topics import readings_topic
+from readings.units import Unit
+from registry.care_queries import list_contracts
 from registry.db import session_scope
 from registry.models import AuditRecord
+from registry.ownership import OwnershipChecker
+from registry.quarantine import QuarantineFilter, QuarantineStore
 from tests.dashboard_api.conftest import T0, Deployment
 
 PATIENT = "p-wang"
@@ -46,8 +55,18 @@ SAMPLE_BODY = {
         "username": "wang.niece",
         "scopes": ["view_readings"],
     },
+    ("post", "/api/v1/admin/teams/{team_code}/members"): {
+        "username": "dr.glass",
+        "position": "doctor",
+        "since": (T0 + timedelta(hours=1)).isoformat(),  # before the clock: it can end now
+    },
+    ("post", "/api/v1/admin/contracts/{contract_id}/end"): {
+        "ends_on": (T0 + timedelta(days=1)).date().isoformat(),
+        "reason": "moved to another district",
+    },
+    ("post", "/api/v1/quarantine/{quarantine_id}/release"): {"reason": "device bound"},
 }
-SAMPLE_PATH = {"patient_id": PATIENT, "username": "wang.son"}
+SAMPLE_PATH = {"patient_id": PATIENT, "username": "wang.son", "team_code": "team-a"}
 
 R_PATIENT = ("get", "/api/v1/patients/{patient_id}")
 R_READINGS = ("get", "/api/v1/patients/{patient_id}/readings")
@@ -58,6 +77,35 @@ R_DEVICES = ("get", "/api/v1/patients/{patient_id}/devices")
 R_CONSENTS = ("get", "/api/v1/patients/{patient_id}/consents")
 R_GRANT = ("post", "/api/v1/patients/{patient_id}/consents")
 R_REVOKE = ("delete", "/api/v1/patients/{patient_id}/consents/{username}")
+R_DISABLE = ("post", "/api/v1/admin/users/{username}/disable")
+R_ENABLE = ("post", "/api/v1/admin/users/{username}/enable")
+R_PASSWORD = ("post", "/api/v1/admin/users/{username}/password-reset")
+R_MEMBERS = ("get", "/api/v1/admin/teams/{team_code}/members")
+R_ADD_MEMBER = ("post", "/api/v1/admin/teams/{team_code}/members")
+R_END_MEMBER = ("delete", "/api/v1/admin/teams/{team_code}/members/{username}")
+R_END_CONTRACT = ("post", "/api/v1/admin/contracts/{contract_id}/end")
+R_INSPECT = ("get", "/api/v1/quarantine/{quarantine_id}")
+R_RELEASE = ("post", "/api/v1/quarantine/{quarantine_id}/release")
+
+PATH_FOR_ROUTE = {
+    R_DISABLE: {"username": "dr.chen"},
+    R_ENABLE: {"username": "dr.chen"},
+    R_PASSWORD: {"username": "dr.chen"},
+    R_END_MEMBER: {"username": "dr.glass"},
+}
+"""Where one route needs another sample than SAMPLE_PATH (ids known only once seeded, such
+as ``contract_id`` and ``quarantine_id``, are looked up by the test)."""
+
+ADMIN_ROUTES = (
+    R_DISABLE,
+    R_ENABLE,
+    R_PASSWORD,
+    R_MEMBERS,
+    R_ADD_MEMBER,
+    R_END_MEMBER,
+    R_END_CONTRACT,
+)
+IT_ROUTES = (R_INSPECT, R_RELEASE)
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -81,14 +129,20 @@ ALL = (
     R_GRANT,
     R_REVOKE,
     R_BREAK_GLASS,
+    *ADMIN_ROUTES,
+    *IT_ROUTES,
 )
+
+_SUCCESS = {R_ADD_MEMBER: 201}
 
 
 def _expect(
-    read: int, set_target: int, consents: int, break_glass: int
+    read: int, set_target: int, consents: int, break_glass: int, admin: int = 403, it: int = 403
 ) -> dict[tuple[str, str], int]:
     granted = 201 if consents == 200 else consents
-    return {
+    system = {route: _SUCCESS.get(route, 200) if admin == 200 else admin for route in ADMIN_ROUTES}
+    system |= dict.fromkeys(IT_ROUTES, it)
+    return system | {
         R_PATIENT: read,
         R_READINGS: read,
         R_TARGETS: read,
@@ -101,7 +155,8 @@ def _expect(
     }
 
 
-# Columns: reading routes, setting a target, the consent routes, break-glass.
+# Columns: reading routes, setting a target, the consent routes, break-glass, the admin
+# routes, the IT operator's quarantine routes (403 unless given).
 EXPECTED: dict[str, dict[tuple[str, str], int]] = {
     "own doctor": _expect(200, 201, 403, 201),
     "team lead": _expect(200, 201, 403, 201),
@@ -111,14 +166,15 @@ EXPECTED: dict[str, dict[tuple[str, str], int]] = {
     "consented family member": _expect(200, 403, 403, 403),
     "family, consent revoked": _expect(404, 404, 404, 403),
     "family, consent expired": _expect(404, 404, 404, 403),
-    "admin": _expect(404, 404, 404, 403),
+    "admin": _expect(404, 404, 404, 403, admin=200),
+    "IT operator": _expect(404, 404, 404, 403, it=200),
     "duty doctor during duty": _expect(200, 403, 403, 201),
     "duty doctor after duty": _expect(404, 404, 404, 201),
     "doctor after break-glass": _expect(200, 403, 403, 201),
-    "no token": _expect(401, 401, 401, 401),
-    "expired token": _expect(401, 401, 401, 401),
-    "forged token": _expect(401, 401, 401, 401),
-    "alg=none token": _expect(401, 401, 401, 401),
+    "no token": _expect(401, 401, 401, 401, 401, 401),
+    "expired token": _expect(401, 401, 401, 401, 401, 401),
+    "forged token": _expect(401, 401, 401, 401, 401, 401),
+    "alg=none token": _expect(401, 401, 401, 401, 401, 401),
 }
 
 
@@ -153,6 +209,8 @@ def _headers(deployment: Deployment, persona: str) -> dict[str, str]:
             token = deployment.sms_login("13800000004")
         case "admin":
             token = login("admin")
+        case "IT operator":
+            token = login("it.ops")
         case "duty doctor during duty":
             token = login("dr.duty")
         case "duty doctor after duty":
@@ -221,11 +279,47 @@ def test_every_patient_route_depends_on_the_one_gate(deployment: Deployment) -> 
     assert gated == ROUTES_WITH_PATIENT_GATE
 
 
+def _quarantine_unknown_device(deployment: Deployment) -> int:
+    """Quarantine a reading of a device bound to nobody, as the ingest worker would."""
+    reading = new_reading(
+        values=GlucoseValues(glucose=6.2),
+        source_unit=Unit.MMOL_PER_L,
+        measured_at=deployment.clock.now - timedelta(minutes=5),
+        received_at=deployment.clock.now,
+        device_id="Acme-Meter-0009",
+        patient_id=PATIENT,
+        gateway_id="gw-0001",
+        seq=1,
+    )
+    examination = examine_message(
+        readings_topic("gw-0001"),
+        encode_envelope("gw-0001", deployment.clock.now, [reading]),
+        ownership=OwnershipChecker(deployment.registry, cache_ttl_seconds=0),
+        limits=DEFAULT_LIMITS,
+        now=deployment.clock.now,
+    )
+    store = QuarantineStore(deployment.registry)
+    store.add_many([d.entry for d in examination.refused if d.entry is not None])
+    (record,) = store.find(QuarantineFilter())
+    return record.id
+
+
+def _seeded_path(deployment: Deployment) -> dict[str, object]:
+    with session_scope(deployment.registry, write=False) as session:
+        (contract,) = list_contracts(session, patient_id="p-li")
+    return {
+        **SAMPLE_PATH,
+        "contract_id": contract.id,
+        "quarantine_id": _quarantine_unknown_device(deployment),
+    }
+
+
 @pytest.mark.parametrize("persona", list(EXPECTED))
 def test_each_caller_gets_what_the_matrix_says(deployment: Deployment, persona: str) -> None:
+    sample = _seeded_path(deployment)
     headers = _headers(deployment, persona)
     for method, path in ALL:
-        url = path.format(**SAMPLE_PATH)
+        url = path.format(**{**sample, **PATH_FOR_ROUTE.get((method, path), {})})
         denied_before = _denied_rows(deployment)
         response = deployment.client.request(
             method,

@@ -27,8 +27,10 @@ from dashboard_api.live import AcceptedListener, LiveHub
 from dashboard_api.sms import FileSmsSender, SmsSender, WebhookSmsSender
 from infra.mqtt import ClientSettings, MqttError, MqttProtocol, TlsSettings, parse_mqtt_url
 from infra.settings import is_known_default_secret
+from ingest.config import IngestConfigError, load_settings
 from ingest.stores import open_store
 from ingest.stores.base import StoreError
+from ingest.validate import DEFAULT_LIMITS
 from registry.db import DEFAULT_REGISTRY_URL, check_schema, create_engine_for
 from registry.errors import RegistryError
 
@@ -69,6 +71,14 @@ def serve(
     mqtt_ca_file: Annotated[Path | None, typer.Option(help="CA of the broker (PEM).")] = None,
     mqtt_cert_file: Annotated[Path | None, typer.Option(help="Client certificate.")] = None,
     mqtt_key_file: Annotated[Path | None, typer.Option(help="Its key.")] = None,
+    ingest_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="The ingest worker's settings file: a quarantine release through the API "
+            "is examined with the same plausibility limits as ingest (default: ingest's "
+            "defaults)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the API until interrupted."""
     if token_secret_file is not None:
@@ -115,7 +125,23 @@ def serve(
         except (MqttError, ValueError) as exc:
             typer.echo(f"error: live feed: {exc}", err=True)
             raise typer.Exit(1) from None
-    application = create_app(settings, registry=engine, store=reading_store, sms=sms, live=hub)
+    plausibility = DEFAULT_LIMITS
+    if ingest_config is not None:
+        try:
+            plausibility = load_settings(
+                config_file=ingest_config, store_url=store, registry_url=registry
+            ).plausibility
+        except IngestConfigError as exc:
+            typer.echo(f"error: --ingest-config: {exc.key}: {exc.problem}", err=True)
+            raise typer.Exit(2) from None
+    application = create_app(
+        settings,
+        registry=engine,
+        store=reading_store,
+        sms=sms,
+        live=hub,
+        plausibility=plausibility,
+    )
     config = uvicorn.Config(
         application, host=host, port=port, log_level="info", access_log=False, server_header=False
     )
