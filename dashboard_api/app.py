@@ -13,10 +13,11 @@ from typing import Final
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 
+from dashboard_api.commands import CommandPublisher
 from dashboard_api.config import API_PREFIX, ApiSettings
 from dashboard_api.context import ApiContext
 from dashboard_api.live import LiveHub
-from dashboard_api.routes import audit, auth, care, patients, stream
+from dashboard_api.routes import audit, auth, care, gateways, pairing, patients, stream
 from dashboard_api.sms import SmsSender
 from ingest.stores.base import ReadingStore
 
@@ -49,6 +50,7 @@ def create_app(
     sms: SmsSender,
     clock: Callable[[], datetime] = _utc_now,
     live: LiveHub | None = None,
+    commands: CommandPublisher | None = None,
 ) -> FastAPI:
     """The API application over the given registry and reading store."""
     app = FastAPI(
@@ -59,9 +61,10 @@ def create_app(
         redoc_url=None,
     )
     app.state.context = ApiContext(
-        settings=settings, registry=registry, store=store, clock=clock, sms=sms, live=live
+        settings=settings, registry=registry, store=store, clock=clock, sms=sms, live=live,
+        commands=commands,
     )
-    for module in (auth, patients, care, audit, stream):
+    for module in (auth, patients, care, pairing, gateways, audit, stream):
         app.include_router(module.router)
 
     @app.middleware("http")

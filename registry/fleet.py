@@ -51,6 +51,10 @@ PAIRED_GRACE_SECONDS: Final = 30
 device heard in the window's last scan (3 s) after identifying and bonding it (tens of
 seconds for a slow BLE meter)."""
 MAX_ERROR_LENGTH: Final = 200
+BATTERY_REPLACED_PERCENT: Final = 50
+"""A status showing at least this much after a ``battery_low`` event means the battery was
+replaced: a coin cell or AA pair does not recover from the gateway's low mark (20 % by
+default) to half by itself."""
 
 _T = TypeVar("_T")
 
@@ -322,6 +326,8 @@ class FleetRepository:
             drow.last_contact = device.last_contact or drow.last_contact
             if device.battery_percent is not None:
                 drow.battery_percent = device.battery_percent
+                if device.battery_percent >= BATTERY_REPLACED_PERCENT:
+                    drow.battery_low_at = None
             drow.readings_not_stored = device.readings_not_stored
             drow.readings_lost = device.readings_lost
         self._session.flush()
@@ -501,6 +507,22 @@ class FleetRepository:
         row = self._session.get(PairingRequestRow, request_id)
         if row is None:
             raise NotFound("pairing request", str(request_id))
+        return _request(row, self._clock())
+
+    def fail_pairing(self, request_id: int, outcome: str) -> PairingRequest:
+        """Mark a pending request failed (the command never reached the broker).
+
+        Raises:
+            NotFound: there is none.
+        """
+        row = self._session.get(PairingRequestRow, request_id)
+        if row is None:
+            raise NotFound("pairing request", str(request_id))
+        if row.state == PairingState.PENDING.value:
+            row.state = PairingState.FAILED.value
+            row.outcome = outcome[:MAX_ERROR_LENGTH]
+            row.resolved_at = self._clock()
+            self._session.flush()
         return _request(row, self._clock())
 
     def pairing_requests(self, patient_id: str, *, limit: int = 20) -> list[PairingRequest]:

@@ -70,8 +70,8 @@ class DeviceStatusRow(Base):
     last_contact: Mapped[datetime | None]
     battery_percent: Mapped[int | None] = mapped_column(Integer)
     battery_low_at: Mapped[datetime | None]
-    """The last ``battery_low`` event; cleared when a status reports the battery above the
-    low mark again (a new battery)."""
+    """The last ``battery_low`` event; cleared when a status reports the battery at
+    ``registry.fleet.BATTERY_REPLACED_PERCENT`` or more (a new battery)."""
     last_error: Mapped[str | None] = mapped_column(String(200))
     """The ``reason`` of the last ``device_error`` event."""
     last_error_at: Mapped[datetime | None]
