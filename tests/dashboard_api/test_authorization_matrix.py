@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from dashboard_api.deps import PATIENT_ROUTE_MARKER
 from registry.db import session_scope
 from registry.models import AuditRecord
-from tests.dashboard_api.conftest import T0, Deployment
+from tests.dashboard_api.conftest import GATEWAY, METER, T0, Deployment
 
 PATIENT = "p-wang"
 
@@ -46,8 +46,17 @@ SAMPLE_BODY = {
         "username": "wang.niece",
         "scopes": ["view_readings"],
     },
+    ("post", "/api/v1/patients/{patient_id}/devices/pair"): {
+        "gateway_id": GATEWAY,
+        "window_seconds": 60,
+    },
 }
-SAMPLE_PATH = {"patient_id": PATIENT, "username": "wang.son"}
+SAMPLE_PATH = {
+    "patient_id": PATIENT,
+    "username": "wang.son",
+    "device_id": METER,
+    "gateway_id": GATEWAY,
+}
 
 R_PATIENT = ("get", "/api/v1/patients/{patient_id}")
 R_READINGS = ("get", "/api/v1/patients/{patient_id}/readings")
@@ -58,6 +67,10 @@ R_DEVICES = ("get", "/api/v1/patients/{patient_id}/devices")
 R_CONSENTS = ("get", "/api/v1/patients/{patient_id}/consents")
 R_GRANT = ("post", "/api/v1/patients/{patient_id}/consents")
 R_REVOKE = ("delete", "/api/v1/patients/{patient_id}/consents/{username}")
+R_PAIR = ("post", "/api/v1/patients/{patient_id}/devices/pair")
+R_PAIRINGS = ("get", "/api/v1/patients/{patient_id}/devices/pairing-requests")
+R_UNPAIR = ("post", "/api/v1/patients/{patient_id}/devices/{device_id}/unpair")
+R_GATEWAY = ("get", "/api/v1/gateways/{gateway_id}")
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -68,8 +81,12 @@ ROUTES_WITH_PATIENT_GATE = {
     R_CONSENTS,
     R_GRANT,
     R_REVOKE,
+    R_PAIR,
+    R_PAIRINGS,
+    R_UNPAIR,
 }
-"""Routes decided by the one gate; break-glass is the documented exception (any doctor)."""
+"""Routes decided by the one gate; break-glass (any doctor) and the gateway route (fleet
+roles, or a gateway of one's patients) are the documented exceptions."""
 
 ALL = (
     R_PATIENT,
@@ -80,15 +97,24 @@ ALL = (
     R_CONSENTS,
     R_GRANT,
     R_REVOKE,
-    R_BREAK_GLASS,
+    R_PAIRINGS,
+    R_GATEWAY,
+    R_PAIR,
+    R_UNPAIR,  # after the other device routes: the device is the patient's no more
+    R_BREAK_GLASS,  # last: the access it opens would change the answers after it
 )
+NOT_FOUND_DETAIL = {R_GATEWAY: "gateway not found"}
 
 
 def _expect(
-    read: int, set_target: int, consents: int, break_glass: int
+    read: int, set_target: int, consents: int, break_glass: int, pair: int, gateway: int
 ) -> dict[tuple[str, str], int]:
     granted = 201 if consents == 200 else consents
     return {
+        R_PAIRINGS: read,
+        R_PAIR: 202 if pair == 200 else pair,
+        R_UNPAIR: pair,
+        R_GATEWAY: gateway,
         R_PATIENT: read,
         R_READINGS: read,
         R_TARGETS: read,
@@ -101,24 +127,26 @@ def _expect(
     }
 
 
-# Columns: reading routes, setting a target, the consent routes, break-glass.
+# Columns: reading routes, setting a target, the consent routes, break-glass, pairing and
+# unpairing, the patient's gateway.
 EXPECTED: dict[str, dict[tuple[str, str], int]] = {
-    "own doctor": _expect(200, 201, 403, 201),
-    "team lead": _expect(200, 201, 403, 201),
-    "doctor of another team": _expect(404, 404, 404, 201),
-    "nurse of the team": _expect(200, 403, 403, 403),
-    "the patient": _expect(200, 403, 200, 403),
-    "consented family member": _expect(200, 403, 403, 403),
-    "family, consent revoked": _expect(404, 404, 404, 403),
-    "family, consent expired": _expect(404, 404, 404, 403),
-    "admin": _expect(404, 404, 404, 403),
-    "duty doctor during duty": _expect(200, 403, 403, 201),
-    "duty doctor after duty": _expect(404, 404, 404, 201),
-    "doctor after break-glass": _expect(200, 403, 403, 201),
-    "no token": _expect(401, 401, 401, 401),
-    "expired token": _expect(401, 401, 401, 401),
-    "forged token": _expect(401, 401, 401, 401),
-    "alg=none token": _expect(401, 401, 401, 401),
+    "own doctor": _expect(200, 201, 403, 201, 200, 200),
+    "team lead": _expect(200, 201, 403, 201, 200, 200),
+    "doctor of another team": _expect(404, 404, 404, 201, 404, 404),
+    "nurse of the team": _expect(200, 403, 403, 403, 200, 200),
+    "the patient": _expect(200, 403, 200, 403, 200, 200),
+    "consented family member": _expect(200, 403, 403, 403, 403, 200),
+    "family, consent revoked": _expect(404, 404, 404, 403, 404, 404),
+    "family, consent expired": _expect(404, 404, 404, 403, 404, 404),
+    "admin": _expect(404, 404, 404, 403, 404, 200),
+    "IT operator": _expect(404, 404, 404, 403, 404, 200),
+    "duty doctor during duty": _expect(200, 403, 403, 201, 403, 200),
+    "duty doctor after duty": _expect(404, 404, 404, 201, 404, 404),
+    "doctor after break-glass": _expect(200, 403, 403, 201, 403, 200),
+    "no token": _expect(401, 401, 401, 401, 401, 401),
+    "expired token": _expect(401, 401, 401, 401, 401, 401),
+    "forged token": _expect(401, 401, 401, 401, 401, 401),
+    "alg=none token": _expect(401, 401, 401, 401, 401, 401),
 }
 
 
@@ -153,6 +181,8 @@ def _headers(deployment: Deployment, persona: str) -> dict[str, str]:
             token = deployment.sms_login("13800000004")
         case "admin":
             token = login("admin")
+        case "IT operator":
+            token = login("it.wu")
         case "duty doctor during duty":
             token = login("dr.duty")
         case "duty doctor after duty":
@@ -240,7 +270,8 @@ def test_each_caller_gets_what_the_matrix_says(deployment: Deployment, persona: 
             assert _denied_rows(deployment) == denied_before + 1, (persona, method, path)
         if expected == 404:
             assert "王芳" not in response.text
-            assert response.json() == {"detail": "patient not found"}
+            detail = NOT_FOUND_DETAIL.get((method, path), "patient not found")
+            assert response.json() == {"detail": detail}
 
 
 def test_an_unknown_patient_answers_exactly_like_someone_elses(deployment: Deployment) -> None:
