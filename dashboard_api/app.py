@@ -61,7 +61,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.context = ApiContext(
-        settings=settings, registry=registry, store=store, clock=clock, sms=sms, live=live,
+        settings=settings,
+        registry=registry,
+        store=store,
+        clock=clock,
+        sms=sms,
+        live=live,
         commands=commands,
     )
     for module in (auth, patients, care, pairing, gateways, audit, stream):

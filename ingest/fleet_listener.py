@@ -110,7 +110,9 @@ class FleetListener:
                 "a gateway paired a device nobody asked for; not bound",
                 extra={"gateway_id": gateway_id, "device_id": examined.message.device_id},
             )
-        return self._count(HandledMessage("event" if outcome.stored else "duplicate_event", gateway_id))
+        return self._count(
+            HandledMessage("event" if outcome.stored else "duplicate_event", gateway_id)
+        )
 
     def _count(self, handled: HandledMessage) -> HandledMessage:
         self.counts[handled.outcome] = self.counts.get(handled.outcome, 0) + 1

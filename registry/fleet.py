@@ -310,9 +310,7 @@ class FleetRepository:
             raise NotFound("gateway", message.gateway_id)
         row = self._session.get(GatewayStatusRow, message.gateway_id)
         previous = None if row is None else _status(row)
-        status = next_gateway_status(
-            previous, message, received_at=received_at, retained=retained
-        )
+        status = next_gateway_status(previous, message, received_at=received_at, retained=retained)
         if row is None:
             row = GatewayStatusRow(gateway_id=status.gateway_id)
             self._session.add(row)

@@ -23,7 +23,7 @@ from typing import Final
 from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from registry.models import DEVICE_ID_LENGTH, ID_LENGTH, Base
+from registry.models import DEVICE_ID_LENGTH, Base
 
 EVENT_KEY_LENGTH: Final = 64
 """A SHA-256 in hex."""

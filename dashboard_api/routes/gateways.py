@@ -164,7 +164,9 @@ def get_gateway(
                 event=e.event,
                 device_id=e.device_id,
                 # A paired event names the patient: shown to those who may see the patient.
-                detail={k: v for k, v in e.detail.items() if k != "patient_id" or not view.everything},
+                detail={
+                    k: v for k, v in e.detail.items() if k != "patient_id" or not view.everything
+                },
             )
             for e in events
         ],

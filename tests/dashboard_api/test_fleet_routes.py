@@ -91,7 +91,9 @@ def test_the_devices_route_says_battery_low_and_offline_since(deployment: Deploy
     assert meter["status"]["battery_percent"] == 15
     gateway = meter["gateway"]
     assert gateway["state"] == "offline"
-    assert gateway["since"].startswith((deployment.clock.now - timedelta(minutes=20)).isoformat()[:19])
+    assert gateway["since"].startswith(
+        (deployment.clock.now - timedelta(minutes=20)).isoformat()[:19]
+    )
     assert gateway["since_exact"] is True
     assert gateway["last_seen_age_seconds"] == 30 * 60
 
@@ -131,7 +133,8 @@ def test_the_fleet_is_whole_for_it_and_partial_for_a_doctor(deployment: Deployme
             .where(AuditRecord.target == "GET /api/v1/gateways/{gateway_id}")
             .order_by(AuditRecord.seq.desc())
         ).first()
-    assert row_audit is not None and json.loads(row_audit.patient_ids) == ["p-wang"]
+    assert row_audit is not None
+    assert json.loads(row_audit.patient_ids) == ["p-wang"]
 
 
 def test_a_family_member_may_not_name_another_gateway(deployment: Deployment) -> None:
@@ -212,7 +215,8 @@ def wired(deployment: Deployment, mosquitto: MosquittoServer) -> Iterator[TestCl
     )
     listener.start()
     gateway = GatewayStandIn(mosquitto)
-    assert listener.subscribed.wait(10) and gateway.subscribed.wait(10)
+    assert listener.subscribed.wait(10)
+    assert gateway.subscribed.wait(10)
     app = create_app(
         ApiSettings(token_secret=TOKEN_SECRET, secure_cookies=False),
         registry=deployment.registry,
@@ -245,7 +249,8 @@ def test_pairing_reports_the_device_the_gateway_paired(
     assert (body["state"], body["device_id"], body["gateway_id"]) == ("paired", CUFF, GATEWAY)
     with session_scope(deployment.registry, write=False) as session:
         pairing = DeviceRepository(session).current_pairing(CUFF)
-    assert pairing is not None and pairing.patient_id == "p-wang"
+    assert pairing is not None
+    assert pairing.patient_id == "p-wang"
     listed = wired.get("/api/v1/patients/p-wang/devices/pairing-requests", headers=_bearer(token))
     assert [r["state"] for r in listed.json()] == ["paired"]
     with session_scope(deployment.registry, write=False) as session:

@@ -64,7 +64,11 @@ def test_an_event_becomes_an_event_update() -> None:
         (status_topic("gw-0001"), b"{not json", FleetRejectionReason.UNDECODABLE),
         (status_topic("gw-0001"), EVENT, FleetRejectionReason.UNDECODABLE),
         (events_topic("gw-0001"), STATUS, FleetRejectionReason.UNDECODABLE),
-        (status_topic("gw-0001"), STATUS.replace(b'"v":1', b'"v":2'), FleetRejectionReason.UNDECODABLE),
+        (
+            status_topic("gw-0001"),
+            STATUS.replace(b'"v":1', b'"v":2'),
+            FleetRejectionReason.UNDECODABLE,
+        ),
         (status_topic("gw-0002"), STATUS, FleetRejectionReason.GATEWAY_MISMATCH),
         (events_topic("gw-0002"), EVENT, FleetRejectionReason.GATEWAY_MISMATCH),
     ],

@@ -57,7 +57,9 @@ def _client(mosquitto: MosquittoServer, client_id: str) -> mqtt.Client:
     return client
 
 
-def _publish(mosquitto: MosquittoServer, topic: str, payload: bytes, *, retain: bool = False) -> None:
+def _publish(
+    mosquitto: MosquittoServer, topic: str, payload: bytes, *, retain: bool = False
+) -> None:
     client = _client(mosquitto, "test-publisher")
     client.connect(mosquitto.host, mosquitto.port)
     client.loop_start()
@@ -163,5 +165,6 @@ def test_retained_status_will_and_events_are_recorded_once(
         fleet = FleetRepository(session)
         status = fleet.gateway_status(GW)
         cuff = fleet.device_statuses([CUFF])[CUFF]
-    assert status is not None and status.since == T0.replace(minute=2)
+    assert status is not None
+    assert status.since == T0.replace(minute=2)
     assert (cuff.battery_percent, cuff.battery_low_at) == (9, T0)

@@ -55,7 +55,9 @@ def test_a_change_seen_live_is_dated_by_the_listener_not_the_gateway() -> None:
     )
     later = T0 + timedelta(minutes=5)
     # A will's ``at`` is when the gateway connected, long before it vanished.
-    gone = next_gateway_status(first, offline(at=T0 - timedelta(hours=3)), received_at=later, retained=False)
+    gone = next_gateway_status(
+        first, offline(at=T0 - timedelta(hours=3)), received_at=later, retained=False
+    )
     assert (gone.state, gone.since, gone.since_exact) == (GatewayState.OFFLINE, later, True)
     assert gone.last_seen_at == T0
     assert gone.queue_depth == 4  # what was waiting when last heard
@@ -66,7 +68,8 @@ def test_the_same_state_again_keeps_since_and_moves_last_seen() -> None:
     again = next_gateway_status(
         first, online(queue_depth=0), received_at=T0 + timedelta(minutes=1), retained=True
     )
-    assert again.since == T0 and again.since_exact
+    assert again.since == T0
+    assert again.since_exact
     assert again.last_seen_at == T0 + timedelta(minutes=1)
     assert again.queue_depth == 0
 
@@ -74,11 +77,17 @@ def test_the_same_state_again_keeps_since_and_moves_last_seen() -> None:
 def test_a_change_found_retained_is_dated_by_what_is_known_and_marked_inexact() -> None:
     seen: GatewayStatus = next_gateway_status(None, online(), received_at=T0, retained=False)
     found = next_gateway_status(
-        seen, offline(at=T0 - timedelta(hours=1)), received_at=T0 + timedelta(hours=6), retained=True
+        seen,
+        offline(at=T0 - timedelta(hours=1)),
+        received_at=T0 + timedelta(hours=6),
+        retained=True,
     )
     assert (found.since, found.since_exact) == (T0, False)  # last heard beats the will's at
     fresh = next_gateway_status(
-        None, offline(at=T0 - timedelta(hours=1)), received_at=T0 + timedelta(hours=6), retained=True
+        None,
+        offline(at=T0 - timedelta(hours=1)),
+        received_at=T0 + timedelta(hours=6),
+        retained=True,
     )
     assert (fresh.since, fresh.since_exact) == (T0 - timedelta(hours=1), False)
 
@@ -169,7 +178,11 @@ def _paired(patient_id: str = "p-wang") -> EventMessage:
         at=T0,
         event=EventType.PAIRED,
         device_id=CUFF,
-        detail={"patient_id": patient_id, "profile": "omron-hem-7600t", "time_zone": "Asia/Shanghai"},
+        detail={
+            "patient_id": patient_id,
+            "profile": "omron-hem-7600t",
+            "time_zone": "Asia/Shanghai",
+        },
     )
 
 
@@ -189,7 +202,8 @@ def test_a_paired_event_inside_a_requested_window_binds_the_device(
     with session_scope(seeded, write=False) as session:
         pairing = DeviceRepository(session).current_pairing(CUFF)
         stored = FleetRepository(session, clock=clock).pairing_request(request.id)
-    assert pairing is not None and (pairing.patient_id, pairing.gateway_id) == ("p-wang", GW)
+    assert pairing is not None
+    assert (pairing.patient_id, pairing.gateway_id) == ("p-wang", GW)
     assert (stored.state, stored.device_id) == (PairingState.PAIRED, CUFF)
 
 
@@ -199,7 +213,8 @@ def test_a_paired_event_nobody_asked_for_binds_nothing(seeded: Engine, clock: Ma
         # A window for another patient on the same gateway does not count.
         fleet.open_pairing("p-li", GW, requested_by="dr.chen", window_seconds=120)
         outcome = fleet.record_event(_paired("p-wang"), received_at=clock())
-    assert outcome.unrequested_pairing and outcome.bound_request is None
+    assert outcome.unrequested_pairing
+    assert outcome.bound_request is None
     with session_scope(seeded, write=False) as session:
         assert DeviceRepository(session).current_pairing(CUFF) is None
 
@@ -234,8 +249,10 @@ def test_a_device_of_another_patient_fails_the_request(seeded: Engine, clock: Ma
         stored = FleetRepository(session, clock=clock).pairing_request(request.id)
         pairing = DeviceRepository(session).current_pairing(CUFF)
     assert stored.state is PairingState.FAILED
-    assert stored.outcome is not None and "another patient" in stored.outcome
-    assert pairing is not None and pairing.patient_id == "p-li"
+    assert stored.outcome is not None
+    assert "another patient" in stored.outcome
+    assert pairing is not None
+    assert pairing.patient_id == "p-li"
 
 
 def test_a_window_longer_than_the_contract_allows_is_refused(
