@@ -13,10 +13,21 @@ from typing import Final
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 
+from dashboard_api.commands import CommandPublisher
 from dashboard_api.config import API_PREFIX, ApiSettings
 from dashboard_api.context import ApiContext
 from dashboard_api.live import LiveHub
-from dashboard_api.routes import admin, audit, auth, care, patients, quarantine, stream
+from dashboard_api.routes import (
+    admin,
+    audit,
+    auth,
+    care,
+    gateways,
+    pairing,
+    patients,
+    quarantine,
+    stream,
+)
 from dashboard_api.sms import SmsSender
 from ingest.stores.base import ReadingStore
 from ingest.validate import DEFAULT_LIMITS, PlausibilityLimits
@@ -51,6 +62,7 @@ def create_app(
     clock: Callable[[], datetime] = _utc_now,
     live: LiveHub | None = None,
     plausibility: PlausibilityLimits = DEFAULT_LIMITS,
+    commands: CommandPublisher | None = None,
 ) -> FastAPI:
     """The API application over the given registry and reading store."""
     app = FastAPI(
@@ -68,8 +80,9 @@ def create_app(
         sms=sms,
         live=live,
         plausibility=plausibility,
+        commands=commands,
     )
-    for module in (auth, patients, care, audit, stream, admin, quarantine):
+    for module in (auth, patients, care, pairing, gateways, audit, stream, admin, quarantine):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from dashboard_api.commands import CommandPublisher
 from dashboard_api.config import ApiSettings
 from dashboard_api.live import LiveHub
 from dashboard_api.ratelimit import SlidingWindowLimiter
@@ -38,6 +39,8 @@ class ApiContext:
     """New readings for the stream; ``None`` where no accepted/ feed is connected."""
     plausibility: PlausibilityLimits = DEFAULT_LIMITS
     """The bounds a released quarantine entry is examined against (ingest's own)."""
+    commands: CommandPublisher | None = None
+    """Commands to gateways (pairing); ``None`` where no broker is connected (503)."""
     authenticator: Authenticator = field(init=False)
     login_limiter: SlidingWindowLimiter = field(init=False)
 

@@ -184,6 +184,121 @@ class DevicePairingPublic(BaseModel):
     valid_from: datetime
     valid_to: datetime | None
     current: bool
+    status: DeviceFleetPublic | None = None
+    """What its gateway last said of it (battery, errors); ``None`` if nothing yet."""
+    gateway: GatewayStatePublic | None = None
+    """The gateway's online/offline state, for the current pairing only."""
+
+
+class DeviceFleetPublic(BaseModel):
+    """A device as the fleet knows it: so a page can say "cuff battery low"."""
+
+    state: str | None
+    last_contact: datetime | None
+    battery_percent: int | None
+    battery_low: bool
+    """A ``battery_low`` event arrived since the last status that showed a fuller battery."""
+    battery_low_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+class GatewayStatePublic(BaseModel):
+    """Online or offline, since when (see docs/fleet.md): "gateway offline since 14:02"."""
+
+    state: Literal["online", "offline", "unknown"]
+    """``unknown``: no status has arrived from it yet."""
+    since: datetime | None
+    since_exact: bool
+    """False when the change happened while no fleet listener ran: ``since`` is the
+    earliest moment known to be right, the change may be later."""
+    last_seen_at: datetime | None
+    last_seen_age_seconds: float | None
+    stale: bool
+    """Says online, but nothing was heard for longer than three status periods: the link
+    is probably gone and the broker has not noticed yet."""
+
+
+class GatewayDevicePublic(DeviceFleetPublic):
+    """A device on a gateway's list."""
+
+    device_id: str
+
+
+class GatewayEventPublic(BaseModel):
+    """One event a gateway reported (no health values travel in events)."""
+
+    at: datetime
+    received_at: datetime
+    event: str
+    device_id: str | None
+    detail: dict[str, str | int | float | bool]
+
+
+class GatewayPublic(BaseModel):
+    """A gateway's fleet status."""
+
+    gateway_id: str
+    label: str
+    active: bool
+    connection: GatewayStatePublic
+    queue_depth: int | None
+    """Readings waiting in its outbox (last known; kept while offline)."""
+    oldest_unacked_age_seconds: float | None
+    outbox_bytes: int | None
+    outbox_quota_bytes: int | None
+    over_quota: bool
+    software_version: str | None
+    devices: list[GatewayDevicePublic]
+
+
+class GatewayDetailPublic(GatewayPublic):
+    """A gateway with its newest events."""
+
+    events: list[GatewayEventPublic]
+
+
+class GatewaysPublic(BaseModel):
+    """The gateways the caller may see."""
+
+    data: list[GatewayPublic]
+    count: int
+
+
+class PairRequestCreate(RequestModel):
+    """Open a pairing window on a gateway of the patient."""
+
+    gateway_id: str | None = Field(default=None, min_length=1, max_length=64)
+    """Which gateway; may be left out when the patient's devices use exactly one."""
+    window_seconds: int = Field(default=120, ge=1, le=900)
+    """How long the gateway looks for new devices (at most 15 min: a Just-Works meter
+    should not stay exposed longer)."""
+    profile: str | None = Field(default=None, min_length=1, max_length=128)
+    """Only pair devices of this profile."""
+    wait_seconds: float = Field(default=0, ge=0, le=30)
+    """Wait this long for the result before answering (0: answer at once, pending)."""
+
+
+class PairingRequestPublic(BaseModel):
+    """A pairing window opened through the API and how it ended (so far)."""
+
+    request_id: int
+    gateway_id: str
+    state: Literal["pending", "paired", "failed", "timeout"]
+    window_seconds: int
+    requested_at: datetime
+    expires_at: datetime
+    device_id: str | None
+    outcome: str | None
+
+
+class UnpairedPublic(BaseModel):
+    """The device is no longer the patient's; whether the gateway was told."""
+
+    device_id: str
+    gateway_id: str
+    valid_to: datetime
+    command_sent: bool
 
 
 class ConsentPublic(BaseModel):
@@ -212,3 +327,6 @@ class ConsentRevoked(BaseModel):
     """How many consents in force were revoked."""
 
     revoked: int
+
+
+DevicePairingPublic.model_rebuild()  # its fleet fields are defined after it

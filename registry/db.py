@@ -44,6 +44,7 @@ from sqlalchemy.pool import StaticPool
 # The care model's tables belong to the same metadata: import them wherever engines exist.
 from registry import care_models as _care_models  # noqa: F401
 from registry import evaluation_models as _evaluation_models  # noqa: F401
+from registry import fleet_models as _fleet_models  # noqa: F401
 from registry.audit import refuse_audit_rewrites
 from registry.errors import InvalidRegistryInput, MigrationError, RegistryUnavailable
 

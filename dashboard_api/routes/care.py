@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from dashboard_api.authz import Action
 from dashboard_api.config import API_PREFIX
 from dashboard_api.deps import ContextDep, PatientGrant, patient_access
+from dashboard_api.fleet_views import device_fleet, gateway_state
 from dashboard_api.schemas import (
     ConsentCreate,
     ConsentPublic,
@@ -20,6 +21,7 @@ from dashboard_api.schemas import (
 )
 from registry.care import FamilyRepository, parse_scopes
 from registry.errors import InvalidRegistryInput, NotFound
+from registry.fleet import FleetRepository
 from registry.repositories import DeviceRepository
 
 router = APIRouter(prefix=f"{API_PREFIX}/patients", tags=["care"])
@@ -30,9 +32,17 @@ ManageConsents = Annotated[PatientGrant, Depends(patient_access(Action.MANAGE_CO
 
 @router.get("/{patient_id}/devices", response_model=list[DevicePairingPublic])
 def list_devices(grant: ReadDevices, context: ContextDep) -> list[DevicePairingPublic]:
-    """The patient's devices and every pairing they had, newest first."""
+    """The patient's devices and every pairing they had, newest first, with what the fleet
+    knows: each device's battery and last error, and for current pairings the gateway's
+    online/offline state and since when."""
+    now = context.clock()
     with context.read() as session:
         rows = DeviceRepository(session).pairings_of_patient(grant.patient_id)
+        fleet = FleetRepository(session)
+        devices = fleet.device_statuses({device.id for _, device in rows})
+        gateways = fleet.gateway_statuses(
+            {pairing.gateway_id for pairing, _ in rows if pairing.is_current}
+        )
     return [
         DevicePairingPublic(
             device_id=device.id,
@@ -44,6 +54,10 @@ def list_devices(grant: ReadDevices, context: ContextDep) -> list[DevicePairingP
             valid_from=pairing.valid_from,
             valid_to=pairing.valid_to,
             current=pairing.is_current,
+            status=device_fleet(devices.get(device.id)),
+            gateway=gateway_state(gateways.get(pairing.gateway_id), now)
+            if pairing.is_current
+            else None,
         )
         for pairing, device in rows
     ]

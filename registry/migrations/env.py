@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 
 from registry import care_models as _care_models  # noqa: F401 - their tables are in Base
 from registry import evaluation_models as _evaluation_models  # noqa: F401
+from registry import fleet_models as _fleet_models  # noqa: F401 - their tables are in Base
 from registry.errors import MigrationError
 from registry.models import Base
 

@@ -61,7 +61,19 @@ STAFF = {
     "dr.glass": [Role.FAMILY_DOCTOR],
     "admin": [Role.ADMIN],
     "it.ops": [Role.IT_OPERATOR],
+    "it.wu": [Role.IT_OPERATOR],
 }
+
+
+class RecordingCommands:
+    """The API's command publisher for tests that judge who may send a command, not how it
+    travels (tests/dashboard_api/test_pairing.py sends them through a real Mosquitto)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.sent.append((topic, payload))
 
 
 @dataclass
@@ -75,6 +87,7 @@ class Deployment:
     store: ReadingStore
     sms_file: Path
     hub: LiveHub
+    commands: RecordingCommands = field(default_factory=RecordingCommands)
     totp: dict[str, str] = field(default_factory=dict)
 
     def code(self, username: str) -> str:
@@ -270,8 +283,15 @@ def deployment(registry_url: str, tmp_path: Path) -> Iterator[Deployment]:
         token_secret=TOKEN_SECRET, secure_cookies=False, login_attempts_per_minute=1000
     )
     hub = LiveHub()
+    commands = RecordingCommands()
     app = create_app(
-        settings, registry=engine, store=store, sms=FileSmsSender(sms_file), clock=clock, live=hub
+        settings,
+        registry=engine,
+        store=store,
+        sms=FileSmsSender(sms_file),
+        clock=clock,
+        live=hub,
+        commands=commands,
     )
     with TestClient(app) as client:
         yield Deployment(
@@ -282,6 +302,7 @@ def deployment(registry_url: str, tmp_path: Path) -> Iterator[Deployment]:
             store=store,
             sms_file=sms_file,
             hub=hub,
+            commands=commands,
             totp=totp,
         )
     store.close()

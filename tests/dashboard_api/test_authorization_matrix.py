@@ -30,7 +30,7 @@ from registry.db import session_scope
 from registry.models import AuditRecord
 from registry.ownership import OwnershipChecker
 from registry.quarantine import QuarantineFilter, QuarantineStore
-from tests.dashboard_api.conftest import T0, Deployment
+from tests.dashboard_api.conftest import GATEWAY, METER, T0, Deployment
 
 PATIENT = "p-wang"
 
@@ -65,8 +65,18 @@ SAMPLE_BODY = {
         "reason": "moved to another district",
     },
     ("post", "/api/v1/quarantine/{quarantine_id}/release"): {"reason": "device bound"},
+    ("post", "/api/v1/patients/{patient_id}/devices/pair"): {
+        "gateway_id": GATEWAY,
+        "window_seconds": 60,
+    },
 }
-SAMPLE_PATH = {"patient_id": PATIENT, "username": "wang.son", "team_code": "team-a"}
+SAMPLE_PATH = {
+    "patient_id": PATIENT,
+    "username": "wang.son",
+    "device_id": METER,
+    "gateway_id": GATEWAY,
+    "team_code": "team-a",
+}
 
 R_PATIENT = ("get", "/api/v1/patients/{patient_id}")
 R_READINGS = ("get", "/api/v1/patients/{patient_id}/readings")
@@ -106,6 +116,10 @@ ADMIN_ROUTES = (
     R_END_CONTRACT,
 )
 IT_ROUTES = (R_INSPECT, R_RELEASE)
+R_PAIR = ("post", "/api/v1/patients/{patient_id}/devices/pair")
+R_PAIRINGS = ("get", "/api/v1/patients/{patient_id}/devices/pairing-requests")
+R_UNPAIR = ("post", "/api/v1/patients/{patient_id}/devices/{device_id}/unpair")
+R_GATEWAY = ("get", "/api/v1/gateways/{gateway_id}")
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -116,8 +130,12 @@ ROUTES_WITH_PATIENT_GATE = {
     R_CONSENTS,
     R_GRANT,
     R_REVOKE,
+    R_PAIR,
+    R_PAIRINGS,
+    R_UNPAIR,
 }
-"""Routes decided by the one gate; break-glass is the documented exception (any doctor)."""
+"""Routes decided by the one gate; break-glass (any doctor) and the gateway route (fleet
+roles, or a gateway of one's patients) are the documented exceptions."""
 
 ALL = (
     R_PATIENT,
@@ -128,21 +146,37 @@ ALL = (
     R_CONSENTS,
     R_GRANT,
     R_REVOKE,
-    R_BREAK_GLASS,
+    R_PAIRINGS,
+    R_GATEWAY,
+    R_PAIR,
+    R_UNPAIR,  # after the other device routes: the device is the patient's no more
     *ADMIN_ROUTES,
     *IT_ROUTES,
+    R_BREAK_GLASS,  # last: the access it opens would change the answers after it
 )
+NOT_FOUND_DETAIL = {R_GATEWAY: "gateway not found"}
 
 _SUCCESS = {R_ADD_MEMBER: 201}
 
 
 def _expect(
-    read: int, set_target: int, consents: int, break_glass: int, admin: int = 403, it: int = 403
+    read: int,
+    set_target: int,
+    consents: int,
+    break_glass: int,
+    pair: int,
+    gateway: int,
+    admin: int = 403,
+    it: int = 403,
 ) -> dict[tuple[str, str], int]:
     granted = 201 if consents == 200 else consents
     system = {route: _SUCCESS.get(route, 200) if admin == 200 else admin for route in ADMIN_ROUTES}
     system |= dict.fromkeys(IT_ROUTES, it)
     return system | {
+        R_PAIRINGS: read,
+        R_PAIR: 202 if pair == 200 else pair,
+        R_UNPAIR: pair,
+        R_GATEWAY: gateway,
         R_PATIENT: read,
         R_READINGS: read,
         R_TARGETS: read,
@@ -155,26 +189,27 @@ def _expect(
     }
 
 
-# Columns: reading routes, setting a target, the consent routes, break-glass, the admin
-# routes, the IT operator's quarantine routes (403 unless given).
+# Columns: reading routes, setting a target, the consent routes, break-glass, pairing and
+# unpairing, the patient's gateway; then the admin routes and the IT operator's quarantine
+# routes (403 unless given).
 EXPECTED: dict[str, dict[tuple[str, str], int]] = {
-    "own doctor": _expect(200, 201, 403, 201),
-    "team lead": _expect(200, 201, 403, 201),
-    "doctor of another team": _expect(404, 404, 404, 201),
-    "nurse of the team": _expect(200, 403, 403, 403),
-    "the patient": _expect(200, 403, 200, 403),
-    "consented family member": _expect(200, 403, 403, 403),
-    "family, consent revoked": _expect(404, 404, 404, 403),
-    "family, consent expired": _expect(404, 404, 404, 403),
-    "admin": _expect(404, 404, 404, 403, admin=200),
-    "IT operator": _expect(404, 404, 404, 403, it=200),
-    "duty doctor during duty": _expect(200, 403, 403, 201),
-    "duty doctor after duty": _expect(404, 404, 404, 201),
-    "doctor after break-glass": _expect(200, 403, 403, 201),
-    "no token": _expect(401, 401, 401, 401, 401, 401),
-    "expired token": _expect(401, 401, 401, 401, 401, 401),
-    "forged token": _expect(401, 401, 401, 401, 401, 401),
-    "alg=none token": _expect(401, 401, 401, 401, 401, 401),
+    "own doctor": _expect(200, 201, 403, 201, 200, 200),
+    "team lead": _expect(200, 201, 403, 201, 200, 200),
+    "doctor of another team": _expect(404, 404, 404, 201, 404, 404),
+    "nurse of the team": _expect(200, 403, 403, 403, 200, 200),
+    "the patient": _expect(200, 403, 200, 403, 200, 200),
+    "consented family member": _expect(200, 403, 403, 403, 403, 200),
+    "family, consent revoked": _expect(404, 404, 404, 403, 404, 404),
+    "family, consent expired": _expect(404, 404, 404, 403, 404, 404),
+    "admin": _expect(404, 404, 404, 403, 404, 200, admin=200),
+    "IT operator": _expect(404, 404, 404, 403, 404, 200, it=200),
+    "duty doctor during duty": _expect(200, 403, 403, 201, 403, 200),
+    "duty doctor after duty": _expect(404, 404, 404, 201, 404, 404),
+    "doctor after break-glass": _expect(200, 403, 403, 201, 403, 200),
+    "no token": _expect(*[401] * 8),
+    "expired token": _expect(*[401] * 8),
+    "forged token": _expect(*[401] * 8),
+    "alg=none token": _expect(*[401] * 8),
 }
 
 
@@ -334,7 +369,8 @@ def test_each_caller_gets_what_the_matrix_says(deployment: Deployment, persona: 
             assert _denied_rows(deployment) == denied_before + 1, (persona, method, path)
         if expected == 404:
             assert "王芳" not in response.text
-            assert response.json() == {"detail": "patient not found"}
+            detail = NOT_FOUND_DETAIL.get((method, path), "patient not found")
+            assert response.json() == {"detail": detail}
 
 
 def test_an_unknown_patient_answers_exactly_like_someone_elses(deployment: Deployment) -> None:

@@ -14,6 +14,7 @@ never from a command line another user could read in ``ps``. Put a TLS reverse p
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -22,12 +23,14 @@ import uvicorn
 from pydantic import ValidationError
 
 from dashboard_api.app import create_app
+from dashboard_api.commands import MqttCommandPublisher
 from dashboard_api.config import ApiSettings
 from dashboard_api.live import AcceptedListener, LiveHub
 from dashboard_api.sms import FileSmsSender, SmsSender, WebhookSmsSender
 from infra.mqtt import ClientSettings, MqttError, MqttProtocol, TlsSettings, parse_mqtt_url
 from infra.settings import is_known_default_secret
 from ingest.config import IngestConfigError, load_settings
+from ingest.fleet_listener import FleetListener, fleet_client_settings
 from ingest.stores import open_store
 from ingest.stores.base import StoreError
 from ingest.validate import DEFAULT_LIMITS
@@ -64,7 +67,8 @@ def serve(
         typer.Option(
             envvar="VITALGATE_API_MQTT_URL",
             help="Broker with ingest's accepted/ topics (mqtts://vitalgate-api:…@host): "
-            "feeds the live stream; without it /api/v1/stream answers 503.",
+            "feeds the live stream, the gateway fleet state and pairing; without it "
+            "/api/v1/stream and pairing answer 503.",
         ),
     ] = None,
     mqtt_protocol: Annotated[str, typer.Option(help="5 or 3.1.1.")] = "5",
@@ -79,6 +83,16 @@ def serve(
             "defaults)."
         ),
     ] = None,
+    fleet: Annotated[
+        bool,
+        typer.Option(
+            help="With --mqtt-url: record gateways' status and events (the fleet listener) "
+            "and send pairing commands. Run it in one API process per deployment."
+        ),
+    ] = True,
+    fleet_client_id: Annotated[
+        str, typer.Option(help="The fleet listener's fixed MQTT client id (its session).")
+    ] = "vitalgate-fleet",
 ) -> None:
     """Serve the API until interrupted."""
     if token_secret_file is not None:
@@ -106,24 +120,35 @@ def serve(
         raise typer.Exit(1) from None
     hub = LiveHub() if mqtt_url else None
     listener = None
+    fleet_listener: FleetListener | None = None
+    commands: MqttCommandPublisher | None = None
     if mqtt_url and hub is not None:
         try:
-            listener = AcceptedListener(
-                ClientSettings(
-                    endpoint=parse_mqtt_url(mqtt_url),
-                    client_id=f"vitalgate-api-{os.getpid()}",
-                    protocol=MqttProtocol(mqtt_protocol),
-                    tls=TlsSettings(
-                        ca_file=mqtt_ca_file, cert_file=mqtt_cert_file, key_file=mqtt_key_file
-                    )
-                    if (mqtt_ca_file or mqtt_cert_file)
-                    else None,
-                ),
-                hub,
+            base = ClientSettings(
+                endpoint=parse_mqtt_url(mqtt_url),
+                client_id=f"vitalgate-api-{os.getpid()}",
+                protocol=MqttProtocol(mqtt_protocol),
+                tls=TlsSettings(
+                    ca_file=mqtt_ca_file, cert_file=mqtt_cert_file, key_file=mqtt_key_file
+                )
+                if (mqtt_ca_file or mqtt_cert_file)
+                else None,
             )
+            listener = AcceptedListener(base, hub)
             listener.start()
+            if fleet:
+                # Same broker user (vitalgate-api may read status/events and write cmd/),
+                # separate clients: the fleet's session is persistent, the live feed's not.
+                fleet_listener = FleetListener(
+                    fleet_client_settings(base, client_id=fleet_client_id), engine
+                )
+                fleet_listener.start()
+                commands = MqttCommandPublisher(
+                    replace(base, client_id=f"vitalgate-api-cmd-{os.getpid()}")
+                )
+                commands.start()
         except (MqttError, ValueError) as exc:
-            typer.echo(f"error: live feed: {exc}", err=True)
+            typer.echo(f"error: MQTT: {exc}", err=True)
             raise typer.Exit(1) from None
     plausibility = DEFAULT_LIMITS
     if ingest_config is not None:
@@ -141,6 +166,7 @@ def serve(
         sms=sms,
         live=hub,
         plausibility=plausibility,
+        commands=commands,
     )
     config = uvicorn.Config(
         application, host=host, port=port, log_level="info", access_log=False, server_header=False
@@ -151,5 +177,9 @@ def serve(
     finally:
         if listener is not None:
             listener.stop()
+        if fleet_listener is not None:
+            fleet_listener.stop()
+        if commands is not None:
+            commands.stop()
         reading_store.close()
         engine.dispose()
