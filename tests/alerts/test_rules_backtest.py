@@ -159,3 +159,12 @@ def test_a_g1_fires_once_and_resolves_when_glucose_recovers(rules: RuleSet) -> N
     assert len(g1) == 1
     assert (g1[0].fired_at, g1[0].resolved_at) == (T0, T0 + minutes(30))
     assert len(g1[0].reading_ids) == 2
+
+
+def test_backtest_wakes_at_a_deadline_no_other_rule_would(rules: RuleSet) -> None:
+    from tests.alerts.builders import spo2
+
+    # O1's P1 deadline is 10 min; no stale or missing rule wakes the clock then.
+    result = run_backtest([spo2(86)], [PatientProfile("p-1")], rules)
+    o1 = next(a for a in result.alerts if a.rule_id == "O1")
+    assert (o1.fired_at, o1.confirmed, o1.severity.value) == (T0 + minutes(10), False, "P1")
