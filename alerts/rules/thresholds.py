@@ -25,6 +25,7 @@ from alerts.rules.common import (
     finding,
     in_unit,
     is_late,
+    kind_of,
     late_review,
     thresholds_of,
 )
@@ -44,7 +45,7 @@ def _relevant(rule: Rule, readings: Sequence[Reading]) -> list[Reading]:
     return [
         r
         for r in readings
-        if r.kind in rule.kinds
+        if kind_of(r) in rule.kinds
         and not rule.exclude_flags.intersection(r.flags)
         and field_value(r, tuple(fields)) is not None
     ]
@@ -90,7 +91,7 @@ def _tier_finding(rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context)
             **extra,
         )
 
-    cgm = latest.kind is Kind.CGM_GLUCOSE and confirmation.cgm_span is not None
+    cgm = kind_of(latest) is Kind.CGM_GLUCOSE and confirmation.cgm_span is not None
     earliest = latest.measured_at - confirmation.within
     if confirmation.combine == "mean" and confirmation.count > 1:
         recent = [r for r in relevant if r.measured_at >= earliest][-confirmation.count :]
