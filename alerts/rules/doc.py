@@ -62,6 +62,20 @@ How to read the table:
 Severities: P1 emergency · P2 urgent, same day · P3 follow-up within 2 weeks · P4 review ·
 SYS data or device.
 
+**Checking and trying rules.** `vitalgate alerts rules check FILE` validates a rule file
+(errors name the file, the rule and the key). `vitalgate alerts backtest --readings
+readings.jsonl --patients patients.yaml [--rules FILE] [--until TIME] --format json|table`
+runs the rules over files (readings as JSON Lines in the wire form; patients as a YAML or
+JSON list of `{patient_id, conditions, time_zone, overrides}`). The clock advances through
+the readings' `measured_at`, every confirmation deadline, each stale/missing threshold after
+a reading and once a day, to `--until` (default: the last reading + 1 day); readings arrive
+as if on time. It prints every alert with `fired_at`/`resolved_at` and its readings, the
+count per rule and per patient-week, and the patient-weeks covered. Implausible readings
+are dropped and counted under S4. The backtest keeps one open alert per patient and rule
+(firing opens it, clear resolves it) and applies no inhibition or silences, so its counts
+are an upper bound of what the lifecycle would notify; S3 is not run (no heartbeats in a
+file) and G7 only where a summary function is injected.
+
 """
 
 

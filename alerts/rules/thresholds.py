@@ -15,7 +15,9 @@ Persistence rules (G3, G5, R1, T1 …) have no deadline: one reading never fires
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from statistics import fmean
+from typing import Final
 
 from alerts.model import Finding, FindingStatus
 from alerts.rules.common import (
@@ -31,6 +33,10 @@ from alerts.rules.common import (
 )
 from alerts.rules.model import Condition, Rule, Tier
 from readings.model import Kind, Reading
+
+EVENT_WINDOW: Final = timedelta(days=7)
+"""Findings count the tier's matching readings over 7 days, late ones included: G2 goes to
+the doctor on ≥ 2 events in 7 days (CLINICAL table (a)); the lifecycle routes on it."""
 
 
 def tier_matches(tier: Tier, reading: Reading) -> bool:
@@ -78,6 +84,9 @@ def _tier_finding(rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context)
     params: dict[str, str | int | float] = {"severity": tier.severity.value}
 
     def make(status: FindingStatus, run: Sequence[Reading], **extra: object) -> Finding:
+        events = sum(
+            1 for r in relevant if r.measured_at > ctx.now - EVENT_WINDOW and tier_matches(tier, r)
+        )
         return finding(
             rule,
             ctx,
@@ -86,7 +95,7 @@ def _tier_finding(rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context)
             readings=run,
             thresholds=thresholds,
             key=f"alert.threshold.{status.value}",
-            params={**params, "readings": len(run)},
+            params={**params, "readings": len(run), "events_7d": events},
             ask_retest_within=confirmation.retest_within,
             **extra,
         )
