@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from alerts.model import Finding, FindingStatus
-from alerts.rules.common import Context, bound_thresholds, finding, is_late, late_review
+from alerts.rules.common import Context, bound_thresholds, finding, is_late, kind_of, late_review
 from alerts.rules.model import Bound, Rule
 from readings.model import Reading
 from readings.units import Unit, from_canonical, to_canonical
@@ -120,7 +120,7 @@ def ar2_forecast(readings: Sequence[Reading]) -> Forecast | None:
 def evaluate_forecast(rule: Rule, readings: Sequence[Reading], ctx: Context) -> list[Finding]:
     """G6: predicted below the threshold at ``horizon`` (AR2), data fresher than ``max_age``."""
     assert rule.severity is not None
-    cgm = [r for r in readings if r.kind in rule.kinds]
+    cgm = [r for r in readings if kind_of(r) in rule.kinds]
     if not cgm or ctx.now - cgm[-1].measured_at > rule.params["max_age"]:
         return []
     forecast = ar2_forecast(cgm)
@@ -166,7 +166,7 @@ def evaluate_cgm_summary(rule: Rule, readings: Sequence[Reading], ctx: Context) 
     cgm = [
         r
         for r in readings
-        if r.kind in rule.kinds and r.measured_at > ctx.now - timedelta(days=days)
+        if kind_of(r) in rule.kinds and r.measured_at > ctx.now - timedelta(days=days)
     ]
     summary = ctx.summary(cgm, ctx.profile, ctx.now) if cgm else None
     if summary is None or summary.wear_percent < rule.params["min_wear_percent"]:

@@ -11,12 +11,23 @@ from typing import Any, Final, Protocol
 from alerts.model import Explanation, Finding, FindingStatus, Severity
 from alerts.rules.model import FIELD_UNITS, Bound, Condition, Rule
 from readings.files import PatientProfile
-from readings.model import Reading
+from readings.model import READING_CLASSES, Kind, Reading
 from readings.units import canonical_unit, from_canonical
 
 SOURCE_UNIT_DECIMALS: Final = 6
 """A value converted back to the device's unit is rounded to 6 decimals: 300 mg/dL stored
 as 16.652… mmol/L comes back as 300.0000000001, which must still be ≥ 300."""
+
+
+_KIND_OF_CLASS: Final[Mapping[type[Reading], Kind]] = {
+    cls: kind for kind, cls in READING_CLASSES.items()
+}
+
+
+def kind_of(reading: Reading) -> Kind:
+    """The reading's kind, by class: ``Reading.kind`` builds the enum on every call, and the
+    rules ask for it once per reading per rule per evaluation."""
+    return _KIND_OF_CLASS[type(reading)]
 
 
 class CgmSummaryLike(Protocol):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from alerts.model import Finding, FindingStatus
-from alerts.rules.common import Context, finding
+from alerts.rules.common import Context, finding, kind_of
 from alerts.rules.model import Rule
 from readings.model import Reading
 
@@ -51,7 +51,7 @@ def evaluate_stale(rule: Rule, readings: Sequence[Reading], ctx: Context) -> lis
 
     Only for a patient wearing a CGM: one whose last CGM reading is within
     ``active_within``; a sensor removed for longer is S2's business."""
-    cgm = [r for r in readings if r.kind in rule.kinds]
+    cgm = [r for r in readings if kind_of(r) in rule.kinds]
     if not cgm:
         return []
     silent = ctx.now - cgm[-1].measured_at
@@ -79,7 +79,7 @@ def evaluate_missing(rule: Rule, readings: Sequence[Reading], ctx: Context) -> l
         if not group.conditions & ctx.profile.conditions:
             continue
         applies = True
-        last = max((r.measured_at for r in readings if r.kind in group.kinds), default=start)
+        last = max((r.measured_at for r in readings if kind_of(r) in group.kinds), default=start)
         if ctx.now - last >= group.after:
             missing.append(group.name)
     if not applies:

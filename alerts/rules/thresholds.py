@@ -15,7 +15,9 @@ Persistence rules (G3, G5, R1, T1 …) have no deadline: one reading never fires
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from statistics import fmean
+from typing import Final
 
 from alerts.model import Finding, FindingStatus
 from alerts.rules.common import (
@@ -25,11 +27,16 @@ from alerts.rules.common import (
     finding,
     in_unit,
     is_late,
+    kind_of,
     late_review,
     thresholds_of,
 )
 from alerts.rules.model import Condition, Rule, Tier
 from readings.model import Kind, Reading
+
+EVENT_WINDOW: Final = timedelta(days=7)
+"""Findings count the tier's matching readings over 7 days, late ones included: G2 goes to
+the doctor on ≥ 2 events in 7 days (CLINICAL table (a)); the lifecycle routes on it."""
 
 
 def tier_matches(tier: Tier, reading: Reading) -> bool:
@@ -44,7 +51,7 @@ def _relevant(rule: Rule, readings: Sequence[Reading]) -> list[Reading]:
     return [
         r
         for r in readings
-        if r.kind in rule.kinds
+        if kind_of(r) in rule.kinds
         and not rule.exclude_flags.intersection(r.flags)
         and field_value(r, tuple(fields)) is not None
     ]
@@ -77,6 +84,9 @@ def _tier_finding(rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context)
     params: dict[str, str | int | float] = {"severity": tier.severity.value}
 
     def make(status: FindingStatus, run: Sequence[Reading], **extra: object) -> Finding:
+        events = sum(
+            1 for r in relevant if r.measured_at > ctx.now - EVENT_WINDOW and tier_matches(tier, r)
+        )
         return finding(
             rule,
             ctx,
@@ -85,12 +95,12 @@ def _tier_finding(rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context)
             readings=run,
             thresholds=thresholds,
             key=f"alert.threshold.{status.value}",
-            params={**params, "readings": len(run)},
+            params={**params, "readings": len(run), "events_7d": events},
             ask_retest_within=confirmation.retest_within,
             **extra,
         )
 
-    cgm = latest.kind is Kind.CGM_GLUCOSE and confirmation.cgm_span is not None
+    cgm = kind_of(latest) is Kind.CGM_GLUCOSE and confirmation.cgm_span is not None
     earliest = latest.measured_at - confirmation.within
     if confirmation.combine == "mean" and confirmation.count > 1:
         recent = [r for r in relevant if r.measured_at >= earliest][-confirmation.count :]

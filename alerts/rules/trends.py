@@ -20,6 +20,7 @@ from alerts.rules.common import (
     finding,
     in_unit,
     is_late,
+    kind_of,
     late_review,
     thresholds_of,
 )
@@ -28,7 +29,7 @@ from readings.model import Reading
 
 
 def _of_kind(rule: Rule, readings: Sequence[Reading]) -> list[Reading]:
-    return [r for r in readings if r.kind in rule.kinds]
+    return [r for r in readings if kind_of(r) in rule.kinds]
 
 
 def _local_date(reading: Reading, ctx: Context) -> date:

@@ -229,3 +229,12 @@ def test_history_that_arrived_on_time_is_never_late(rules: RuleSet) -> None:
 def test_readings_after_now_are_ignored(rules: RuleSet, unit: str) -> None:
     future = glucose(2.0 if unit == Unit.MMOL_PER_L else 36, unit, at=T0 + minutes(1))
     assert finding_of("G1", [future], rules, now=T0) is None
+
+
+def test_findings_count_the_events_of_the_last_seven_days_late_ones_included(
+    rules: RuleSet,
+) -> None:
+    old = [glucose(3.5, at=T0 - timedelta(days=d)) for d in (8, 6, 2)]
+    found = finding_of("G2", [*old, glucose(3.6)], rules)
+    assert found is not None
+    assert found.explanation.params["events_7d"] == 3  # the 8-day-old one is outside

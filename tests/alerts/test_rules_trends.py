@@ -285,3 +285,56 @@ def test_evaluation_is_deterministic_whatever_the_input_order(rules: RuleSet) ->
     first = evaluate(readings, profile("diabetes_type1"), rules, T0)
     again = evaluate(list(reversed(readings)), profile("diabetes_type1"), rules, T0)
     assert first == again
+
+
+def test_g6_says_nothing_new_when_glucose_is_already_low(rules: RuleSet) -> None:
+    readings = [cgm(75, T0 - minutes(5), Unit.MG_PER_DL), cgm(65, T0, Unit.MG_PER_DL)]
+    forecast = ar2_forecast(readings)
+    assert forecast is not None
+    assert forecast.predicted[3] < 70
+    found = finding_of("G6", readings, rules, now=T0)
+    assert found is not None
+    assert found.status is FindingStatus.CLEAR  # G1/G2 speak for a low that has happened
+
+
+def test_ar2_rounds_halves_up_like_javascript() -> None:
+    from alerts.rules.cgm import _js_round
+
+    assert (_js_round(70.5), _js_round(71.5), _js_round(-0.5)) == (71, 72, 0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rule_id", "reading", "expected"),
+    [
+        # 88 mg/dL comes back from mmol/L as 87.99999999999999: still not < 88.
+        (
+            {"G2.range.below": {"mmol/L": 4.9, "mg/dL": 88}},
+            "G2",
+            glucose(88, Unit.MG_PER_DL),
+            FindingStatus.CLEAR,
+        ),
+        (
+            {"G2.range.below": {"mmol/L": 4.9, "mg/dL": 88}},
+            "G2",
+            glucose(87, Unit.MG_PER_DL),
+            FindingStatus.FIRING,
+        ),
+        # 19.0 kPa comes back from mmHg as 18.999999999999996: still ≥ 19.0.
+        (
+            {"B1.systolic": {"mm[Hg]": 142.5, "kPa": 19.0}},
+            "B1",
+            bp(19.0, 10.0, Unit.KPA),
+            FindingStatus.PENDING,
+        ),
+    ],
+)
+def test_a_value_is_compared_as_the_device_showed_it(
+    rules: RuleSet,
+    overrides: dict[str, Any],
+    rule_id: str,
+    reading: Reading,
+    expected: FindingStatus,
+) -> None:
+    found = finding_of(rule_id, [reading], rules, profile("hypertension", **overrides))
+    assert found is not None
+    assert found.status is expected
