@@ -20,8 +20,8 @@ arrays: per patient mean, SD, min/max and range counts with ``np.searchsorted``,
 (b) also the hourly percentiles with ``np.percentile`` per hour. The ratio
 ``summaries / baseline`` is what ``docs/benchmarks.md`` records (absolute figures move on
 a shared machine; the ratio measured in one run does much less). Memory: peak traced
-allocation (``tracemalloc``) of the summary step, on a 1,000-patient slice for (a), and
-the size of the readings themselves for scale.
+allocation (``tracemalloc``) of the summary step with its results kept, on a
+1,000-patient slice for (a), and the process's peak RSS (mostly the readings) for scale.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import gc
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -192,9 +193,12 @@ def main() -> None:
     build_s = time.perf_counter() - started
     arrays = [arrays_of(g) for g in grouped]
 
-    def summaries(count: int = patients) -> None:
-        for index in range(count):
+    def summaries(count: int = patients) -> list[object]:
+        # The results are kept, as the triage view keeps them to sort and page.
+        return [
             summarise_patient(f"p-{index}", grouped[index], period, targets)
+            for index in range(count)
+        ]
 
     def baseline() -> None:
         for a in arrays:
@@ -231,7 +235,9 @@ def main() -> None:
     b_peak = peak_mib(long_summary)
 
     print(f"python {platform.python_version()}, numpy {np.__version__}, cores 2 (shared)")
-    print(f"set-up: {total:,} readings for {patients:,} patients built in {build_s:.1f} s\n")
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"set-up: {total:,} readings for {patients:,} patients built in {build_s:.1f} s")
+    print(f"process peak RSS (readings in memory + everything): {rss_mib:,.0f} MiB\n")
     print("| measurement | summaries | raw numpy baseline | ratio | peak memory (summaries) |")
     print("|---|---|---|---|---|")
     print(

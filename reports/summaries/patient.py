@@ -63,7 +63,7 @@ def summarise_patient(
 def figure_json(figure: Figure[float], digits: int) -> float | dict[str, Any]:
     """A figure as JSON: the rounded number, or ``{"insufficient", "have", "need"}``."""
     if isinstance(figure, Insufficient):
-        return {"insufficient": figure.reason, "have": figure.have, "need": figure.need}
+        return {"insufficient": figure.reason, "have": round(figure.have, 2), "need": figure.need}
     return round(figure.value, digits)
 
 
