@@ -148,6 +148,7 @@ class Evaluator:
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         lookback: timedelta | None = None,
         gateway_last_seen: Callable[[str], Mapping[str, datetime]] | None = None,
+        summary: Callable[..., object] | None = None,
     ) -> None:
         self._engine = engine
         self._directory = directory
@@ -167,6 +168,8 @@ class Evaluator:
         self._lookback: timedelta = window
         self.windows = PatientWindows(store, window)
         self._gateway_last_seen = gateway_last_seen
+        self._summary = summary
+        """G7's CGM summary (``alerts.summary_adapter.cgm_summary_for_rules``)."""
         self.held: dict[int, HeldPartition] = {}
         self.stats = EvaluatorStats()
 
@@ -275,7 +278,13 @@ class Evaluator:
             return
         last_seen = self._gateway_last_seen(patient_id) if self._gateway_last_seen else None
         findings = self._evaluate(
-            window, profile, self._rules, now, arrived=arrived, gateway_last_seen=last_seen
+            window,
+            profile,
+            self._rules,
+            now,
+            arrived=arrived,
+            gateway_last_seen=last_seen,
+            summary=self._summary,
         )
         self.stats.findings += len(findings)
         # Also an empty list: the lifecycle resolves what no longer holds only when told.
