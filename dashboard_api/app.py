@@ -18,6 +18,7 @@ from dashboard_api.context import ApiContext
 from dashboard_api.live import LiveHub
 from dashboard_api.routes import audit, auth, care, patients, stream
 from dashboard_api.sms import SmsSender
+from dashboard_api.web import mount_web
 from ingest.stores.base import ReadingStore
 
 SECURITY_HEADERS: Final = {
@@ -63,6 +64,7 @@ def create_app(
     )
     for module in (auth, patients, care, audit, stream):
         app.include_router(module.router)
+    mount_web(app)
 
     @app.middleware("http")
     async def security_headers(
