@@ -87,7 +87,12 @@ def _readings(now: datetime) -> list[Reading]:
         at = now - timedelta(hours=2) - timedelta(hours=6 * (19 - index))
         out.append(
             reading_at(
-                GlucoseValues(glucose=glucose), Unit.MMOL_PER_L, at, METER, "p-wang", index + 1,
+                GlucoseValues(glucose=glucose),
+                Unit.MMOL_PER_L,
+                at,
+                METER,
+                "p-wang",
+                index + 1,
                 flags=flags,
             )
         )
@@ -106,20 +111,32 @@ def _readings(now: datetime) -> list[Reading]:
     for index in range(3):
         out.append(
             reading_at(
-                WeightValues(weight=68.0 + index * 0.4), Unit.KG,
-                now - timedelta(days=3 - index, hours=1), "Yuwell-YH_S301-1", "p-wang", 200 + index,
+                WeightValues(weight=68.0 + index * 0.4),
+                Unit.KG,
+                now - timedelta(days=3 - index, hours=1),
+                "Yuwell-YH_S301-1",
+                "p-wang",
+                200 + index,
             )
         )
         out.append(
             reading_at(
-                Spo2Values(spo2=97.0 - index, pulse=70.0), Unit.PERCENT,
-                now - timedelta(days=3 - index, hours=2), "Yuwell-YX_306-1", "p-wang", 300 + index,
+                Spo2Values(spo2=97.0 - index, pulse=70.0),
+                Unit.PERCENT,
+                now - timedelta(days=3 - index, hours=2),
+                "Yuwell-YX_306-1",
+                "p-wang",
+                300 + index,
             )
         )
     out.append(
         reading_at(
-            BloodPressureValues(systolic=142.0, diastolic=91.0, pulse=70.0), Unit.MMHG,
-            now - timedelta(hours=3), "Omron-HEM_7600T-20250002", "p-li", 1,
+            BloodPressureValues(systolic=142.0, diastolic=91.0, pulse=70.0),
+            Unit.MMHG,
+            now - timedelta(hours=3),
+            "Omron-HEM_7600T-20250002",
+            "p-li",
+            1,
         )
     )
     return out
@@ -269,7 +286,7 @@ def watched(browser: Any, web_server: WebServer) -> Iterator[Watched]:
     context.close()
 
 
-__all__ = ["PASSWORD", "SCREENSHOTS", "WebServer", "Watched", "reading_at"]
+__all__ = ["PASSWORD", "SCREENSHOTS", "Watched", "WebServer", "reading_at"]
 
 
 _STORES: dict[str, Any] = {}

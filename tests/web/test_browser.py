@@ -55,16 +55,31 @@ def test_doctor_sees_her_patients_charts_in_zh_and_en_and_live_readings(
     assert "低 (3.0–3.9 mmol/L): 10%" in tir, tir
     readings = page.locator("#readings-table")
     text = readings.inner_text()
-    assert "HI（超出仪器上限）" in text and "时钟已校正" in text
-    assert METER in text and "138/88 mmHg" in text and "68.8 kg" in text and "97 %" in text
+    assert "HI（超出仪器上限）" in text
+    assert "时钟已校正" in text
+    assert METER in text
+    assert "138/88 mmHg" in text
+    assert "68.8 kg" in text
+    assert "97 %" in text
     assert page.locator("#devices").inner_text().count("使用中") == 2
     page.screenshot(path=str(SCREENSHOTS / "patient-page-zh.png"), full_page=True)
 
+    # The targets editor: a personal glucose band 4.4–8.0 mmol/L redraws the TIR.
+    page.select_option("#t-metric", "glucose")
+    page.get_by_label("下限").fill("4.4")
+    page.get_by_label("上限").fill("8.0")
+    page.get_by_label("原因").fill("老年患者，放宽目标")
+    page.get_by_role("button", name="保存目标").click()
+    page.locator("#targets", has_text="4.4–8 mmol/L").wait_for()
+    assert "dr.zhang" in page.locator("#targets").inner_text()
+    page.locator("#tir", has_text="目标范围内 (4.4–8.0 mmol/L)").wait_for()
+
     page.select_option("#pref-lang", "en")
     page.locator("h2", has_text="Glucose (mmol/L)").wait_for()
-    assert "In target (3.9–10.0 mmol/L): 70%" in page.locator("#tir").inner_text()
+    assert "In target (4.4–8.0 mmol/L)" in page.locator("#tir").inner_text()
     assert "HI (above meter range)" in page.locator("#readings-table").inner_text()
     assert "⟦" not in page.locator("body").inner_text()  # no untranslated key
+    page.screenshot(path=str(SCREENSHOTS / "patient-page-en.png"), full_page=True)
     page.select_option("#pref-unit", "mg/dL")
     page.locator("h2", has_text="Glucose (mg/dL)").wait_for()
     assert "101 mg/dL" in page.locator("#latest").inner_text()  # 5.6 mmol/L
