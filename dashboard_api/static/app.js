@@ -52,6 +52,7 @@ export function errorBox(error) {
 }
 
 function header() {
+  document.querySelector(".skip").textContent = t("action.skip");
   const bar = document.getElementById("bar");
   bar.replaceChildren();
   const language = h("select", { id: "pref-lang", onchange: async (e) => {

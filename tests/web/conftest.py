@@ -151,6 +151,8 @@ class WebServer:
     hub: LiveHub
     sms_file: Path
     totp: dict[str, str]
+    seeded_at: datetime
+    """The moment the readings were placed around (p-wang's newest glucose: 2 h before)."""
 
     def code(self, username: str) -> str:
         """The current TOTP code of ``username``."""
@@ -206,7 +208,12 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     _STORES[base] = store
     try:
         yield WebServer(
-            base_url=base, host=urlsplit(base).netloc, hub=hub, sms_file=sms_file, totp=totp
+            base_url=base,
+            host=urlsplit(base).netloc,
+            hub=hub,
+            sms_file=sms_file,
+            totp=totp,
+            seeded_at=now,
         )
     finally:
         server.should_exit = True

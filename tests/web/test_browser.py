@@ -7,6 +7,7 @@ error or a CSP violation fails it.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -136,6 +137,10 @@ def test_patient_logs_in_by_sms_and_reads_her_values_in_words(
     latest = page.locator("#portal-latest")
     latest.wait_for()
     assert "血糖 5.6 mmol/L，在目标范围内" in latest.inner_text()
+    # Shown in the patient's zone (Asia/Shanghai), whatever the browser's zone (UTC here).
+    measured = (web_server.seeded_at - timedelta(hours=2)).astimezone(ZoneInfo("Asia/Shanghai"))
+    glucose_item = latest.locator("li[data-kind=glucose]").inner_text()
+    assert f"测量时间 {measured:%Y-%m-%d %H:%M}" in glucose_item
     assert "血压 141/90 mmHg · 72 次/分，高于家庭血压标准 135/85" in latest.inner_text()
     assert "血压计已经 4 天没有使用" in page.locator("#portal-stale").inner_text()
     page.check("#pref-large")
