@@ -29,6 +29,7 @@ from dashboard_api.routes import (
     stream,
 )
 from dashboard_api.sms import SmsSender
+from dashboard_api.web import mount_web
 from ingest.stores.base import ReadingStore
 from ingest.validate import DEFAULT_LIMITS, PlausibilityLimits
 
@@ -84,6 +85,7 @@ def create_app(
     )
     for module in (auth, patients, care, pairing, gateways, audit, stream, admin, quarantine):
         app.include_router(module.router)
+    mount_web(app)
 
     @app.middleware("http")
     async def security_headers(

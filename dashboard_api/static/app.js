@@ -1,0 +1,165 @@
+// VitalGate web app: the router, the header and the pages. Pages are functions that take
+// the route's parameters and return a DOM node; new pages (the alert inbox, triage) are
+// one more entry in ROUTES.
+import { ApiError, get, hasSession, openStream, post } from "./api.js";
+import { LANGUAGES, loadLanguage, prefs, t } from "./i18n.js";
+import { h } from "./dom.js";
+import { portalPage } from "./portal.js";
+import { loginPage, smsLinkPage } from "./login.js";
+import { patientListPage, patientPage } from "./staff.js";
+
+const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "admin", "it_operator"];
+
+export const session = { me: null, live: false, stopStream: null };
+const listeners = new Set();
+
+/** Pages register here to hear live readings while they are shown. */
+export function onLiveReading(listener) {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+export const isStaff = () => !!session.me && session.me.roles.some((r) => STAFF_ROLES.includes(r));
+
+const ROUTES = [
+  [/^#\/login$/, () => loginPage()],
+  [/^#\/patients$/, () => patientListPage()],
+  [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
+  [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
+];
+
+export function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+function home() {
+  return isStaff() ? "#/patients" : "#/portal";
+}
+
+export function notFoundPage() {
+  document.title = `${t("notfound.title")} · VitalGate`;
+  return h("section", { class: "notfound" },
+    h("h1", {}, t("notfound.title")),
+    h("p", {}, t("notfound.body")),
+    h("p", {}, h("a", { href: home() }, t("notfound.back"))));
+}
+
+export function errorBox(error) {
+  if (error instanceof ApiError && error.status === 404) return notFoundPage();
+  const text = error instanceof ApiError ? t("error.http", { status: error.status }) : t("error.network");
+  return h("p", { class: "error", role: "alert" }, text);
+}
+
+function header() {
+  document.querySelector(".skip").textContent = t("action.skip");
+  const bar = document.getElementById("bar");
+  bar.replaceChildren();
+  const language = h("select", { id: "pref-lang", onchange: async (e) => {
+    prefs.language = e.target.value;
+    await loadLanguage();
+    render();
+  } }, LANGUAGES.map((code) => h("option", { value: code, selected: code === prefs.language }, t(`lang.${code}`))));
+  const unit = h("select", { id: "pref-unit", onchange: (e) => {
+    prefs.glucoseUnit = e.target.value;
+    render();
+  } }, ["mmol/L", "mg/dL"].map((u) => h("option", { value: u, selected: u === prefs.glucoseUnit }, u)));
+  const toggle = (id, key, label) => h("label", {},
+    h("input", { type: "checkbox", id, checked: prefs[key], onchange: (e) => {
+      prefs[key] = e.target.checked;
+      applyDisplay();
+    } }), " ", label);
+  bar.append(
+    h("a", { class: "brand", href: session.me ? home() : "#/login" }, "VitalGate"),
+    h("label", {}, t("pref.language"), " ", language),
+    h("label", {}, t("pref.glucose_unit"), " ", unit),
+    toggle("pref-large", "large", t("pref.large")),
+    toggle("pref-contrast", "contrast", t("pref.contrast")),
+  );
+  if (session.me) {
+    bar.append(
+      h("span", { class: "live-badge", id: "live-state" }, session.live ? t("live.on") : t("live.off")),
+      h("span", {}, session.me.username),
+      h("button", { class: "secondary", id: "logout", onclick: logout }, t("action.logout")),
+    );
+  }
+}
+
+function applyDisplay() {
+  document.documentElement.classList.toggle("large", prefs.large);
+  document.documentElement.classList.toggle("contrast", prefs.contrast);
+}
+
+async function logout() {
+  try { await post("/auth/logout", {}); } catch { /* the session is gone either way */ }
+  if (session.stopStream) session.stopStream();
+  session.me = null;
+  go("#/login");
+}
+
+function startStream() {
+  if (session.stopStream) return;
+  session.stopStream = openStream(
+    (reading) => listeners.forEach((listener) => listener(reading)),
+    (on) => {
+      session.live = on;
+      const badge = document.getElementById("live-state");
+      if (badge) badge.textContent = on ? t("live.on") : t("live.off");
+    },
+  );
+}
+
+/** Called after a login: who am I, then my home page. */
+export async function loggedIn() {
+  session.me = await get("/auth/me");
+  startStream();
+  go(home());
+}
+
+let generation = 0;
+
+export async function render() {
+  const mine = ++generation;
+  listeners.clear();
+  const main = document.getElementById("main");
+  if (!session.me && hasSession()) {
+    try {
+      session.me = await get("/auth/me");
+      startStream();
+    } catch {
+      session.me = null;
+    }
+  }
+  header();
+  let hash = location.hash || "";
+  if (!session.me && hash !== "#/login") hash = "#/login";
+  if (session.me && (hash === "" || hash === "#/" || hash === "#/login")) {
+    history.replaceState(null, "", "/" + home());
+    hash = home();
+  }
+  const route = ROUTES.find(([pattern]) => pattern.test(hash));
+  let node;
+  try {
+    node = route ? await route[1](...hash.match(route[0]).slice(1)) : notFoundPage();
+  } catch (error) {
+    node = errorBox(error);
+  }
+  if (mine !== generation) return;
+  main.replaceChildren(node);
+}
+
+async function start() {
+  applyDisplay();
+  await loadLanguage();
+  window.addEventListener("hashchange", render);
+  if (location.pathname === "/login/sms") {
+    const token = location.hash.slice(1);
+    history.replaceState(null, "", "/#/login");
+    header();
+    document.getElementById("main").replaceChildren(await smsLinkPage(token));
+    return;
+  }
+  await render();
+}
+
+start();
