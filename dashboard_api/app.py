@@ -16,7 +16,16 @@ from sqlalchemy import Engine
 from dashboard_api.config import API_PREFIX, ApiSettings
 from dashboard_api.context import ApiContext
 from dashboard_api.live import LiveHub
-from dashboard_api.routes import admin, audit, auth, care, patients, quarantine, stream
+from dashboard_api.routes import (
+    admin,
+    admin_accounts,
+    audit,
+    auth,
+    care,
+    patients,
+    quarantine,
+    stream,
+)
 from dashboard_api.sms import SmsSender
 from ingest.stores.base import ReadingStore
 from ingest.validate import DEFAULT_LIMITS, PlausibilityLimits
@@ -69,7 +78,7 @@ def create_app(
         live=live,
         plausibility=plausibility,
     )
-    for module in (auth, patients, care, audit, stream, admin, quarantine):
+    for module in (auth, patients, care, audit, stream, admin_accounts, admin, quarantine):
         app.include_router(module.router)
 
     @app.middleware("http")
