@@ -19,6 +19,7 @@ from dashboard_api.context import ApiContext
 from dashboard_api.live import LiveHub
 from dashboard_api.routes import (
     admin,
+    admin_accounts,
     audit,
     auth,
     care,
@@ -83,7 +84,18 @@ def create_app(
         plausibility=plausibility,
         commands=commands,
     )
-    for module in (auth, patients, care, pairing, gateways, audit, stream, admin, quarantine):
+    for module in (
+        auth,
+        patients,
+        care,
+        pairing,
+        gateways,
+        audit,
+        stream,
+        admin_accounts,
+        admin,
+        quarantine,
+    ):
         app.include_router(module.router)
     mount_web(app)
 

@@ -1,4 +1,5 @@
-"""``/api/v1/admin``: accounts, teams and members, contracts, the on-call rota, family links.
+"""``/api/v1/admin``: teams and members, contracts, the on-call rota, family links (accounts:
+:mod:`dashboard_api.routes.admin_accounts`), and the helpers both modules use.
 
 Every route depends on :func:`dashboard_api.deps.system_access` (role ``admin``, see
 ``ROLE_MATRIX`` in :mod:`dashboard_api.authz`); anyone else gets 403 whatever the ids in
@@ -15,7 +16,6 @@ and targets are never returned here.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Final, TypeVar
@@ -24,9 +24,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from sqlalchemy.orm import Session
 
 from dashboard_api.admin_schemas import (
-    AccountCreate,
-    AccountPublic,
-    AccountsPublic,
     ContractCreate,
     ContractEnd,
     ContractPublic,
@@ -37,7 +34,6 @@ from dashboard_api.admin_schemas import (
     MemberCreate,
     MemberPublic,
     MembershipEnded,
-    PasswordReset,
     ShiftCreate,
     ShiftPublic,
     ShiftsPublic,
@@ -55,11 +51,8 @@ from dashboard_api.deps import (
     route_template,
     system_access,
 )
-from dashboard_api.security import hash_password
-from registry.accounts import AccountRecord
 from registry.audit import AuditDetail, AuditOutcome, record_audit
 from registry.care import (
-    AccountRepository,
     ContractRecord,
     ContractRepository,
     FamilyRepository,
@@ -68,11 +61,10 @@ from registry.care import (
     TeamRepository,
 )
 from registry.care_lookup import find_team
-from registry.care_models import AccountKind, Role, TeamPosition
+from registry.care_models import TeamPosition
 from registry.care_queries import (
     contract_by_id,
     family_links,
-    list_accounts,
     list_contracts,
     list_shifts,
     list_teams,
@@ -84,10 +76,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"])
 
 MAX_PAGE: Final = 200
 """Listings are for screens; a page beyond 200 rows is an export's job (OWASP API4)."""
-RESET_PASSWORD_BYTES: Final = 18
-"""24 URL-safe characters (144 bits): far above the 12-character minimum of MLPS level 3."""
 
-Accounts = Annotated[SystemGrant, Depends(system_access(SystemAction.MANAGE_ACCOUNTS))]
 Teams = Annotated[SystemGrant, Depends(system_access(SystemAction.MANAGE_TEAMS))]
 Contracts = Annotated[SystemGrant, Depends(system_access(SystemAction.MANAGE_CONTRACTS))]
 Family = Annotated[SystemGrant, Depends(system_access(SystemAction.VIEW_FAMILY_LINKS))]
@@ -146,154 +135,9 @@ def change(
     return result
 
 
-def _next(offset: int, limit: int, returned: int) -> int | None:
+def next_offset_of(offset: int, limit: int, returned: int) -> int | None:
+    """The offset of the next page, when ``limit + 1`` rows were asked and more came back."""
     return offset + limit if returned > limit else None
-
-
-def _account(record: AccountRecord) -> AccountPublic:
-    return AccountPublic(
-        username=record.username,
-        kind=record.kind.value,
-        roles=sorted(role.value for role in record.roles),
-        display_name=record.display_name if record.kind is AccountKind.STAFF else None,
-        patient_id=record.patient_id,
-        custodial=record.custodial,
-        active=record.active,
-        has_password=record.has_password,
-        totp_enrolled=record.totp_enrolled,
-    )
-
-
-@router.get("/users", response_model=AccountsPublic)
-def users(
-    request: Request,
-    grant: Accounts,
-    context: ContextDep,
-    kind: Annotated[AccountKind | None, Query()] = None,
-    role: Annotated[Role | None, Query()] = None,
-    active: Annotated[bool | None, Query()] = None,
-    offset: Offset = 0,
-    limit: Limit = 50,
-) -> AccountsPublic:
-    """Accounts by username (no secrets, no phones; names of staff only)."""
-    with context.read() as session:
-        rows = list_accounts(
-            session, kind=kind, role=role, active=active, offset=offset, limit=limit + 1
-        )
-    page = rows[:limit]
-    audit_system(
-        context,
-        request,
-        grant,
-        status_code=200,
-        patient_ids=[r.patient_id for r in page if r.patient_id is not None],
-        detail={"returned": len(page)},
-    )
-    return AccountsPublic(
-        data=[_account(record) for record in page],
-        offset=offset,
-        limit=limit,
-        next_offset=_next(offset, limit, len(rows)),
-    )
-
-
-@router.post("/users", response_model=AccountPublic, status_code=201)
-def create_user(
-    body: AccountCreate, request: Request, grant: Accounts, context: ContextDep
-) -> AccountPublic:
-    """Create a staff, patient (possibly custodial) or family account.
-
-    Staff then need a password (``…/password-reset``) and a TOTP enrolment (``vitalgate
-    users totp``) before they can log in; patients and family log in by SMS link.
-    """
-    kind = AccountKind(body.kind)
-    record = change(
-        context,
-        request,
-        grant,
-        lambda session: AccountRepository(session, clock=context.clock).add(
-            body.username,
-            display_name=body.display_name,
-            kind=kind,
-            roles=[Role(role) for role in body.roles],
-            phone=body.phone,
-            patient_id=body.patient_id,
-            custodial=body.custodial,
-        ),
-        status_code=201,
-        detail={
-            "username": body.username,
-            "kind": kind.value,
-            "roles": ",".join(sorted(body.roles)),
-            "custodial": body.custodial,
-        },
-        patient_ids=[body.patient_id] if body.patient_id else [],
-    )
-    return _account(record)
-
-
-def _set_active(
-    username: str, active: bool, request: Request, grant: SystemGrant, context: ApiContext
-) -> AccountPublic:
-    def operation(session: Session) -> AccountRecord:
-        accounts = AccountRepository(session, clock=context.clock)
-        accounts.set_active(username, active)
-        return accounts.get(username)
-
-    record = change(
-        context, request, grant, operation, status_code=200, detail={"username": username}
-    )
-    return _account(record)
-
-
-@router.post("/users/{username}/disable", response_model=AccountPublic)
-def disable_user(
-    username: str, request: Request, grant: Accounts, context: ContextDep
-) -> AccountPublic:
-    """Disable an account: every session it holds ends on its next request."""
-    if username == grant.caller.actor.username:
-        audit_system(
-            context,
-            request,
-            grant,
-            status_code=422,
-            outcome=AuditOutcome.REJECTED,
-            detail={"username": username, "problem": "own account"},
-        )
-        raise HTTPException(422, detail="an administrator cannot disable their own account")
-    return _set_active(username, False, request, grant, context)
-
-
-@router.post("/users/{username}/enable", response_model=AccountPublic)
-def enable_user(
-    username: str, request: Request, grant: Accounts, context: ContextDep
-) -> AccountPublic:
-    """Enable a disabled account again (its old sessions stay ended)."""
-    return _set_active(username, True, request, grant, context)
-
-
-@router.post("/users/{username}/password-reset", response_model=PasswordReset)
-def reset_password(
-    username: str, request: Request, grant: Accounts, context: ContextDep
-) -> PasswordReset:
-    """Give a staff member a new random password, shown once in this answer only.
-
-    The password is never logged, audited or stored (only its argon2id hash); every
-    session of the account ends. Patients and family have no password (422).
-    """
-    password = secrets.token_urlsafe(RESET_PASSWORD_BYTES)
-    password_hash = hash_password(password)
-    change(
-        context,
-        request,
-        grant,
-        lambda session: AccountRepository(session, clock=context.clock).set_password_hash(
-            username, password_hash
-        ),
-        status_code=200,
-        detail={"username": username},
-    )
-    return PasswordReset(username=username, password=password)
 
 
 @router.get("/teams", response_model=TeamsPublic)
@@ -314,7 +158,7 @@ def teams(
         ],
         offset=offset,
         limit=limit,
-        next_offset=_next(offset, limit, len(rows)),
+        next_offset=next_offset_of(offset, limit, len(rows)),
     )
 
 
@@ -471,7 +315,7 @@ def contracts(
         data=[_contract(r) for r in page],
         offset=offset,
         limit=limit,
-        next_offset=_next(offset, limit, len(rows)),
+        next_offset=next_offset_of(offset, limit, len(rows)),
     )
 
 
@@ -574,7 +418,7 @@ def rota(
         data=[_shift(r) for r in page],
         offset=offset,
         limit=limit,
-        next_offset=_next(offset, limit, len(rows)),
+        next_offset=next_offset_of(offset, limit, len(rows)),
     )
 
 
@@ -648,5 +492,5 @@ def links(
         detail={"returned": len(page)},
     )
     return FamilyLinksPublic(
-        data=data, offset=offset, limit=limit, next_offset=_next(offset, limit, len(rows))
+        data=data, offset=offset, limit=limit, next_offset=next_offset_of(offset, limit, len(rows))
     )
