@@ -449,7 +449,8 @@ def _apply(
     if transition.to_state is AlertState.RESOLVED:
         updated.pop(transition.rule_id, None)
         return updated
-    assert transition.finding is not None and transition.to_state is not None
+    assert transition.finding is not None
+    assert transition.to_state is not None
     finding = transition.finding
     if alert is None:
         updated[transition.rule_id] = OpenAlert(

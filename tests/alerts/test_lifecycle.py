@@ -79,7 +79,8 @@ def test_a_higher_tier_breaks_through_a_lower_tiers_snooze() -> None:
         PATIENT, [finding("B1", FindingStatus.FIRING, T0, upgrade=True)], [],
         silences=[snooze], now=T0,
     )  # fmt: skip
-    assert loud.transitions[0].notify and loud.transitions[0].severity is Severity.P1
+    assert loud.transitions[0].notify
+    assert loud.transitions[0].severity is Severity.P1
 
 
 def test_p1_silences_are_capped_and_p1_rules_cannot_be_disabled() -> None:
