@@ -415,18 +415,18 @@ def decide(
         for finding in ordered:
             if finding.status is not FindingStatus.CLEAR:
                 out.append(_suppress(finding, status, now))
-        for alert in sorted(current.values(), key=lambda a: a.rule_id):
+        for paused in sorted(current.values(), key=lambda a: a.rule_id):
             out.append(
                 Transition(
                     TransitionKind.RESOLVE,
                     patient_id=patient_id,
-                    rule_id=alert.rule_id,
+                    rule_id=paused.rule_id,
                     at=now,
                     reason=f"monitoring paused: {status.status}",
-                    alert_id=alert.alert_id,
-                    from_state=alert.state,
+                    alert_id=paused.alert_id,
+                    from_state=paused.state,
                     to_state=AlertState.RESOLVED,
-                    severity=alert.severity,
+                    severity=paused.severity,
                 )
             )
         return Decision(patient_id, tuple(out))
