@@ -233,7 +233,8 @@ def begin_notification(
             created_at=now,
         )
         session.add(row)
-    row.attempts += 1
+    if row.status != NotificationStatus.DELIVERED.value:
+        row.attempts += 1
     session.flush()
     return row
 
