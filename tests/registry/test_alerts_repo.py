@@ -326,3 +326,21 @@ def test_a_permanent_failure_moves_on_and_raises_a_sys_alert(
         assert steps[3].due_at <= clock()
         sys_alert = s.scalars(select(AlertRow).where(AlertRow.rule_id == NOTIFY_FAILED_RULE)).one()
         assert (sys_alert.severity, sys_alert.state) == ("SYS", AlertState.FIRING.value)
+
+
+def test_apscheduler_only_wakes_the_worker(home: Engine, clock: ManualClock) -> None:
+    import time
+
+    from alerts.scheduler import wake_worker
+
+    notifiers = channels()
+    evaluate(home, clock, finding("G1", FindingStatus.FIRING, clock))
+    scheduler = wake_worker(worker(home, clock, notifiers), tick_seconds=0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while len(notifiers["inbox"].sent) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert len(notifiers["inbox"].sent) == 3
+    assert len(notifiers["sms"].sent) == 2
