@@ -344,3 +344,19 @@ def test_apscheduler_only_wakes_the_worker(home: Engine, clock: ManualClock) -> 
         scheduler.shutdown(wait=True)
     assert len(notifiers["inbox"].sent) == 3
     assert len(notifiers["sms"].sent) == 2
+
+
+def test_a_worker_that_lost_its_lease_cannot_finish_the_step(
+    home: Engine, clock: ManualClock
+) -> None:
+    from registry.alert_models import StepStatus
+    from registry.escalation_repo import claim_due, finish_step
+
+    evaluate(home, clock, finding("G1", FindingStatus.FIRING, clock))
+    old = claim_due(home, worker="w1", now=clock(), lease=timedelta(minutes=2))
+    clock.advance(minutes=3)
+    new = claim_due(home, worker="w2", now=clock(), lease=timedelta(minutes=2))
+    assert [s.step_id for s in new] == [s.step_id for s in old]
+    with session_scope(home) as s:
+        assert not finish_step(s, old[0], status=StepStatus.DONE, outcome="late", now=clock())
+        assert finish_step(s, new[0], status=StepStatus.DONE, outcome="ok", now=clock())
