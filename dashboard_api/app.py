@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from dashboard_api.config import API_PREFIX, ApiSettings
 from dashboard_api.context import ApiContext
 from dashboard_api.live import LiveHub
-from dashboard_api.routes import audit, auth, care, patients, stream
+from dashboard_api.routes import alerts, audit, auth, care, patients, stream
 from dashboard_api.sms import SmsSender
 from ingest.stores.base import ReadingStore
 
@@ -61,7 +61,7 @@ def create_app(
     app.state.context = ApiContext(
         settings=settings, registry=registry, store=store, clock=clock, sms=sms, live=live
     )
-    for module in (auth, patients, care, audit, stream):
+    for module in (auth, patients, care, alerts, audit, stream):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -103,6 +103,17 @@ class AlertRepository:
             for r in rows
         ]
 
+    def alerts_of(
+        self, patient_id: str, *, state: str | None = None, severity: str | None = None
+    ) -> list[AlertRow]:
+        """The patient's alerts, newest first, optionally filtered by state and severity."""
+        query = select(AlertRow).where(AlertRow.patient_id == patient_id)
+        if state is not None:
+            query = query.where(AlertRow.state == state)
+        if severity is not None:
+            query = query.where(AlertRow.severity == severity)
+        return list(self._session.scalars(query.order_by(AlertRow.id.desc())))
+
     def monitoring_status(self, patient_id: str, now: datetime) -> MonitoringStatus:
         """The patient's monitoring status in force at ``now`` (care model)."""
         record = PatientCareRepository(self._session).status_at(patient_id, now)

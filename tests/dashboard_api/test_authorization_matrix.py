@@ -47,7 +47,11 @@ SAMPLE_BODY = {
         "scopes": ["view_readings"],
     },
 }
-SAMPLE_PATH = {"patient_id": PATIENT, "username": "wang.son"}
+SAMPLE_BODY[("post", "/api/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge")] = {
+    "note": "called the patient"
+}
+SAMPLE_PATH = {"patient_id": PATIENT, "username": "wang.son", "alert_id": "999999"}
+"""No alert 999999 exists: a caller the gate lets through gets the route's own 404."""
 
 R_PATIENT = ("get", "/api/v1/patients/{patient_id}")
 R_READINGS = ("get", "/api/v1/patients/{patient_id}/readings")
@@ -58,6 +62,8 @@ R_DEVICES = ("get", "/api/v1/patients/{patient_id}/devices")
 R_CONSENTS = ("get", "/api/v1/patients/{patient_id}/consents")
 R_GRANT = ("post", "/api/v1/patients/{patient_id}/consents")
 R_REVOKE = ("delete", "/api/v1/patients/{patient_id}/consents/{username}")
+R_ALERTS = ("get", "/api/v1/patients/{patient_id}/alerts")
+R_ACK = ("post", "/api/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge")
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -68,6 +74,8 @@ ROUTES_WITH_PATIENT_GATE = {
     R_CONSENTS,
     R_GRANT,
     R_REVOKE,
+    R_ALERTS,
+    R_ACK,
 }
 """Routes decided by the one gate; break-glass is the documented exception (any doctor)."""
 
@@ -80,6 +88,9 @@ ALL = (
     R_CONSENTS,
     R_GRANT,
     R_REVOKE,
+    R_ALERTS,
+    R_ACK,
+    # Last: a successful break-glass opens the patient to the caller for what follows.
     R_BREAK_GLASS,
 )
 
@@ -120,6 +131,29 @@ EXPECTED: dict[str, dict[tuple[str, str], int]] = {
     "forged token": _expect(401, 401, 401, 401),
     "alg=none token": _expect(401, 401, 401, 401),
 }
+
+# Alerts: reading them (read_alerts), acknowledging (act_on_alert; 404 past the gate: the
+# sample alert does not exist). A family member who may only view readings: 403 on both.
+_ALERTS: dict[str, tuple[int, int]] = {
+    "own doctor": (200, 404),
+    "team lead": (200, 404),
+    "doctor of another team": (404, 404),
+    "nurse of the team": (200, 404),
+    "the patient": (200, 403),
+    "consented family member": (403, 403),
+    "family, consent revoked": (404, 404),
+    "family, consent expired": (404, 404),
+    "admin": (404, 404),
+    "duty doctor during duty": (200, 404),
+    "duty doctor after duty": (404, 404),
+    "doctor after break-glass": (200, 403),
+    "no token": (401, 401),
+    "expired token": (401, 401),
+    "forged token": (401, 401),
+    "alg=none token": (401, 401),
+}
+for _persona, (_read, _ack) in _ALERTS.items():
+    EXPECTED[_persona] |= {R_ALERTS: _read, R_ACK: _ack}
 
 
 def _forge(token: str, *, alg_none: bool = False) -> str:
