@@ -20,6 +20,7 @@ from dashboard_api.live import LiveHub
 from dashboard_api.routes import (
     admin,
     admin_accounts,
+    alerts,
     audit,
     auth,
     care,
@@ -88,6 +89,7 @@ def create_app(
         auth,
         patients,
         care,
+        alerts,
         pairing,
         gateways,
         audit,

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 # The care model's tables belong to the same metadata: import them wherever engines exist.
+from registry import alert_models as _alert_models  # noqa: F401
 from registry import care_models as _care_models  # noqa: F401
 from registry import evaluation_models as _evaluation_models  # noqa: F401
 from registry import fleet_models as _fleet_models  # noqa: F401

@@ -10,6 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from registry import alert_models as _alert_models  # noqa: F401 - their tables are in Base
 from registry import care_models as _care_models  # noqa: F401 - their tables are in Base
 from registry import evaluation_models as _evaluation_models  # noqa: F401
 from registry import fleet_models as _fleet_models  # noqa: F401 - their tables are in Base

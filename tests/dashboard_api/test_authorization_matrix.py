@@ -77,6 +77,11 @@ SAMPLE_PATH = {
     "gateway_id": GATEWAY,
     "team_code": "team-a",
 }
+SAMPLE_BODY[("post", "/api/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge")] = {
+    "note": "called the patient"
+}
+SAMPLE_PATH["alert_id"] = "999999"
+"""No alert 999999 exists: a caller the gate lets through gets the route's own 404."""
 
 R_PATIENT = ("get", "/api/v1/patients/{patient_id}")
 R_READINGS = ("get", "/api/v1/patients/{patient_id}/readings")
@@ -120,6 +125,8 @@ R_PAIR = ("post", "/api/v1/patients/{patient_id}/devices/pair")
 R_PAIRINGS = ("get", "/api/v1/patients/{patient_id}/devices/pairing-requests")
 R_UNPAIR = ("post", "/api/v1/patients/{patient_id}/devices/{device_id}/unpair")
 R_GATEWAY = ("get", "/api/v1/gateways/{gateway_id}")
+R_ALERTS = ("get", "/api/v1/patients/{patient_id}/alerts")
+R_ACK = ("post", "/api/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge")
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -133,6 +140,8 @@ ROUTES_WITH_PATIENT_GATE = {
     R_PAIR,
     R_PAIRINGS,
     R_UNPAIR,
+    R_ALERTS,
+    R_ACK,
 }
 """Routes decided by the one gate; break-glass (any doctor) and the gateway route (fleet
 roles, or a gateway of one's patients) are the documented exceptions."""
@@ -152,6 +161,8 @@ ALL = (
     R_UNPAIR,  # after the other device routes: the device is the patient's no more
     *ADMIN_ROUTES,
     *IT_ROUTES,
+    R_ALERTS,
+    R_ACK,
     R_BREAK_GLASS,  # last: the access it opens would change the answers after it
 )
 NOT_FOUND_DETAIL = {R_GATEWAY: "gateway not found"}
@@ -211,6 +222,30 @@ EXPECTED: dict[str, dict[tuple[str, str], int]] = {
     "forged token": _expect(*[401] * 8),
     "alg=none token": _expect(*[401] * 8),
 }
+
+# Alerts: reading them (read_alerts), acknowledging (act_on_alert; 404 past the gate: the
+# sample alert does not exist). A family member who may only view readings: 403 on both.
+_ALERTS: dict[str, tuple[int, int]] = {
+    "own doctor": (200, 404),
+    "team lead": (200, 404),
+    "doctor of another team": (404, 404),
+    "nurse of the team": (200, 404),
+    "the patient": (200, 403),
+    "consented family member": (403, 403),
+    "family, consent revoked": (404, 404),
+    "family, consent expired": (404, 404),
+    "admin": (404, 404),
+    "IT operator": (404, 404),
+    "duty doctor during duty": (200, 404),
+    "duty doctor after duty": (404, 404),
+    "doctor after break-glass": (200, 403),
+    "no token": (401, 401),
+    "expired token": (401, 401),
+    "forged token": (401, 401),
+    "alg=none token": (401, 401),
+}
+for _persona, (_read, _ack) in _ALERTS.items():
+    EXPECTED[_persona] |= {R_ALERTS: _read, R_ACK: _ack}
 
 
 def _forge(token: str, *, alg_none: bool = False) -> str:

@@ -1,7 +1,7 @@
 """Alert evaluator: partition leases and evaluation watermarks.
 
 Revision ID: 0008_evaluation
-Revises: 0006_fleet
+Revises: 0007_alerts
 Create Date: 2026-12-02 16:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 _TIMESTAMP = sa.DateTime(timezone=True)
 
 revision: str = "0008_evaluation"
-down_revision: str | None = "0006_fleet"
+down_revision: str | None = "0007_alerts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,264 @@
+"""The escalation worker: claims due steps from the registry and notifies, restart-safe.
+
+The registry holds the truth (``registry.escalation_repo``); APScheduler — or a test —
+only calls :meth:`EscalationWorker.run_once` on a tick. One step runs like this:
+
+1. claim it with a lease (commit): a worker killed from here on loses the lease and the
+   step is claimed again — never lost;
+2. an alert acknowledged or resolved meanwhile: the step is cancelled;
+3. resolve the step's audiences to people at this moment (the duty doctor of the rota now;
+   family only with a ``receive_alerts`` consent in force); nobody reachable: the step is
+   skipped at once and the next step is due now;
+4. per recipient: the notification row of its idempotency key is created or found (commit),
+   the notifier sends under that key with retries, the receipt is recorded (commit) — a
+   crash between send and record re-sends under the same key: delivered at least once,
+   recorded once;
+5. a permanent failure fails the step, makes the next due now and opens a SYS alert;
+   recoverable failures that outlast the retries release the step for the next tick;
+6. the step is finished (audited); the last step of a multi-step chain repeats while the
+   alert stays unacknowledged. A family member's "seen" is not an acknowledgement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
+
+from alerts.lifecycle import AlertState, Decision, Transition, TransitionKind
+from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
+from alerts.notify.base import (
+    Message,
+    Notifier,
+    PermanentFailure,
+    RecoverableFailure,
+    send_with_retry,
+)
+from alerts.notify.texts import render
+from registry.alert_models import EscalationStep, StepStatus
+from registry.alerts_repo import AlertRepository
+from registry.audit import record_audit
+from registry.db import session_scope
+from registry.escalation_repo import (
+    ClaimedStep,
+    alert_still_open_unacked,
+    begin_notification,
+    claim_due,
+    finish_step,
+    settle_notification,
+)
+
+NOTIFY_FAILED_RULE = "SYS-NOTIFY"
+"""The SYS alert a permanent notifier failure opens on the patient (one open at a time)."""
+
+DEFAULT_LEASE = timedelta(minutes=2)
+"""How long a claimed step is this worker's: longer than a step's sends with their retries
+(4 attempts, back-off ≤ 8 s each, 10 s timeouts), short enough that a P1 step is retried
+well inside its 10-minute deadline after a crash."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A person to reach: their id for the record, their address for the channel only."""
+
+    recipient_id: str
+    address: str
+
+
+class Recipients(Protocol):
+    """Resolves an audience of a patient to people at a moment."""
+
+    def __call__(
+        self, session: Session, patient_id: str, audience: str, channel: str, at: datetime
+    ) -> Sequence[Recipient]:
+        """The reachable recipients (empty: nobody reachable on this channel)."""
+        ...
+
+
+class EscalationWorker:
+    """Runs due escalation steps; safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        notifiers: Mapping[str, Notifier],
+        recipients: Recipients,
+        clock: Callable[[], datetime],
+        worker_id: str,
+        lease: timedelta = DEFAULT_LEASE,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._notifiers = notifiers
+        self._recipients = recipients
+        self._clock = clock
+        self._worker = worker_id
+        self._lease = lease
+        self._sleep = sleep
+
+    def run_once(self) -> int:
+        """Claim and run the steps due now; how many were claimed."""
+        steps = claim_due(self._engine, worker=self._worker, now=self._clock(), lease=self._lease)
+        for step in steps:
+            self._run(step)
+        return len(steps)
+
+    def _run(self, step: ClaimedStep) -> None:
+        with session_scope(self._engine) as session:
+            if not alert_still_open_unacked(session, step.alert_id):
+                self._finish(session, step, StepStatus.CANCELLED, "alert closed")
+                return
+            people = [
+                (audience, person)
+                for audience in step.audiences
+                for person in self._recipients(
+                    session, step.patient_id, audience, step.channel, self._clock()
+                )
+            ]
+            notifier = self._notifiers.get(step.channel)
+            if not people or notifier is None:
+                self._finish(session, step, StepStatus.SKIPPED, "no reachable recipient")
+                return
+        failed: list[str] = []
+        for audience, person in people:
+            outcome = self._notify(step, notifier, audience, person)
+            if outcome == "recoverable":
+                self._release(step)
+                return
+            if outcome == "permanent":
+                failed.append(person.recipient_id)
+        with session_scope(self._engine) as session:
+            if failed:
+                self._finish(session, step, StepStatus.FAILED, f"permanent failure: {len(failed)}")
+                self._raise_sys(session, step)
+            else:
+                self._finish(session, step, StepStatus.DONE, f"notified {len(people)}")
+
+    def _notify(
+        self, step: ClaimedStep, notifier: Notifier, audience: str, person: Recipient
+    ) -> str:
+        key = f"{step.idempotency_key}:{step.channel}:{person.recipient_id}"
+        with session_scope(self._engine) as session:
+            row = begin_notification(
+                session,
+                key=key,
+                alert_id=step.alert_id,
+                step_id=step.step_id,
+                channel=step.channel,
+                recipient=person.recipient_id,
+                now=self._clock(),
+            )
+            if row.status == "delivered":
+                return "delivered"
+        message = Message(
+            idempotency_key=key,
+            recipient=person.recipient_id,
+            address=person.address,
+            subject=f"VitalGate {step.severity.value} {step.rule_id}",
+            body=render(rule_id=step.rule_id, severity=step.severity.value, audience=audience),
+            patient_id=step.patient_id,
+            alert_id=step.alert_id,
+        )
+        try:
+            receipt = send_with_retry(notifier, message, sleep=self._sleep)
+        except PermanentFailure as exc:
+            self._settle(step, key, delivered=False, receipt=None, error=str(exc))
+            return "permanent"
+        except RecoverableFailure as exc:
+            self._settle(step, key, delivered=False, receipt=None, error=str(exc))
+            return "recoverable"
+        self._settle(step, key, delivered=True, receipt=receipt.reference, error=None)
+        return "delivered"
+
+    def _settle(
+        self,
+        step: ClaimedStep,
+        key: str,
+        *,
+        delivered: bool,
+        receipt: str | None,
+        error: str | None,
+    ) -> None:
+        now = self._clock()
+        with session_scope(self._engine) as session:
+            settle_notification(
+                session, key, delivered=delivered, receipt=receipt, error=error, now=now
+            )
+            record_audit(
+                session,
+                at=now,
+                actor=self._worker,
+                action="alert.notify" if delivered else "alert.notify_failed",
+                target=f"alert:{step.alert_id}",
+                detail={"channel": step.channel, "key": key},
+                patient_ids=[step.patient_id],
+            )
+
+    def _release(self, step: ClaimedStep) -> None:
+        """Give a step back for the next tick (recoverable failures outlasted the retries)."""
+        with session_scope(self._engine) as session:
+            session.execute(
+                update(EscalationStep)
+                .where(
+                    EscalationStep.id == step.step_id,
+                    EscalationStep.claimed_by == self._worker,
+                    EscalationStep.lease_until == step.lease_until,
+                )
+                .values(status=StepStatus.DUE.value, claimed_by=None, lease_until=None)
+            )
+
+    def _finish(self, session: Session, step: ClaimedStep, status: StepStatus, why: str) -> None:
+        now = self._clock()
+        if finish_step(session, step, status=status, outcome=why, now=now):
+            record_audit(
+                session,
+                at=now,
+                actor=self._worker,
+                action=f"alert.step_{status.value}",
+                target=f"alert:{step.alert_id}",
+                detail={"step": step.idempotency_key},
+                patient_ids=[step.patient_id],
+            )
+
+    def _raise_sys(self, session: Session, step: ClaimedStep) -> None:
+        repo = AlertRepository(session)
+        now = self._clock()
+        if any(a.rule_id == NOTIFY_FAILED_RULE for a in repo.open_alerts(step.patient_id)):
+            return
+        finding = Finding(
+            patient_id=step.patient_id,
+            rule_id=NOTIFY_FAILED_RULE,
+            rule_version=1,
+            metric=Metric.SYSTEM,
+            severity=Severity.SYS,
+            status=FindingStatus.FIRING,
+            at=now,
+            reading_ids=(),
+            thresholds={},
+            explanation=Explanation("system.notify_failed", {"channel": step.channel}),
+        )
+        repo.record(
+            Decision(
+                step.patient_id,
+                (
+                    Transition(
+                        TransitionKind.FIRE,
+                        patient_id=step.patient_id,
+                        rule_id=NOTIFY_FAILED_RULE,
+                        at=now,
+                        reason=f"permanent {step.channel} failure on alert {step.alert_id}",
+                        alert_id=None,
+                        from_state=None,
+                        to_state=AlertState.FIRING,
+                        severity=Severity.SYS,
+                        notify=True,
+                        finding=finding,
+                    ),
+                ),
+            )
+        )

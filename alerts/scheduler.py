@@ -1,0 +1,41 @@
+"""APScheduler only wakes the escalation worker; the registry holds every step.
+
+APScheduler's own job stores would lose a one-off job killed mid-run and skip late runs by
+default, so no step is ever an APScheduler job: one interval job calls
+:meth:`~alerts.escalation.EscalationWorker.run_once`, which claims whatever is due in the
+registry. A tick missed while the process was down changes nothing: the next tick finds the
+overdue steps and runs them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from alerts.escalation import EscalationWorker
+
+TICK_SECONDS: Final = 15.0
+"""How often the worker looks for due steps: small against the shortest deadline (P1's
+10 minutes to phone the family, CLINICAL table (a))."""
+
+
+def wake_worker(
+    worker: EscalationWorker, *, tick_seconds: float = TICK_SECONDS
+) -> BackgroundScheduler:
+    """Start a background scheduler that calls ``worker.run_once`` every ``tick_seconds``.
+
+    ``max_instances=1`` keeps ticks of one process from overlapping (other processes are
+    kept apart by the step claims); ``coalesce`` folds ticks missed under load into one.
+    """
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        worker.run_once,
+        "interval",
+        seconds=tick_seconds,
+        max_instances=1,
+        coalesce=True,
+        id="escalation-tick",
+    )
+    scheduler.start()
+    return scheduler
