@@ -202,3 +202,44 @@ def test_an_arrival_already_in_the_store_is_evaluated_on_a_cache_miss(deployment
     deployment[1].write([low])
     evaluator.handle_accepted(PART, encode_envelope(GATEWAY, NOW, [low]))
     assert [f.reading_ids for f in sink.firing("G1")] == [(low.id,)]
+
+
+def test_findings_become_one_alert_with_its_escalation(deployment) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from alerts.pipeline import LifecycleSink
+    from registry.alert_models import EscalationStep
+    from registry.alerts_repo import AlertRepository
+    from registry.db import session_scope
+
+    engine, store = deployment
+    clock = ManualClock(NOW)
+    sink = LifecycleSink(engine, clock=clock)
+    evaluator = Evaluator(
+        engine=engine,
+        store=store,
+        directory=RegistryPatientDirectory(engine),
+        rules=default_rules(),
+        evaluate=evaluate,
+        sink=sink,
+        clock=clock,
+        holder="w1",
+        partitions=PARTITIONS,
+    )
+    evaluator.refresh_leases()
+    first = glucose(2.5, NOW - timedelta(minutes=3), 1)
+    second = glucose(2.7, NOW - timedelta(minutes=1), 2)
+    for reading in (first, second):
+        store.write([reading])
+        evaluator.handle_accepted(PART, encode_envelope(GATEWAY, NOW, [reading]))
+    with session_scope(engine, write=False) as session:
+        alerts = AlertRepository(session).alerts_of(PATIENT)
+        g1 = [a for a in alerts if a.rule_id == "G1"]
+        assert len(g1) == 1  # two lows, one open alert
+        assert g1[0].severity == "P1"
+        steps = session.scalar(
+            select(func.count())
+            .select_from(EscalationStep)
+            .where(EscalationStep.alert_id == g1[0].id)
+        )
+        assert (steps or 0) >= 3  # inbox/SMS now, family at 10 min, duty doctor at 20

@@ -109,3 +109,10 @@ def backtest(
     typer.echo(f"{'rule':<5} {'alerts':>7} {'per patient-week':>17}")
     for rule_id, counts in document["per_rule"].items():
         typer.echo(f"{rule_id:<5} {counts['alerts']:>7} {counts['per_patient_week']:>17}")
+
+
+# The worker lives in its own module: it imports the registry, the store and MQTT, which
+# `rules check` and `backtest` do not need.
+from vitalgate.commands.alerts_run import run as _run  # noqa: E402
+
+app.command("run")(_run)

@@ -1,0 +1,89 @@
+"""Findings into alerts: the sink the evaluator hands each patient's findings to.
+
+One registry transaction per patient evaluation: the patient's open alerts, silences and
+monitoring status are read, :func:`alerts.lifecycle.decide` chooses the transitions, and
+the repository records them — alert rows, append-only events, audit links, escalation
+steps — before the evaluator acknowledges the message. A crash in between leaves the
+message unacknowledged; its redelivery decides again from what was recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from alerts.lifecycle import QuietHours, decide
+from alerts.model import Finding
+from alerts.notify.base import Message, Receipt
+from registry.alerts_repo import AlertRepository
+from registry.db import session_scope
+
+
+class LifecycleSink:
+    """``FindingSink`` of the evaluator: decide and record, one transaction per patient."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime],
+        quiet_hours: Callable[[str], QuietHours | None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._quiet_hours = quiet_hours
+        self.recorded = 0
+        """Transitions recorded (a metric, and for tests)."""
+
+    def __call__(self, patient_id: str, findings: Sequence[Finding]) -> None:
+        now = self._clock()
+        with session_scope(self._engine) as session:
+            repo = AlertRepository(session)
+            decision = decide(
+                patient_id,
+                findings,
+                repo.open_alerts(patient_id),
+                silences=repo.silences(patient_id, now),
+                status=repo.monitoring_status(patient_id, now),
+                quiet_hours=self._quiet_hours(patient_id) if self._quiet_hours else None,
+                now=now,
+            )
+            if decision.transitions:
+                repo.record(decision)
+                self.recorded += len(decision.transitions)
+
+
+class FileNotifier:
+    """Writes each message as a JSON line to a file (the demo, and sites testing a route).
+
+    Like the API's file SMS sender: a stand-in for a channel (SMS, voice, WeChat) whose
+    gateway the deployment has not configured yet. The file holds what would be sent, so
+    it is health data: it is created with mode 0600.
+    """
+
+    def __init__(self, channel: str, path: Path) -> None:
+        self.channel = channel
+        self._path = path
+
+    def send(self, message: Message) -> Receipt:
+        line = json.dumps(
+            {
+                "channel": self.channel,
+                "key": message.idempotency_key,
+                "recipient": message.recipient,
+                "address": message.address,
+                "subject": message.subject,
+                "body": message.body,
+                "alert_id": message.alert_id,
+            },
+            ensure_ascii=False,
+        )
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+        return Receipt(self.channel, message.idempotency_key)

@@ -1,0 +1,122 @@
+"""``vitalgate alerts run``: the alert worker — evaluator, lifecycle and escalation.
+
+One process per worker index; several share the partitions through leases in the
+registry. It consumes ``accepted/{partition}`` of the partitions it holds, records alerts
+through the lifecycle, and runs due escalation steps (APScheduler only wakes it).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from readings.topics import DEFAULT_PARTITIONS
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run(
+    registry: Annotated[
+        str, typer.Option(envvar="VITALGATE_REGISTRY_URL", help="Registry URL.")
+    ] = "sqlite:///./vitalgate-data/registry.db",
+    store: Annotated[
+        str, typer.Option(envvar="VITALGATE_STORE_URL", help="Reading store URL.")
+    ] = "sqlite:///./vitalgate-data/readings.db",
+    mqtt_url: Annotated[
+        str, typer.Option(envvar="VITALGATE_ALERTS_MQTT_URL", help="Broker URL.")
+    ] = "mqtt://127.0.0.1:1883",
+    mqtt_protocol: Annotated[str, typer.Option(help="5 or 3.1.1.")] = "5",
+    worker_index: Annotated[int, typer.Option(help="Index of this worker on its host.")] = 0,
+    partitions: Annotated[
+        int, typer.Option(help="Partitions of accepted/ (ingest's setting).")
+    ] = DEFAULT_PARTITIONS,
+    rules_file: Annotated[
+        Path | None, typer.Option("--rules", help="Rule file (default: the shipped rules).")
+    ] = None,
+    notify_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write SMS, voice, WeChat and e-mail messages to this file instead of "
+            "sending them (demo, testing; mode 0600)."
+        ),
+    ] = None,
+    lease_seconds: Annotated[float, typer.Option(help="Partition lease length.")] = 30.0,
+) -> None:
+    """Run the alert worker until SIGTERM or Ctrl-C."""
+    from alerts.escalation import EscalationWorker
+    from alerts.evaluator import Evaluator, RegistryPatientDirectory
+    from alerts.notify.inbox import InboxNotifier
+    from alerts.pipeline import FileNotifier, LifecycleSink
+    from alerts.recipients import registry_recipients
+    from alerts.rules.engine import evaluate
+    from alerts.rules.loader import default_rules, load_rules
+    from alerts.scheduler import wake_worker
+    from alerts.service import EvaluatorService
+    from alerts.summary_adapter import cgm_summary_for_rules
+    from infra.mqtt import ClientSettings, MqttProtocol, parse_mqtt_url
+    from ingest.stores import open_store
+    from registry.db import check_schema, create_engine_for
+
+    engine = create_engine_for(registry)
+    check_schema(engine)
+    reading_store = open_store(store)
+    rules = load_rules(rules_file) if rules_file else default_rules()
+    holder = f"{socket.gethostname()}-alerts-{worker_index}"
+    evaluator = Evaluator(
+        engine=engine,
+        store=reading_store,
+        directory=RegistryPatientDirectory(engine),
+        rules=rules,
+        evaluate=evaluate,
+        sink=LifecycleSink(engine, clock=_utc_now),
+        clock=_utc_now,
+        holder=holder,
+        partitions=partitions,
+        lease_ttl=timedelta(seconds=lease_seconds),
+        summary=cgm_summary_for_rules,
+    )
+    settings = ClientSettings(
+        endpoint=parse_mqtt_url(mqtt_url),
+        client_id=f"vitalgate-alerts-{worker_index}",
+        protocol=MqttProtocol(mqtt_protocol),
+        persistent_session=True,
+        session_expiry_seconds=7 * 24 * 3600,
+        manual_ack=True,
+    )
+    service = EvaluatorService(evaluator, settings)
+    # The in-app inbox is the alerts table itself (the pages list it); the notifier only
+    # records the delivery. Other channels: a file in the demo, webhooks in production.
+    notifiers: dict[str, object] = {"inbox": InboxNotifier(lambda _event: None)}
+    if notify_file is not None:
+        for channel in ("sms", "voice", "wechat", "email"):
+            notifiers[channel] = FileNotifier(channel, notify_file)
+    escalation = EscalationWorker(
+        engine,
+        notifiers=notifiers,  # type: ignore[arg-type]
+        recipients=registry_recipients,
+        clock=_utc_now,
+        worker_id=holder,
+    )
+    scheduler = wake_worker(escalation)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        service.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    typer.echo(json.dumps({"alerts": "running", "holder": holder, "partitions": partitions}))
+    try:
+        service.run()
+    finally:
+        scheduler.shutdown(wait=False)
+        reading_store.close()
+        engine.dispose()
