@@ -46,6 +46,8 @@ from readings.model import Kind, Reading
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 """Per request. A healthy influxd answers a 5000-point write in tens of ms; 10 s lets a
 busy one finish a compaction pause, and bounds how long a frozen one blocks the writer."""
+_IDS_PER_QUERY: Final = 500
+"""Patient ids per batched query: keeps the InfluxQL text (an ``OR`` per id) a few tens of kB."""
 
 
 def quote_identifier(name: str) -> str:
@@ -90,11 +92,15 @@ def _select(
 
 
 def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of one statement's result as column → value mappings."""
+    """Rows of one statement's result as column → value mappings (with the ``GROUP BY``
+    tags of their series, which InfluxDB leaves out of the columns)."""
     rows: list[dict[str, Any]] = []
     for series in result.get("series", ()):
         columns = series["columns"]
-        rows.extend(dict(zip(columns, values, strict=True)) for values in series["values"])
+        tags = series.get("tags") or {}
+        rows.extend(
+            {**tags, **dict(zip(columns, values, strict=True))} for values in series["values"]
+        )
     return rows
 
 
@@ -281,6 +287,33 @@ class InfluxV1Store:
         for kind, result in zip(kinds, self._query(statements), strict=True):
             for row in _rows(result):
                 latest[kind] = stored_reading(kind, from_timestamp_ns(row["time"]), row)
+        return latest
+
+    def last_readings_of(self, patient_ids: Sequence[str]) -> dict[str, dict[Kind, StoredReading]]:
+        """The latest reading of each kind of each patient: one request per chunk of
+        patients, a statement per kind grouped by ``patient_id`` (``LIMIT 1`` per group)."""
+        latest: dict[str, dict[Kind, StoredReading]] = {
+            patient_id: {} for patient_id in patient_ids
+        }
+        wanted = list(latest)
+        kinds = list(Kind)
+        for first in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[first : first + _IDS_PER_QUERY]
+            anyone = " OR ".join(f'"patient_id" = {quote_string(each)}' for each in chunk)
+            statements = [
+                _select(
+                    "*",
+                    kind,
+                    [f"({anyone})"],
+                    ' GROUP BY "patient_id" ORDER BY time DESC LIMIT 1',
+                    retention_policy=self.retention_policy,
+                )
+                for kind in kinds
+            ]
+            for kind, result in zip(kinds, self._query(statements), strict=True):
+                for row in _rows(result):
+                    stored = stored_reading(kind, from_timestamp_ns(row["time"]), row)
+                    latest[stored.patient_id][kind] = stored
         return latest
 
     def count(

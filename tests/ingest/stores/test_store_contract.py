@@ -279,6 +279,28 @@ def test_last_readings_give_the_latest_of_each_kind(store: ReadingStore) -> None
     assert store.last_readings("patient-9999") == {}
 
 
+def test_last_readings_of_many_patients_give_the_latest_of_each_kind_per_patient(
+    store: ReadingStore,
+) -> None:
+    older = glucose(5.6, T0, seq=1)
+    latest = glucose(6.4, T0 + timedelta(hours=1), seq=2)
+    pressure = blood_pressure(T0 + timedelta(minutes=30), seq=3)
+    other_latest = glucose(9.9, T0 + timedelta(hours=2), seq=4, patient=OTHER_PATIENT)
+    other_older = glucose(7.1, T0 - timedelta(hours=1), seq=5, patient=OTHER_PATIENT)
+    not_asked = glucose(4.4, T0 + timedelta(hours=3), seq=6, patient="patient-0003")
+    store.write([latest, other_older, older, pressure, not_asked, other_latest])
+
+    assert store.last_readings_of([PATIENT, OTHER_PATIENT, "patient-9999"]) == {
+        PATIENT: {
+            Kind.GLUCOSE: StoredReading.from_reading(latest),
+            Kind.BLOOD_PRESSURE: StoredReading.from_reading(pressure),
+        },
+        OTHER_PATIENT: {Kind.GLUCOSE: StoredReading.from_reading(other_latest)},
+        "patient-9999": {},
+    }
+    assert store.last_readings_of([]) == {}
+
+
 def test_count_applies_every_filter(store: ReadingStore) -> None:
     store.write(
         [
