@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -56,8 +55,8 @@ sys.path.insert(0, str(REPO_ROOT))
 import httpx  # noqa: E402
 
 DOCTOR: Final = "dr.bench"
-PASSWORD: Final = "bench password, not a secret"  # noqa: S105 - a throwaway account
-TOKEN_SECRET: Final = "b" * 48  # noqa: S105 - a throwaway signing key for one run
+PASSWORD: Final = "bench password, not a secret"
+TOKEN_SECRET: Final = "b" * 48
 GLUCOSE_TIMES_H: Final = (7, 11, 17, 21)
 BP_TIMES_H: Final = (8, 20)
 WEIGHT_TIME_H: Final = 7
@@ -112,7 +111,7 @@ def seed_registry(url: str, ids: Sequence[str], list_size: int, now: datetime) -
             ],
         )
         teams = TeamRepository(session)
-        team_count = max(1, len(ids) // list_size)
+        team_count = -(-len(ids) // list_size)
         for number in range(team_count):
             teams.add(f"team-{number:03d}", name=f"团队{number}", organisation="bench")
         accounts = AccountRepository(session)
@@ -128,7 +127,7 @@ def seed_registry(url: str, ids: Sequence[str], list_size: int, now: datetime) -
             [
                 {
                     "patient_id": each,
-                    "team_id": team_ids[f"team-{min(index // list_size, team_count - 1):03d}"],
+                    "team_id": team_ids[f"team-{index // list_size:03d}"],
                     "service_package": "diabetes",
                     "starts_on": created.date(),
                     "ends_on": None,
@@ -162,7 +161,8 @@ def lines_for(patient_index: int, patient_id: str, days: int, end: date, cgm: bo
         for hour in GLUCOSE_TIMES_H:
             seq += 1
             out.append(
-                f"glucose,patient_id={patient_id},device_id={meter} glucose={rng.uniform(4, 12):.1f},"
+                f"glucose,patient_id={patient_id},device_id={meter} "
+                f"glucose={rng.uniform(4, 12):.1f},"
                 f'id="{uuid.uuid4()}",gateway_id="{gateway}",source_unit="mmol/L",seq={seq}i '
                 f"{_ns(midnight + timedelta(hours=hour))}"
             )
@@ -405,7 +405,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import pyotp
 
-    from ingest.stores.influx_v1 import _conditions, _select  # the store's own InfluxQL
+    from ingest.stores.influx_v1 import (
+        _any_patient,
+        _conditions,
+        _select,
+    )  # the store's own InfluxQL
     from readings.model import Kind
     from tests.harness.ports import free_port
     from tests.harness.services import InfluxDBServer
@@ -483,12 +487,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                     base_url,
                 )
                 kinds = list(Kind)
-                anyone = " OR ".join(f"\"patient_id\" = '{each}'" for each in mine)
                 statements = [
                     _select(
                         "*",
                         kind,
-                        [f"({anyone})"],
+                        [_any_patient(mine)],
                         ' GROUP BY "patient_id" ORDER BY time DESC LIMIT 1',
                         retention_policy=None,
                     )
@@ -591,7 +594,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print()
     print(
-        f"{args.patients} patients, {args.days} days, {cgm_patients} with CGM, {args.clients} clients, "
+        f"{args.patients} patients, {args.days} days, {cgm_patients} with CGM, "
+        f"{args.clients} clients, "
         f"{args.requests} requests per measurement"
     )
     print()
@@ -601,7 +605,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         raw_text = " / ".join(f"{v:.1f}" for v in raw_p) if raw_p else "–"
         ratio = f"{api_p[1] / raw_p[1]:.1f}×" if raw_p else "–"
         print(f"| {name} | {' / '.join(f'{v:.1f}' for v in api_p)} | {raw_text} | {ratio} |")
-    _ = statistics  # medians are the p50 above
 
 
 if __name__ == "__main__":

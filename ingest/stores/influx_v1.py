@@ -10,6 +10,7 @@ The schema is in ``docs/storage.md``; server answers are handled as described in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -89,6 +90,13 @@ def _select(
         source = f"{quote_identifier(retention_policy)}.{source}"
     # Every value in the conditions went through quote_string or is an int.
     return f"SELECT {columns} FROM {source}{where}{suffix}"  # noqa: S608
+
+
+def _any_patient(patient_ids: Sequence[str]) -> str:
+    """``patient_id`` is one of ``patient_ids``, as one anchored regex: InfluxDB 1.x answers
+    it ≈ 3× faster than the same ids as ``OR``-ed equalities (``docs/benchmarks.md``)."""
+    alternatives = "|".join(re.escape(each).replace("/", "\\/") for each in patient_ids)
+    return f'"patient_id" =~ /^(?:{alternatives})$/'
 
 
 def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -299,12 +307,11 @@ class InfluxV1Store:
         kinds = list(Kind)
         for first in range(0, len(wanted), _IDS_PER_QUERY):
             chunk = wanted[first : first + _IDS_PER_QUERY]
-            anyone = " OR ".join(f'"patient_id" = {quote_string(each)}' for each in chunk)
             statements = [
                 _select(
                     "*",
                     kind,
-                    [f"({anyone})"],
+                    [_any_patient(chunk)],
                     ' GROUP BY "patient_id" ORDER BY time DESC LIMIT 1',
                     retention_policy=self.retention_policy,
                 )
