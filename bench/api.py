@@ -416,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     cgm_patients = min(args.cgm_patients, args.patients)
     ids = patient_ids(args.patients)
-    end_day = date(2026, 3, 1)
+    end_day = datetime.now(UTC).date()  # readings up to today: the store looks back from now
     end = datetime(end_day.year, end_day.month, end_day.day, tzinfo=UTC)
     start = end - timedelta(days=args.days)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as scratch:

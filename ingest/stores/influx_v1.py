@@ -47,6 +47,13 @@ from readings.model import Kind, Reading
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 """Per request. A healthy influxd answers a 5000-point write in tens of ms; 10 s lets a
 busy one finish a compaction pause, and bounds how long a frozen one blocks the writer."""
+LATEST_LOOKBACKS: Final[tuple[timedelta | None, ...]] = (
+    timedelta(days=2),
+    timedelta(days=60),
+    None,
+)
+"""How far back :meth:`InfluxV1Store.last_readings_of` looks, in turn (None: unbounded).
+Daily devices report within two days; a stale series costs one more statement."""
 _IDS_PER_QUERY: Final = 500
 """Patient ids per batched query: keeps the InfluxQL text (an ``OR`` per id) a few tens of kB."""
 
@@ -298,29 +305,49 @@ class InfluxV1Store:
         return latest
 
     def last_readings_of(self, patient_ids: Sequence[str]) -> dict[str, dict[Kind, StoredReading]]:
-        """The latest reading of each kind of each patient: one request per chunk of
-        patients, a statement per kind grouped by ``patient_id`` (``LIMIT 1`` per group)."""
+        """The latest reading of each kind of each patient: per chunk of patients, a statement
+        per kind grouped by ``patient_id`` (``LIMIT 1`` per group), in one request.
+
+        InfluxDB 1.x reads every block of a series for ``ORDER BY time DESC LIMIT 1``, so 300
+        patients with 90 days each take seconds. Most latest readings are recent: the
+        statements look back :data:`LATEST_LOOKBACKS` first and only the (kind, patient)
+        pairs still without a reading are asked again over a longer span, then unbounded.
+        A reading found after ``now - lookback`` is the latest of its series, since every
+        other reading of it is older (no upper bound: a device clock may run ahead).
+        """
         latest: dict[str, dict[Kind, StoredReading]] = {
             patient_id: {} for patient_id in patient_ids
         }
-        wanted = list(latest)
-        kinds = list(Kind)
-        for first in range(0, len(wanted), _IDS_PER_QUERY):
-            chunk = wanted[first : first + _IDS_PER_QUERY]
+        now = self._clock()
+        missing = {kind: list(latest) for kind in Kind}
+        for lookback in LATEST_LOOKBACKS:
+            since = [] if lookback is None else [f"time >= {bound_ns(now - lookback)}"]
+            asked = [
+                (kind, ids[first : first + _IDS_PER_QUERY])
+                for kind, ids in missing.items()
+                for first in range(0, len(ids), _IDS_PER_QUERY)
+            ]
+            if not asked:
+                break
             statements = [
                 _select(
                     "*",
                     kind,
-                    [_any_patient(chunk)],
+                    [_any_patient(chunk), *since],
                     ' GROUP BY "patient_id" ORDER BY time DESC LIMIT 1',
                     retention_policy=self.retention_policy,
                 )
-                for kind in kinds
+                for kind, chunk in asked
             ]
-            for kind, result in zip(kinds, self._query(statements), strict=True):
+            for (kind, _), result in zip(asked, self._query(statements), strict=True):
                 for row in _rows(result):
                     stored = stored_reading(kind, from_timestamp_ns(row["time"]), row)
                     latest[stored.patient_id][kind] = stored
+            missing = {
+                kind: [each for each in ids if kind not in latest[each]]
+                for kind, ids in missing.items()
+            }
+            missing = {kind: ids for kind, ids in missing.items() if ids}
         return latest
 
     def count(
