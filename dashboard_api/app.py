@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
@@ -30,6 +30,7 @@ from dashboard_api.routes import (
     quarantine,
     stream,
 )
+from dashboard_api.schemas import ErrorBody
 from dashboard_api.sms import SmsSender
 from dashboard_api.web import mount_web
 from ingest.stores.base import ReadingStore
@@ -50,6 +51,26 @@ SECURITY_HEADERS: Final = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 """Sent with every response. ``no-referrer`` because URLs carry patient ids."""
+
+
+_ERROR: Final = {"model": ErrorBody}
+ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    400: {**_ERROR, "description": "The body is not readable (not UTF-8 JSON)"},
+    401: {**_ERROR, "description": "No valid token (missing, expired, forged, revoked)"},
+    403: {**_ERROR, "description": "Your patient or resource, but not this action"},
+    404: {
+        **_ERROR,
+        "description": "Not found, or not yours (the same answer, so ids cannot be probed)",
+    },
+    422: {**_ERROR, "description": "The request is malformed or its values are out of range"},
+    429: {**_ERROR, "description": "Too many attempts; retry later"},
+    503: {
+        **_ERROR,
+        "description": "A part behind the API (reading store, live feed) is unavailable",
+    },
+}
+"""Documented on every operation (the app's ``responses``), so a route added later is
+covered too: any route may refuse a token, not find a patient, or lose its store."""
 
 
 def _utc_now() -> datetime:
@@ -74,6 +95,7 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
+        responses=ERROR_RESPONSES,
     )
     app.state.context = ApiContext(
         settings=settings,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,13 @@ class RequestModel(BaseModel):
     """Base of request bodies: an unknown field is a 422, never silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a message, or for a refused request the list of what is wrong
+    (FastAPI's validation issues: ``loc``, ``msg``, ``type``)."""
+
+    detail: str | list[dict[str, Any]]
 
 
 class StaffLogin(RequestModel):

@@ -1,8 +1,9 @@
 """What ties a person to a patient at a moment: the facts the API's authorization decides on.
 
 :func:`access_facts` reads the care model for one (account, patient, moment) and returns a
-frozen :class:`AccessFacts`; :func:`visible_patient_ids` gives, for lists, every patient an
-account is related to at a moment. Neither decides anything: the role × relationship ×
+frozen :class:`AccessFacts`; :func:`related_facts` gives the same facts, set-based, for every
+patient an account is related to at a moment (lists, streams) and
+:func:`visible_patient_ids` their ids. None of them decides anything: the role × relationship ×
 action matrix is one pure function in the API, fed these facts, so it can be tested as a
 table without a database.
 
@@ -18,13 +19,14 @@ Relationships, each judged at the moment of the request:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from registry.care_models import (
     AccessGrant,
@@ -209,56 +211,141 @@ def access_facts(session: Session, actor: Actor, patient_id: str, at: datetime) 
     )
 
 
-def visible_patient_ids(session: Session, actor: Actor, at: datetime) -> set[str]:
-    """Every patient ``actor`` has some relationship with at ``at`` (for lists and streams).
+def related_facts(
+    session: Session, actor: Actor, at: datetime, patient_ids: Collection[str] | None = None
+) -> dict[str, AccessFacts]:
+    """:func:`access_facts` for every patient ``actor`` is related to at ``at``, set-based.
 
-    Contracts are judged by the UTC day here and then confirmed per patient in its own zone
-    by :func:`access_facts`, which the caller applies to what it returns.
+    Four queries however many patients there are (the actor's current teams and shifts,
+    their contracts, family consents in force, access grants in force), plus one for the
+    own record. Patients with no relationship are left out; ``patient_ids`` narrows the
+    answer to those ids. For each patient returned the facts equal :func:`access_facts`'s.
     """
     moment = aware_utc(at, "at")
     if not actor.active:
-        return set()
-    found: set[str] = set()
-    if actor.patient_id is not None:
-        found.add(actor.patient_id)
-    member_teams = select(TeamMembership.team_id).where(
-        TeamMembership.user_id == actor.user_id,
-        TeamMembership.valid_from <= moment,
-        or_(TeamMembership.valid_to.is_(None), TeamMembership.valid_to > moment),
-    )
-    duty_teams = select(DutyShift.team_id).where(
-        DutyShift.doctor_user_id == actor.user_id,
-        DutyShift.starts_at <= moment,
-        DutyShift.ends_at > moment,
-    )
-    # A contract's civil dates differ from UTC's by at most a day either side.
-    candidates = session.scalars(
-        select(CareContract.patient_id).where(
-            CareContract.team_id.in_(member_teams.union(duty_teams).scalar_subquery()),
-            or_(CareContract.ends_on.is_(None), CareContract.ends_on >= moment.date()),
+        return {}
+    wanted = None if patient_ids is None else set(patient_ids)
+    relationships: dict[str, set[Relationship]] = {}
+    scopes: dict[str, set[ConsentScope]] = {}
+    teams: dict[str, set[str]] = {}
+
+    def narrowed(column: InstrumentedAttribute[str]) -> list[ColumnElement[bool]]:
+        return [] if wanted is None else [column.in_(wanted)]
+
+    own = actor.patient_id
+    if (
+        own is not None
+        and (wanted is None or own in wanted)
+        and session.get(Patient, own) is not None
+    ):
+        relationships.setdefault(own, set()).add(Relationship.SELF)
+
+    memberships = session.execute(
+        select(TeamMembership.team_id, TeamMembership.position).where(
+            TeamMembership.user_id == actor.user_id,
+            TeamMembership.valid_from <= moment,
+            or_(TeamMembership.valid_to.is_(None), TeamMembership.valid_to > moment),
         )
     ).all()
-    found.update(candidates)
-    found.update(
+    duty_teams = set(
         session.scalars(
-            select(FamilyLink.patient_id).where(FamilyLink.user_id == actor.user_id)
-        ).all()
+            select(DutyShift.team_id).where(
+                DutyShift.doctor_user_id == actor.user_id,
+                DutyShift.starts_at <= moment,
+                DutyShift.ends_at > moment,
+            )
+        )
     )
-    found.update(
-        session.scalars(
-            select(AccessGrant.patient_id).where(
-                AccessGrant.user_id == actor.user_id,
-                AccessGrant.starts_at <= moment,
-                AccessGrant.ends_at > moment,
-                AccessGrant.revoked_at.is_(None),
+    positions: dict[int, set[Relationship]] = {}
+    for team_id, position in memberships:
+        positions.setdefault(team_id, set()).add(_POSITION_RELATIONSHIP[position])
+    for team_id in duty_teams:
+        positions.setdefault(team_id, set()).add(Relationship.DUTY_DOCTOR)
+    if positions:
+        # A contract's civil dates differ from UTC's by at most a day either side: the
+        # query takes that margin and each patient's own zone decides below.
+        utc_day = moment.date()
+        contracts = session.execute(
+            select(
+                CareContract.patient_id,
+                CareContract.starts_on,
+                CareContract.ends_on,
+                Patient.time_zone,
+                CareTeam.code,
+                CareContract.team_id,
+            )
+            .join(Patient, Patient.id == CareContract.patient_id)
+            .join(CareTeam, CareTeam.id == CareContract.team_id)
+            .where(
+                CareContract.team_id.in_(positions),
+                CareContract.starts_on <= utc_day + timedelta(days=1),
+                or_(
+                    CareContract.ends_on.is_(None),
+                    CareContract.ends_on > utc_day - timedelta(days=1),
+                ),
+                *narrowed(CareContract.patient_id),
             )
         ).all()
-    )
+        days: dict[str, date] = {}
+        for patient_id, starts_on, ends_on, time_zone, code, team_id in contracts:
+            day = days.get(time_zone)
+            if day is None:
+                day = days[time_zone] = _local_day(moment, time_zone)
+            if starts_on <= day and (ends_on is None or ends_on > day):
+                relationships.setdefault(patient_id, set()).update(positions[team_id])
+                teams.setdefault(patient_id, set()).add(code)
+
+    consents = session.execute(
+        select(FamilyLink.patient_id, FamilyConsent.scopes)
+        .join(FamilyLink, FamilyLink.id == FamilyConsent.link_id)
+        .join(Patient, Patient.id == FamilyLink.patient_id)
+        .where(
+            FamilyLink.user_id == actor.user_id,
+            FamilyConsent.granted_at <= moment,
+            or_(FamilyConsent.expires_at.is_(None), FamilyConsent.expires_at > moment),
+            or_(FamilyConsent.revoked_at.is_(None), FamilyConsent.revoked_at > moment),
+            *narrowed(FamilyLink.patient_id),
+        )
+    ).all()
+    for patient_id, scope_list in consents:
+        granted = {ConsentScope(scope) for scope in scope_list.split(",") if scope}
+        if granted:
+            scopes.setdefault(patient_id, set()).update(granted)
+            relationships.setdefault(patient_id, set()).add(Relationship.FAMILY)
+
+    grants = session.execute(
+        select(AccessGrant.patient_id, AccessGrant.kind)
+        .join(Patient, Patient.id == AccessGrant.patient_id)
+        .where(
+            AccessGrant.user_id == actor.user_id,
+            AccessGrant.starts_at <= moment,
+            AccessGrant.ends_at > moment,
+            or_(AccessGrant.revoked_at.is_(None), AccessGrant.revoked_at > moment),
+            *narrowed(AccessGrant.patient_id),
+        )
+    ).all()
+    for patient_id, kind in grants:
+        relationships.setdefault(patient_id, set()).add(Relationship(kind))
+
     return {
-        patient_id
-        for patient_id in found
-        if access_facts(session, actor, patient_id, moment).relationships
+        patient_id: AccessFacts(
+            actor=actor,
+            patient_id=patient_id,
+            at=moment,
+            patient_exists=True,
+            relationships=frozenset(found),
+            consent_scopes=frozenset(scopes.get(patient_id, ())),
+            team_codes=frozenset(teams.get(patient_id, ())),
+        )
+        for patient_id, found in relationships.items()
+        if found
     }
+
+
+def visible_patient_ids(session: Session, actor: Actor, at: datetime) -> set[str]:
+    """Every patient ``actor`` has some relationship with at ``at`` (for lists and streams);
+    a fixed handful of queries, see :func:`related_facts`."""
+    return set(related_facts(session, actor, at))
 
 
 def _team_code(session: Session, team_id: int) -> str:

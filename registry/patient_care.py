@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +26,15 @@ from registry.care_models import (
 )
 from registry.clock import Clock, aware_utc, utc_now
 from registry.errors import AlreadyExists, InvalidRegistryInput, NotFound
+from registry.models import Patient
+
+_IDS_PER_QUERY = 500
+"""Ids per ``IN (…)`` list: far below SQLite's bound-parameter limit (32,766)."""
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    for first in range(0, len(ids), _IDS_PER_QUERY):
+        yield ids[first : first + _IDS_PER_QUERY]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,19 @@ class PatientCareRepository:
                 )
             )
         )
+
+    def conditions_of(self, patient_ids: Collection[str]) -> dict[str, frozenset[Condition]]:
+        """:meth:`conditions` of many patients in one query per chunk (for lists)."""
+        found: dict[str, set[Condition]] = {patient_id: set() for patient_id in patient_ids}
+        for chunk in _chunks(list(found)):
+            rows = self._session.execute(
+                select(PatientConditionRow.patient_id, PatientConditionRow.condition).where(
+                    PatientConditionRow.patient_id.in_(chunk)
+                )
+            )
+            for patient_id, condition in rows:
+                found[patient_id].add(Condition(condition))
+        return {patient_id: frozenset(each) for patient_id, each in found.items()}
 
     def record_monitoring_consent(
         self, patient_id: str, *, recorded_by: str, document_ref: str | None = None
@@ -242,6 +264,38 @@ class PatientCareRepository:
                 recorded_by="registry",
             )
         return self._status(row)
+
+    def statuses_at(self, patient_ids: Collection[str], at: datetime) -> dict[str, StatusRecord]:
+        """:meth:`status_at` of many patients, a query or two per chunk (for lists);
+        unknown ids are left out."""
+        moment = aware_utc(at, "at")
+        latest: dict[str, PatientStatusChange] = {}
+        wanted = list(dict.fromkeys(patient_ids))
+        for chunk in _chunks(wanted):
+            rows = self._session.scalars(
+                select(PatientStatusChange)
+                .where(
+                    PatientStatusChange.patient_id.in_(chunk),
+                    PatientStatusChange.effective_from <= moment,
+                )
+                .order_by(PatientStatusChange.effective_from, PatientStatusChange.id)
+            )
+            for row in rows:  # in order: the last one seen per patient is in force
+                latest[row.patient_id] = row
+        found = {patient_id: self._status(row) for patient_id, row in latest.items()}
+        never_changed = [patient_id for patient_id in wanted if patient_id not in latest]
+        for chunk in _chunks(never_changed):
+            for patient_id, created_at in self._session.execute(
+                select(Patient.id, Patient.created_at).where(Patient.id.in_(chunk))
+            ):
+                found[patient_id] = StatusRecord(
+                    patient_id=patient_id,
+                    status=PatientStatus.ACTIVE,
+                    reason="enrolled",
+                    effective_from=created_at,
+                    recorded_by="registry",
+                )
+        return found
 
     def grant_access(
         self,

@@ -12,6 +12,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from sqlalchemy import select
 
 from dashboard_api.authz import Action, decide
 from dashboard_api.config import API_PREFIX
@@ -36,10 +37,10 @@ from dashboard_api.schemas import (
 from ingest.stores.base import InvalidQuery, StoredReading, StoreError
 from readings.model import READING_CLASSES, Kind
 from readings.units import mmol_per_l_to_mg_per_dl
-from registry.access import access_facts, visible_patient_ids
+from registry.access import related_facts
 from registry.audit import AuditOutcome
-from registry.care import PatientCareRepository, TargetRecord
-from registry.care_models import GrantKind, Role
+from registry.care import PatientCareRepository, StatusRecord, TargetRecord
+from registry.care_models import Condition, GrantKind, Role
 from registry.errors import InvalidRegistryInput
 from registry.models import Patient
 
@@ -50,6 +51,8 @@ MAX_RANGE_DAYS: Final = 400
 MAX_POINTS: Final = 5_000
 """A chart needs a few hundred points; the cap keeps one request from pulling millions."""
 DEFAULT_POINTS: Final = 500
+_IDS_PER_QUERY: Final = 500
+"""Ids per ``IN (…)`` list when a list's patients are read in batches."""
 
 CHART_FIELDS: Final[dict[Kind, tuple[str, ...]]] = {
     Kind.GLUCOSE: ("glucose",),
@@ -97,16 +100,13 @@ def _units(kind: Kind, unit: GlucoseUnit) -> dict[str, str]:
     return units
 
 
-def _summary(grant_relationship: str, row: Patient, context: ContextDep) -> PatientPublic:
-    now = context.clock()
-    with context.read() as session:
-        care = PatientCareRepository(session, clock=context.clock)
-        conditions = sorted(condition.value for condition in care.conditions(row.id))
-        current = care.status_at(row.id, now)
-    try:
-        latest = context.store.last_readings(row.id)
-    except StoreError as exc:
-        raise _store_unavailable(exc) from exc
+def _summary(
+    grant_relationship: str,
+    row: Patient,
+    conditions: frozenset[Condition],
+    current: StatusRecord,
+    latest: dict[Kind, StoredReading],
+) -> PatientPublic:
     readings = [
         LatestReading(
             kind=kind.value,
@@ -121,7 +121,7 @@ def _summary(grant_relationship: str, row: Patient, context: ContextDep) -> Pati
         id=row.id,
         display_name=row.display_name,
         time_zone=row.time_zone,
-        conditions=conditions,
+        conditions=sorted(condition.value for condition in conditions),
         status=current.status.value,
         status_reason=current.reason,
         latest=readings,
@@ -130,21 +130,51 @@ def _summary(grant_relationship: str, row: Patient, context: ContextDep) -> Pati
     )
 
 
+def _summaries(bases: dict[str, str], context: ContextDep) -> list[PatientPublic]:
+    """Summaries of the patients in ``bases`` (id → relationship), id order: a fixed number
+    of registry queries and one batched store query, however many patients."""
+    now = context.clock()
+    ids = sorted(bases)
+    with context.read() as session:
+        rows: dict[str, Patient] = {}
+        for first in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[first : first + _IDS_PER_QUERY]
+            rows.update(
+                (row.id, row)
+                for row in session.scalars(select(Patient).where(Patient.id.in_(chunk)))
+            )
+        care = PatientCareRepository(session, clock=context.clock)
+        conditions = care.conditions_of(ids)
+        statuses = care.statuses_at(ids, now)
+    try:
+        latest = context.store.last_readings_of(ids)
+    except StoreError as exc:
+        raise _store_unavailable(exc) from exc
+    return [
+        _summary(
+            bases[patient_id],
+            rows[patient_id],
+            conditions[patient_id],
+            statuses[patient_id],
+            latest[patient_id],
+        )
+        for patient_id in ids
+        if patient_id in rows
+    ]
+
+
 @router.get("", response_model=PatientsPublic)
 def list_patients(request: Request, caller: CallerDep, context: ContextDep) -> PatientsPublic:
     """The caller's patients (team's contracted patients, own record, consented family…)."""
     now = context.clock()
     with context.read() as session:
-        ids = sorted(visible_patient_ids(session, caller.actor, now))
-        rows = [session.get(Patient, patient_id) for patient_id in ids]
-        bases = {}
-        for patient_id in ids:
-            decision = decide(
-                access_facts(session, caller.actor, patient_id, now), Action.READ_PATIENT
-            )
-            if decision.basis is not None:
-                bases[patient_id] = decision.basis.value
-    allowed = [row for row in rows if row is not None and row.id in bases]
+        facts = related_facts(session, caller.actor, now)
+    bases = {}
+    for patient_id, each in facts.items():
+        decision = decide(each, Action.READ_PATIENT)
+        if decision.basis is not None:
+            bases[patient_id] = decision.basis.value
+    allowed = sorted(bases)
     template = route_template(request)
     context.audit(
         actor=caller.actor.username,
@@ -152,10 +182,10 @@ def list_patients(request: Request, caller: CallerDep, context: ContextDep) -> P
         action=template,
         target=template,
         outcome=AuditOutcome.OK,
-        patient_ids=[row.id for row in allowed],
+        patient_ids=allowed,
         detail={"status": 200, "count": len(allowed)},
     )
-    data = [_summary(bases[row.id], row, context) for row in allowed]
+    data = _summaries(bases, context)
     return PatientsPublic(data=data, count=len(data))
 
 
@@ -167,10 +197,8 @@ EditTargets = Annotated[PatientGrant, Depends(patient_access(Action.EDIT_TARGETS
 @router.get("/{patient_id}", response_model=PatientPublic)
 def get_patient(grant: ReadPatient, context: ContextDep) -> PatientPublic:
     """One patient, with the latest reading of each kind."""
-    with context.read() as session:
-        row = session.get(Patient, grant.patient_id)
-    assert row is not None  # the gate answered 404 otherwise
-    return _summary(grant.basis.value, row, context)
+    (summary,) = _summaries({grant.patient_id: grant.basis.value}, context)
+    return summary
 
 
 @router.get("/{patient_id}/readings", response_model=ReadingSeries)

@@ -34,7 +34,16 @@ def _event(name: str, data: object) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
 
 
-@router.get("/stream", response_class=StreamingResponse)
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: `reading` events, comment heartbeats",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def stream(request: Request, caller: CallerDep, context: ContextDep) -> StreamingResponse:
     """New readings of the patients the caller may see, as ``text/event-stream``."""
     hub = context.live

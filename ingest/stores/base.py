@@ -277,6 +277,13 @@ class ReadingStore(Protocol):
         """The latest reading (by ``measured_at``) of each kind the patient has."""
         ...
 
+    def last_readings_of(self, patient_ids: Sequence[str]) -> dict[str, dict[Kind, StoredReading]]:
+        """:meth:`last_readings` for many patients at once, in a few queries (for lists).
+
+        Every id asked for is a key of the answer; a patient without readings maps to ``{}``.
+        """
+        ...
+
     def count(
         self,
         *,

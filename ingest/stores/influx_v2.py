@@ -61,6 +61,8 @@ LATEST_NS: Final = 9_214_646_400_000_000_000
 """2262-01-01T00:00:00Z: the stop of an unbounded range, near the end of Flux time;
 ``now()`` would miss readings from a device whose clock runs ahead."""
 
+_IDS_PER_QUERY: Final = 500
+"""Patient ids per batched query (the ``contains`` set grows the Flux text by id)."""
 _AGGREGATES: Final = ("mean", "min", "max", "count")
 
 
@@ -260,6 +262,31 @@ class InfluxV2Store:
         for record in self._records(query):
             kind = Kind(record.get_measurement())
             latest[kind] = stored_reading(kind, record.get_time(), record.values)
+        return latest
+
+    def last_readings_of(self, patient_ids: Sequence[str]) -> dict[str, dict[Kind, StoredReading]]:
+        """The latest reading of each kind of each patient: one Flux query per chunk of
+        patients, grouped by measurement and patient (as :meth:`last_readings`)."""
+        latest: dict[str, dict[Kind, StoredReading]] = {
+            patient_id: {} for patient_id in patient_ids
+        }
+        wanted = list(latest)
+        for first in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = ", ".join(flux_string(each) for each in wanted[first : first + _IDS_PER_QUERY])
+            query = (
+                f"from(bucket: {flux_string(self.bucket)})\n"
+                f"  |> range(start: {_time(EARLIEST_NS)}, stop: {_time(LATEST_NS)})\n"
+                f"  |> filter(fn: (r) => contains(value: r.patient_id, set: [{chunk}])"
+                f" and {_kinds_condition(None)})\n"
+                '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+                '  |> group(columns: ["_measurement", "patient_id"])\n'
+                '  |> sort(columns: ["_time"])\n'
+                '  |> last(column: "_time")'
+            )
+            for record in self._records(query):
+                kind = Kind(record.get_measurement())
+                stored = stored_reading(kind, record.get_time(), record.values)
+                latest[stored.patient_id][kind] = stored
         return latest
 
     def count(

@@ -76,6 +76,8 @@ _COLUMNS: Final = (
 )
 _INSERT: Final = f"INSERT OR IGNORE INTO readings ({_COLUMNS}) VALUES ({','.join('?' * 12)})"  # noqa: S608 - constant text
 
+_IDS_PER_QUERY: Final = 500
+"""Patient ids per batched query: well under SQLite's bound-parameter limit (32,766)."""
 _JSON_ENCODER: Final = msgspec.json.Encoder(order="sorted")
 _VALUES_DECODER: Final = msgspec.json.Decoder(dict[str, float | list[float]])
 """msgspec decodes JSON integers into these float fields as floats."""
@@ -287,6 +289,31 @@ class SqliteReadingStore:
                 ).fetchone()
                 if row is not None:
                     latest[kind] = _stored_of(row)
+        return latest
+
+    def last_readings_of(self, patient_ids: Sequence[str]) -> dict[str, dict[Kind, StoredReading]]:
+        """The latest reading of each kind of each patient, one query per chunk of patients."""
+        latest: dict[str, dict[Kind, StoredReading]] = {
+            patient_id: {} for patient_id in patient_ids
+        }
+        wanted = list(latest)
+        with self._reading() as connection:
+            for first in range(0, len(wanted), _IDS_PER_QUERY):
+                chunk = wanted[first : first + _IDS_PER_QUERY]
+                marks = ",".join("?" * len(chunk))
+                # The newest time per (patient, kind) comes off the covering index; joining
+                # back on it fetches those rows only.
+                rows = connection.execute(
+                    "WITH newest AS (SELECT patient_id, kind, max(time_ns) AS time_ns"  # noqa: S608 - placeholders only
+                    f" FROM readings WHERE patient_id IN ({marks}) GROUP BY patient_id, kind)"
+                    f" SELECT {_COLUMNS} FROM readings"
+                    " JOIN newest USING (patient_id, kind, time_ns)",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    stored = _stored_of(row)
+                    # Two readings in the same nanosecond: keep one, as last_readings does.
+                    latest[stored.patient_id].setdefault(stored.kind, stored)
         return latest
 
     def count(

@@ -9,7 +9,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from registry.access import Relationship, access_facts, load_actor, visible_patient_ids
+from registry.access import (
+    Relationship,
+    access_facts,
+    load_actor,
+    related_facts,
+    visible_patient_ids,
+)
 from registry.care import (
     AccountRepository,
     ContractRepository,
@@ -349,3 +355,78 @@ def test_conditions_and_monitoring_consent(care: Session, clock: ManualClock) ->
     patient.withdraw_monitoring_consent("p-wang", withdrawn_by="wang.fang")
     assert not patient.monitoring_consented("p-wang", clock.now)
     assert patient.monitoring_consented("p-wang", T0)
+
+
+def test_set_based_facts_equal_the_per_patient_ones_at_every_moment(
+    care: Session, clock: ManualClock
+) -> None:
+    # Every kind of relationship, with edges inside the grid of moments below: contracts
+    # ending in two zones, a member leaving, a duty shift, consent expiry and revocation,
+    # a break-glass grant, a patient status change (for statuses_at).
+    PatientRepository(care, clock=clock).add("p-zhao", "赵六", time_zone="America/Los_Angeles")
+    contracts = ContractRepository(care, clock=clock)
+    contracts.sign("p-zhao", "team-a", service_package="basic", starts_on=T0.date())
+    contracts.end("p-zhao", ends_on=T0.date() + timedelta(days=2), reason="moved away")
+    contracts.end("p-li", ends_on=T0.date() + timedelta(days=3), reason="moved away")
+    TeamRepository(care, clock=clock).end_member("team-a", "nurse.liu", at=T0 + timedelta(days=1))
+    RotaRepository(care).add_shift(
+        "team-a", "dr.chen", starts_at=T0 + timedelta(hours=10), ends_at=T0 + timedelta(hours=30)
+    )
+    family = FamilyRepository(care, clock=clock)
+    family.grant(
+        "p-wang",
+        "wang.daughter",
+        [ConsentScope.VIEW_READINGS],
+        granted_by="wang.fang",
+        expires_at=T0 + timedelta(days=2),
+    )
+    patient_care = PatientCareRepository(care, clock=clock)
+    patient_care.grant_access(
+        "dr.zhang",
+        "p-li",
+        kind=GrantKind.BREAK_GLASS,
+        reason="急诊",
+        ends_at=T0 + timedelta(hours=20),
+    )
+    patient_care.set_conditions("p-wang", [Condition.DIABETES_TYPE2, Condition.HYPERTENSION])
+    patient_care.set_status(
+        "p-li",
+        PatientStatus.HOSPITALISED,
+        reason="admitted",
+        recorded_by="dr.chen",
+        effective_from=T0 + timedelta(days=1),
+    )
+    clock.advance(36 * 3600)
+    family.revoke("p-wang", "wang.daughter", revoked_by="wang.fang")
+
+    patients = ["p-wang", "p-li", "p-zhao"]
+    # Every 7 hours over six days, plus each edge above exactly.
+    edges = (0, 10, 20, 24, 30, 36, 48)
+    moments = [T0 + timedelta(hours=hours) for hours in (*range(-30, 24 * 5, 7), *edges)]
+    seen: set[Relationship] = set()
+    for username in ("dr.zhang", "dr.chen", "nurse.liu", "admin", "wang.fang", "wang.daughter"):
+        actor = load_actor(care, AccountRepository(care).get(username).id)
+        assert actor is not None
+        for at in moments:
+            one_by_one = {
+                patient_id: facts
+                for patient_id in patients
+                if (facts := access_facts(care, actor, patient_id, at)).relationships
+            }
+            assert related_facts(care, actor, at) == one_by_one, (username, at)
+            assert related_facts(care, actor, at, ["p-li"]) == {
+                key: value for key, value in one_by_one.items() if key == "p-li"
+            }
+            assert visible_patient_ids(care, actor, at) == set(one_by_one)
+            for facts in one_by_one.values():
+                seen.update(facts.relationships)
+    # The grid did exercise every relationship the fixture can give.
+    assert seen == set(Relationship) - {Relationship.ESCALATION, Relationship.TEAM_LEAD}
+
+    for at in moments:
+        assert patient_care.statuses_at([*patients, "p-nobody"], at) == {
+            patient_id: patient_care.status_at(patient_id, at) for patient_id in patients
+        }
+    assert patient_care.conditions_of(patients) == {
+        patient_id: patient_care.conditions(patient_id) for patient_id in patients
+    }

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,28 @@ def test_last_readings_give_the_latest_of_each_kind(store: ReadingStore) -> None
     assert store.last_readings("patient-9999") == {}
 
 
+def test_last_readings_of_many_patients_give_the_latest_of_each_kind_per_patient(
+    store: ReadingStore,
+) -> None:
+    older = glucose(5.6, T0, seq=1)
+    latest = glucose(6.4, T0 + timedelta(hours=1), seq=2)
+    pressure = blood_pressure(T0 + timedelta(minutes=30), seq=3)
+    other_latest = glucose(9.9, T0 + timedelta(hours=2), seq=4, patient=OTHER_PATIENT)
+    other_older = glucose(7.1, T0 - timedelta(hours=1), seq=5, patient=OTHER_PATIENT)
+    not_asked = glucose(4.4, T0 + timedelta(hours=3), seq=6, patient="patient-0003")
+    store.write([latest, other_older, older, pressure, not_asked, other_latest])
+
+    assert store.last_readings_of([PATIENT, OTHER_PATIENT, "patient-9999"]) == {
+        PATIENT: {
+            Kind.GLUCOSE: StoredReading.from_reading(latest),
+            Kind.BLOOD_PRESSURE: StoredReading.from_reading(pressure),
+        },
+        OTHER_PATIENT: {Kind.GLUCOSE: StoredReading.from_reading(other_latest)},
+        "patient-9999": {},
+    }
+    assert store.last_readings_of([]) == {}
+
+
 def test_count_applies_every_filter(store: ReadingStore) -> None:
     store.write(
         [
@@ -328,3 +351,35 @@ def test_bad_query_arguments_are_refused_before_anything_is_sent(store: ReadingS
     assert finer_than_a_millisecond.value.parameter == "every"
     assert naive.value.parameter == "start"
     assert backwards.value.parameter == "end"
+
+
+@pytest.mark.integration
+def test_influx_v1_latest_of_many_looks_back_in_steps_and_misses_nothing(
+    influxdb: InfluxDBServer, influx_database: str
+) -> None:
+    # Series whose latest reading is recent, weeks old, and years old: each lookback step
+    # (2 days, 60 days, unbounded) must find its own, and a recent one must win.
+    from ingest.stores.influx_v1 import InfluxV1Store
+
+    now = T0 + timedelta(days=1000)
+    recent = glucose(6.1, now - timedelta(hours=5), seq=1)
+    older_same_series = glucose(5.0, now - timedelta(days=30), seq=2)
+    weeks_old = blood_pressure(now - timedelta(days=40), seq=3)
+    years_old = glucose(7.7, T0, seq=4, patient=OTHER_PATIENT)
+    ahead = glucose(8.8, now + timedelta(days=3), seq=5, patient="patient-0003")
+    with closing(
+        InfluxV1Store(
+            base_url=f"http://{influxdb.host}:{influxdb.port}",
+            database=influx_database,
+            clock=lambda: now,
+        )
+    ) as store:
+        store.write([recent, older_same_series, weeks_old, years_old, ahead])
+        assert store.last_readings_of([PATIENT, OTHER_PATIENT, "patient-0003"]) == {
+            PATIENT: {
+                Kind.GLUCOSE: StoredReading.from_reading(recent),
+                Kind.BLOOD_PRESSURE: StoredReading.from_reading(weeks_old),
+            },
+            OTHER_PATIENT: {Kind.GLUCOSE: StoredReading.from_reading(years_old)},
+            "patient-0003": {Kind.GLUCOSE: StoredReading.from_reading(ahead)},
+        }
