@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -72,8 +73,9 @@ from readings.codec import (
     MAX_READINGS_PER_ENVELOPE,
     AckMessage,
     QuarantineNotice,
-    encode_envelope,
+    encode_envelope_from_encoded,
     encode_message,
+    encode_reading,
 )
 from readings.model import Reading
 from readings.topics import (
@@ -182,6 +184,8 @@ class _Outcome:
     examination: Examination
     readings: list[Reading] = field(default_factory=list)
     """Readings now in the store."""
+    received: list[bytes | msgspec.Raw] = field(default_factory=list)
+    """Their JSON as received, aligned with ``readings`` (forwarded on ``accepted/``)."""
     entries: list[QuarantineEntry] = field(default_factory=list)
     """What this message puts in quarantine (examination and store refusals)."""
     notices: list[QuarantineNotice] = field(default_factory=list)
@@ -640,6 +644,11 @@ class IngestWorker:
                     )
                 elif reading.id in stored:
                     outcome.readings.append(reading)
+                    outcome.received.append(
+                        decision.received
+                        if decision.received is not None
+                        else encode_reading(reading)
+                    )
                     outcome.handled_ids.append(reading.id)
                 # A reading neither stored nor refused (a store breaking its contract) is
                 # left out of the end-to-end ack: the gateway sends it again.
@@ -693,20 +702,29 @@ class IngestWorker:
             self.metrics.e2e_acks_published.inc()
 
     def _publish_accepted(self, outcomes: Sequence[_Outcome]) -> None:
+        """Forward the stored readings, as received, in envelopes per gateway and partition
+        (``docs/wire-protocol.md``, "Consuming accepted/"): each reading's bytes are the
+        slice of the gateway's envelope, never re-encoded."""
         partitions = self.settings.partitions
-        groups: dict[tuple[str, int], dict[str, Reading]] = {}
+        groups: dict[tuple[str, int], dict[str, bytes | msgspec.Raw]] = {}
+        # Patients repeat within a batch (a gateway's readings are a few patients'): the
+        # partition hash is computed once per patient.
+        partition_of: dict[str, int] = {}
         for outcome in outcomes:
-            for reading in outcome.readings:
-                key = (reading.gateway_id, partition_for(reading.patient_id, partitions))
-                groups.setdefault(key, {})[reading.id] = reading
+            for reading, raw in zip(outcome.readings, outcome.received, strict=True):
+                patient = reading.patient_id
+                partition = partition_of.get(patient)
+                if partition is None:
+                    partition = partition_of[patient] = partition_for(patient, partitions)
+                groups.setdefault((reading.gateway_id, partition), {})[reading.id] = raw
         sent_at = self._clock()
         for (gateway_id, partition), by_id in groups.items():
-            readings = list(by_id.values())
-            for start in range(0, len(readings), MAX_READINGS_PER_ENVELOPE):
-                chunk = readings[start : start + MAX_READINGS_PER_ENVELOPE]
+            raws = list(by_id.values())
+            for start in range(0, len(raws), MAX_READINGS_PER_ENVELOPE):
+                chunk = raws[start : start + MAX_READINGS_PER_ENVELOPE]
                 self._client.publish(
                     accepted_topic(partition, partitions),
-                    encode_envelope(gateway_id, sent_at, chunk),
+                    encode_envelope_from_encoded(gateway_id, sent_at, chunk),
                     qos=QOS_AT_LEAST_ONCE,
                 )
                 self.metrics.accepted_published.inc(len(chunk))
