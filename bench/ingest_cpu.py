@@ -33,12 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import Envelope, generate_dataset  # noqa: E402
+from bench_ingest import Envelope, generate_dataset
 
-from ingest.examine import Examination, examine_message  # noqa: E402
-from ingest.stores._influx_write import PendingPoint, WriteAnswer, write_readings  # noqa: E402
-from ingest.validate import PlausibilityLimits  # noqa: E402
-from readings.codec import encode_envelope_from_encoded, encode_reading  # noqa: E402
+from ingest.examine import Examination, examine_message
+from ingest.stores._influx_write import PendingPoint, WriteAnswer, write_readings
+from ingest.validate import PlausibilityLimits
+from readings.codec import encode_envelope_from_encoded, encode_reading
 
 
 class _AlwaysOwned:
@@ -109,7 +109,8 @@ def _run_once(
     began = time.process_time()
     for examination in examinations:
         raws = [
-            received if (received := getattr(d, "received", None)) is not None
+            received
+            if (received := getattr(d, "received", None)) is not None
             else encode_reading(d.reading)  # type: ignore[arg-type]
             for d in examination.decisions
         ]

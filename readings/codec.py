@@ -211,9 +211,7 @@ def decode_readings_partial(payload: bytes) -> PartialDecode:
         pass
     else:
         received = _RAW_DECODER.decode(payload).readings
-        return PartialDecode(
-            envelope.gateway_id, envelope.sent_at, envelope.readings, (), received
-        )
+        return PartialDecode(envelope.gateway_id, envelope.sent_at, envelope.readings, (), received)
     try:
         header = _HEADER_DECODER.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
