@@ -20,8 +20,10 @@ Per batch, in order:
    its message was delivered or its batch retried);
 5. republish the stored readings on ``accepted/{partition}`` for the alert engine;
 6. acknowledge the MQTT messages;
-7. publish one end-to-end acknowledgement per message to ``gw/{id}/ack``: the ids now
-   stored or quarantined, which the gateway may delete from its outbox.
+7. publish the end-to-end acknowledgements to ``gw/{id}/ack``: the ids now stored or
+   quarantined, which the gateway may delete from its outbox — one per gateway and batch
+   for messages stored whole, one per message that has quarantine notices (a notice's
+   ``index`` is a position in its own envelope).
 
 Step 5 comes before 6 so that a crash in between re-delivers the message and republishes
 the readings (the alert engine ignores a reading id it has seen), instead of losing them
@@ -672,9 +674,20 @@ class IngestWorker:
         self.metrics.backlog.dec(len(outcomes))
         self._count(outcomes, new_entries)
         acked_at = self._clock()
+        # One end-to-end ack per gateway and batch for the messages stored whole; a message
+        # with quarantine notices keeps its own ack, because a notice's ``index`` is a
+        # position in that message's envelope.
+        merged: dict[str, list[str]] = {}
         for outcome in outcomes:
-            if outcome.gateway_id is not None and (outcome.handled_ids or outcome.notices):
-                self._publish_e2e_ack(outcome, acked_at)
+            gateway_id = outcome.gateway_id
+            if gateway_id is None:
+                continue
+            if outcome.notices:
+                self._publish_e2e_ack(gateway_id, outcome.handled_ids, outcome.notices, acked_at)
+            elif outcome.handled_ids:
+                merged.setdefault(gateway_id, []).extend(outcome.handled_ids)
+        for gateway_id, ids in merged.items():
+            self._publish_e2e_ack(gateway_id, ids, [], acked_at)
 
     def _count(self, outcomes: Sequence[_Outcome], new_entries: Sequence[QuarantineEntry]) -> None:
         """Count readings per delivery, quarantine entries and security events once each."""
@@ -686,19 +699,23 @@ class IngestWorker:
             if entry.security_event:
                 self.metrics.security_events.labels(reason=entry.detail).inc()
 
-    def _publish_e2e_ack(self, outcome: _Outcome, acked_at: datetime) -> None:
-        assert outcome.gateway_id is not None
-        ids = list(dict.fromkeys(outcome.handled_ids))
+    def _publish_e2e_ack(
+        self,
+        gateway_id: str,
+        handled_ids: Sequence[str],
+        notices: Sequence[QuarantineNotice],
+        acked_at: datetime,
+    ) -> None:
+        ids = list(dict.fromkeys(handled_ids))
+        topic = ack_topic(gateway_id)
         for start in range(0, max(len(ids), 1), MAX_IDS_PER_ACK):
             message = AckMessage(
-                gateway_id=outcome.gateway_id,
+                gateway_id=gateway_id,
                 acked_at=acked_at,
                 ids=ids[start : start + MAX_IDS_PER_ACK],
-                quarantined=outcome.notices if start == 0 else [],
+                quarantined=list(notices) if start == 0 else [],
             )
-            self._client.publish(
-                ack_topic(outcome.gateway_id), encode_message(message), qos=QOS_AT_LEAST_ONCE
-            )
+            self._client.publish(topic, encode_message(message), qos=QOS_AT_LEAST_ONCE)
             self.metrics.e2e_acks_published.inc()
 
     def _publish_accepted(self, outcomes: Sequence[_Outcome]) -> None:

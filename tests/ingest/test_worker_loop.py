@@ -176,3 +176,45 @@ def test_accepted_forwards_each_reading_exactly_as_received(
     forwarded = decode_envelope(message.payload)
     assert [reading.id for reading in forwarded.readings] == [r.id for r in readings]
     assert forwarded.readings == readings  # same readings once decoded
+
+
+def test_one_end_to_end_ack_per_gateway_and_batch_except_messages_with_notices(
+    urls: tuple[str, str], broker: FakeBroker
+) -> None:
+    """Messages of one gateway stored whole in one batch share one ack; a message with a
+    quarantined reading keeps its own, whose notice's index is in its envelope."""
+    store_url, registry_url = urls
+    settings = load_settings(
+        mqtt_url="mqtt://127.0.0.1:1",
+        store_url=store_url,
+        registry_url=registry_url,
+        metrics_port=None,
+        client_id="ingest-test-0",
+        batch_max_delay_seconds=2.0,  # the three messages land in one batch
+    )
+    worker = open_worker(settings, client_factory=broker.factory)
+    try:
+        worker.start()
+        readings = make_readings(BINDING, 12)
+        first, second, third = readings[:5], readings[5:7], readings[7:]
+        bad = b'{"kind": "glucose"}'
+        sent_at = readings[0].received_at
+        broker.inject(readings_topic("gw-1"), encode_envelope("gw-1", sent_at, first))
+        broker.inject(
+            readings_topic("gw-1"),
+            encode_envelope_from_encoded(
+                "gw-1", sent_at, [*(encode_reading(r) for r in second), bad]
+            ),
+        )
+        broker.inject(readings_topic("gw-1"), encode_envelope("gw-1", sent_at, third))
+        _wait_for(lambda: len(broker.messages(ack_topic("gw-1"))) >= 2, "the acks")
+        time.sleep(0.2)  # nothing more comes
+        acks = [decode_message(m.payload, AckMessage) for m in broker.messages(ack_topic("gw-1"))]
+        assert len(acks) == 2
+        (noticed,) = [ack for ack in acks if ack.quarantined]
+        (merged,) = [ack for ack in acks if not ack.quarantined]
+        assert noticed.ids == [r.id for r in second]
+        assert [(n.index, n.id) for n in noticed.quarantined] == [(2, None)]
+        assert sorted(merged.ids) == sorted(r.id for r in first + third)
+    finally:
+        worker.close()
