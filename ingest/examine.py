@@ -36,6 +36,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final, Protocol
 
+import msgspec
+
 from ingest.validate import Implausibility, PlausibilityLimits, check_plausibility
 from readings.codec import (
     QuarantineNotice,
@@ -95,6 +97,8 @@ class Decision:
         reading_id: its id when one could be read (verified unless ``CONTRACT``/``ENVELOPE``).
         reading: the decoded reading (``STORE`` and every verdict after the contract).
         entry: what to keep in quarantine; ``None`` exactly for ``STORE``.
+        received: for ``STORE``, the reading's JSON as it came in the envelope (wire
+            form): what ingest forwards on ``accepted/`` instead of re-encoding it.
     """
 
     verdict: Verdict
@@ -102,6 +106,7 @@ class Decision:
     reading_id: str | None
     reading: Reading | None
     entry: QuarantineEntry | None
+    received: bytes | msgspec.Raw | None = None
 
     @property
     def notice(self) -> QuarantineNotice | None:
@@ -198,18 +203,22 @@ def examine_message(
             topic, gateway_id, positions, decoded.readings, decoded.rejected, now
         )
     else:
+        received: Sequence[bytes | msgspec.Raw | None] = decoded.received or [None] * len(
+            decoded.readings
+        )
         judged = [
             _judge(
                 topic,
                 gateway_id,
                 index,
                 reading,
+                raw,
                 ownership=ownership,
                 limits=limits,
                 now=now,
                 accept_before_binding=accept_before_binding,
             )
-            for index, reading in zip(positions, decoded.readings, strict=True)
+            for index, reading, raw in zip(positions, decoded.readings, received, strict=True)
         ]
         decisions = judged + [_contract(topic, gateway_id, item, now) for item in decoded.rejected]
     decisions.sort(key=lambda decision: decision.index or 0)
@@ -245,6 +254,7 @@ def _judge(
     gateway_id: str,
     index: int,
     reading: Reading,
+    received: bytes | msgspec.Raw | None,
     *,
     ownership: OwnershipCheck,
     limits: PlausibilityLimits,
@@ -280,7 +290,7 @@ def _judge(
             detail=plausibility_detail(index, implausible),
             now=now,
         )
-    return Decision(Verdict.STORE, index, reading.id, reading, None)
+    return Decision(Verdict.STORE, index, reading.id, reading, None, received)
 
 
 def _refused(

@@ -20,8 +20,10 @@ Per batch, in order:
    its message was delivered or its batch retried);
 5. republish the stored readings on ``accepted/{partition}`` for the alert engine;
 6. acknowledge the MQTT messages;
-7. publish one end-to-end acknowledgement per message to ``gw/{id}/ack``: the ids now
-   stored or quarantined, which the gateway may delete from its outbox.
+7. publish the end-to-end acknowledgements to ``gw/{id}/ack``: the ids now stored or
+   quarantined, which the gateway may delete from its outbox — one per gateway and batch
+   for messages stored whole, one per message that has quarantine notices (a notice's
+   ``index`` is a position in its own envelope).
 
 Step 5 comes before 6 so that a crash in between re-delivers the message and republishes
 the readings (the alert engine ignores a reading id it has seen), instead of losing them
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -72,8 +75,9 @@ from readings.codec import (
     MAX_READINGS_PER_ENVELOPE,
     AckMessage,
     QuarantineNotice,
-    encode_envelope,
+    encode_envelope_from_encoded,
     encode_message,
+    encode_reading,
 )
 from readings.model import Reading
 from readings.topics import (
@@ -182,6 +186,8 @@ class _Outcome:
     examination: Examination
     readings: list[Reading] = field(default_factory=list)
     """Readings now in the store."""
+    received: list[bytes | msgspec.Raw] = field(default_factory=list)
+    """Their JSON as received, aligned with ``readings`` (forwarded on ``accepted/``)."""
     entries: list[QuarantineEntry] = field(default_factory=list)
     """What this message puts in quarantine (examination and store refusals)."""
     notices: list[QuarantineNotice] = field(default_factory=list)
@@ -640,6 +646,11 @@ class IngestWorker:
                     )
                 elif reading.id in stored:
                     outcome.readings.append(reading)
+                    outcome.received.append(
+                        decision.received
+                        if decision.received is not None
+                        else encode_reading(reading)
+                    )
                     outcome.handled_ids.append(reading.id)
                 # A reading neither stored nor refused (a store breaking its contract) is
                 # left out of the end-to-end ack: the gateway sends it again.
@@ -663,9 +674,20 @@ class IngestWorker:
         self.metrics.backlog.dec(len(outcomes))
         self._count(outcomes, new_entries)
         acked_at = self._clock()
+        # One end-to-end ack per gateway and batch for the messages stored whole; a message
+        # with quarantine notices keeps its own ack, because a notice's ``index`` is a
+        # position in that message's envelope.
+        merged: dict[str, list[str]] = {}
         for outcome in outcomes:
-            if outcome.gateway_id is not None and (outcome.handled_ids or outcome.notices):
-                self._publish_e2e_ack(outcome, acked_at)
+            gateway_id = outcome.gateway_id
+            if gateway_id is None:
+                continue
+            if outcome.notices:
+                self._publish_e2e_ack(gateway_id, outcome.handled_ids, outcome.notices, acked_at)
+            elif outcome.handled_ids:
+                merged.setdefault(gateway_id, []).extend(outcome.handled_ids)
+        for gateway_id, ids in merged.items():
+            self._publish_e2e_ack(gateway_id, ids, [], acked_at)
 
     def _count(self, outcomes: Sequence[_Outcome], new_entries: Sequence[QuarantineEntry]) -> None:
         """Count readings per delivery, quarantine entries and security events once each."""
@@ -677,36 +699,49 @@ class IngestWorker:
             if entry.security_event:
                 self.metrics.security_events.labels(reason=entry.detail).inc()
 
-    def _publish_e2e_ack(self, outcome: _Outcome, acked_at: datetime) -> None:
-        assert outcome.gateway_id is not None
-        ids = list(dict.fromkeys(outcome.handled_ids))
+    def _publish_e2e_ack(
+        self,
+        gateway_id: str,
+        handled_ids: Sequence[str],
+        notices: Sequence[QuarantineNotice],
+        acked_at: datetime,
+    ) -> None:
+        ids = list(dict.fromkeys(handled_ids))
+        topic = ack_topic(gateway_id)
         for start in range(0, max(len(ids), 1), MAX_IDS_PER_ACK):
             message = AckMessage(
-                gateway_id=outcome.gateway_id,
+                gateway_id=gateway_id,
                 acked_at=acked_at,
                 ids=ids[start : start + MAX_IDS_PER_ACK],
-                quarantined=outcome.notices if start == 0 else [],
+                quarantined=list(notices) if start == 0 else [],
             )
-            self._client.publish(
-                ack_topic(outcome.gateway_id), encode_message(message), qos=QOS_AT_LEAST_ONCE
-            )
+            self._client.publish(topic, encode_message(message), qos=QOS_AT_LEAST_ONCE)
             self.metrics.e2e_acks_published.inc()
 
     def _publish_accepted(self, outcomes: Sequence[_Outcome]) -> None:
+        """Forward the stored readings, as received, in envelopes per gateway and partition
+        (``docs/wire-protocol.md``, "Consuming accepted/"): each reading's bytes are the
+        slice of the gateway's envelope, never re-encoded."""
         partitions = self.settings.partitions
-        groups: dict[tuple[str, int], dict[str, Reading]] = {}
+        groups: dict[tuple[str, int], dict[str, bytes | msgspec.Raw]] = {}
+        # Patients repeat within a batch (a gateway's readings are a few patients'): the
+        # partition hash is computed once per patient.
+        partition_of: dict[str, int] = {}
         for outcome in outcomes:
-            for reading in outcome.readings:
-                key = (reading.gateway_id, partition_for(reading.patient_id, partitions))
-                groups.setdefault(key, {})[reading.id] = reading
+            for reading, raw in zip(outcome.readings, outcome.received, strict=True):
+                patient = reading.patient_id
+                partition = partition_of.get(patient)
+                if partition is None:
+                    partition = partition_of[patient] = partition_for(patient, partitions)
+                groups.setdefault((reading.gateway_id, partition), {})[reading.id] = raw
         sent_at = self._clock()
         for (gateway_id, partition), by_id in groups.items():
-            readings = list(by_id.values())
-            for start in range(0, len(readings), MAX_READINGS_PER_ENVELOPE):
-                chunk = readings[start : start + MAX_READINGS_PER_ENVELOPE]
+            raws = list(by_id.values())
+            for start in range(0, len(raws), MAX_READINGS_PER_ENVELOPE):
+                chunk = raws[start : start + MAX_READINGS_PER_ENVELOPE]
                 self._client.publish(
                     accepted_topic(partition, partitions),
-                    encode_envelope(gateway_id, sent_at, chunk),
+                    encode_envelope_from_encoded(gateway_id, sent_at, chunk),
                     qos=QOS_AT_LEAST_ONCE,
                 )
                 self.metrics.accepted_published.inc(len(chunk))

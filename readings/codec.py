@@ -92,6 +92,15 @@ class _EnvelopeHeader(msgspec.Struct, frozen=True, kw_only=True):
         _check_version(self.v)
 
 
+class _RawEnvelope(msgspec.Struct, frozen=True):
+    """The envelope with each reading left as its received bytes (a slice of the payload).
+
+    Only decoded after the payload passed a typed decode, so it cannot fail then; msgspec
+    skips over each reading without building anything (≈ 0.1 µs a reading)."""
+
+    readings: list[msgspec.Raw]
+
+
 class _VersionProbe(msgspec.Struct):
     v: Any = None
 
@@ -114,6 +123,7 @@ def _check_same_gateway(reading: Reading, gateway_id: str, field: str) -> None:
 _ENVELOPE_DECODER: Final = msgspec.json.Decoder(Envelope)
 _HEADER_DECODER: Final = msgspec.json.Decoder(_EnvelopeHeader)
 _PROBE_DECODER: Final = msgspec.json.Decoder(_VersionProbe)
+_RAW_DECODER: Final = msgspec.json.Decoder(_RawEnvelope)
 _ENCODER: Final = msgspec.json.Encoder()
 
 
@@ -180,6 +190,9 @@ class PartialDecode:
     sent_at: datetime
     readings: Sequence[Reading]
     rejected: Sequence[RejectedReading]
+    received: Sequence[msgspec.Raw] = ()
+    """Each good reading's JSON exactly as received (a slice of the payload, wire form),
+    aligned with ``readings``: what ingest forwards on ``accepted/`` without re-encoding."""
 
 
 def decode_readings_partial(payload: bytes) -> PartialDecode:
@@ -197,13 +210,16 @@ def decode_readings_partial(payload: bytes) -> PartialDecode:
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
     else:
-        return PartialDecode(envelope.gateway_id, envelope.sent_at, envelope.readings, ())
+        received = _RAW_DECODER.decode(payload).readings
+        return PartialDecode(envelope.gateway_id, envelope.sent_at, envelope.readings, (), received)
     try:
         header = _HEADER_DECODER.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise (_version_error(payload) or payload_error_from_msgspec(exc)) from None
     good: list[Reading] = []
+    good_received: list[msgspec.Raw] = []
     rejected: list[RejectedReading] = []
+    slices = _RAW_DECODER.decode(payload).readings
     for index, item in enumerate(header.readings):
         prefix = f"$.readings[{index}]"
         try:
@@ -225,7 +241,8 @@ def decode_readings_partial(payload: bytes) -> PartialDecode:
             )
         else:
             good.append(reading)
-    return PartialDecode(header.gateway_id, header.sent_at, good, rejected)
+            good_received.append(slices[index])
+    return PartialDecode(header.gateway_id, header.sent_at, good, rejected, good_received)
 
 
 def reading_to_builtins(reading: Reading) -> dict[str, Any]:
@@ -244,11 +261,13 @@ def encode_reading(reading: Reading) -> bytes:
 
 
 def encode_envelope_from_encoded(
-    gateway_id: str, sent_at: datetime, encoded_readings: Sequence[bytes]
+    gateway_id: str, sent_at: datetime, encoded_readings: Sequence[bytes | msgspec.Raw]
 ) -> bytes:
-    """An envelope around readings already encoded by :func:`encode_reading`.
+    """An envelope around readings already encoded (by :func:`encode_reading`, or as
+    received: :attr:`PartialDecode.received`).
 
-    The publisher's hot path: no reading is decoded or re-encoded to build a batch.
+    The publisher's and ingest's hot path: no reading is decoded or re-encoded to build a
+    batch.
     """
     if not 1 <= len(encoded_readings) <= MAX_READINGS_PER_ENVELOPE:
         count = len(encoded_readings)

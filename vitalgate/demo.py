@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from device_drivers.profiles import DeviceProfile
     from infra.mqtt import MqttClient
     from ingest.worker import IngestWorker
+    from vitalgate.demo_alerts import DemoAlerts
     from vitalgate.demo_api import DemoLogins
     from vitalgate.embedded_broker import EmbeddedBroker
 
@@ -184,7 +185,11 @@ class LiveState:
 
 
 def _render(
-    state: LiveState, header: str, stored: Callable[[], int], quarantined: Callable[[], int]
+    state: LiveState,
+    header: str,
+    stored: Callable[[], int],
+    quarantined: Callable[[], int],
+    alerts: Callable[[], list[str]] = list,
 ) -> Any:
     from rich.console import Group
     from rich.panel import Panel
@@ -233,8 +238,17 @@ def _render(
         f"{gateway_line}\n"
         f"stored {stored()} · quarantined {quarantined()} · accepted this run {state.received}"
     )
+    alert_lines = alerts()
+    alert_panel = Panel(
+        "\n".join(alert_lines) if alert_lines else "[dim]no open alert · 暂无预警[/dim]",
+        title="Open alerts · 未处理预警",
+        border_style="red" if alert_lines else "green",
+    )
     return Group(
-        Panel(header, title="VitalGate demo · 演示", border_style="cyan"), Panel(summary), table
+        Panel(header, title="VitalGate demo · 演示", border_style="cyan"),
+        Panel(summary),
+        alert_panel,
+        table,
     )
 
 
@@ -257,6 +271,7 @@ class DemoStack:
         self._closers: list[Callable[[], None]] = []
         self.api_url = ""
         self.logins: DemoLogins | None = None
+        self.alerts: DemoAlerts | None = None
 
     # -- start ---------------------------------------------------------------------------
 
@@ -269,6 +284,7 @@ class DemoStack:
             self._prepare_registry(profiles)
             self._start_api()
             self._start_ingest()
+            self._start_alerts()
             self._start_observer()
             self._start_gateway()
         except BaseException:
@@ -395,6 +411,27 @@ class DemoStack:
             raise DemoError(f"ingest: {exc}") from exc
         self.worker = worker
         self._closers.append(worker.close)
+
+    def _start_alerts(self) -> None:
+        """The alert worker: evaluator, lifecycle and escalation, as `vitalgate alerts run`."""
+        from vitalgate.demo_alerts import DemoAlerts
+
+        alerts = DemoAlerts(
+            self.registry_url, self.store_url, self.mqtt_url, self.mqtt_protocol, self.data_dir
+        )
+        alerts.start()
+        self.alerts = alerts
+        self._closers.append(alerts.stop)
+
+    def open_alert_lines(self) -> list[str]:
+        """The open alerts, one line each, for both views."""
+        if self.alerts is None:
+            return []
+        return [
+            f"{a.severity} {a.rule_id}  {a.patient_id}  {a.state}  "
+            f"{self.state.local(a.fired_at) if a.fired_at else '-'}  {a.explanation}"
+            for a in self.alerts.open_alerts()
+        ]
 
     def _start_observer(self) -> None:
         """Subscribe to what the alert engine would receive, and to the gateway status."""
@@ -554,9 +591,11 @@ def _header(stack: DemoStack) -> str:
         f"reading store  {stack.store_url}\n"
         f"registry       {stack.registry_url}\n"
         f"gateway log    {stack.data_dir / 'gateway.log'}\n"
+        f"web app        {stack.api_url}/  (doctor, nurse, patient and family pages)\n"
         f"API            {stack.api_url}/api/v1/docs  (logins, passwords and TOTP secrets in "
         f"{stack.logins.path if stack.logins else '-'}; SMS links in "
         f"{stack.data_dir / 'sms.jsonl'})\n"
+        f"notifications  {stack.data_dir / 'notifications.jsonl'} (what alerts would send)\n"
         f"times          the patients' wall clock, {DEMO_TIME_ZONE} (not this machine's)\n"
         "Press Ctrl-C to stop · 按 Ctrl-C 停止"
     )
@@ -603,7 +642,13 @@ def _run_live(stack: DemoStack, deadline: float | None) -> None:
     header = _header(stack)
 
     def view() -> Any:
-        return _render(stack.state, header, stack.stored_count, stack.quarantined_count)
+        return _render(
+            stack.state,
+            header,
+            stack.stored_count,
+            stack.quarantined_count,
+            stack.open_alert_lines,
+        )
 
     with Live(view(), refresh_per_second=LIVE_REFRESH_PER_SECOND, screen=False) as live:
         for _ in _wait(stack, deadline):
@@ -613,6 +658,7 @@ def _run_live(stack: DemoStack, deadline: float | None) -> None:
 def _run_plain(stack: DemoStack, deadline: float | None, out: TextIO) -> None:
     print(_header(stack), file=out, flush=True)
     shown = 0
+    alerts_shown: set[str] = set()
     for _ in _wait(stack, deadline):
         with stack.state.lock:
             latest = sorted(
@@ -635,6 +681,11 @@ def _run_plain(stack: DemoStack, deadline: float | None, out: TextIO) -> None:
                 file=out,
                 flush=True,
             )
+        for line in stack.open_alert_lines():
+            key = line.split("  ")[0] + line.split("  ")[1]
+            if key not in alerts_shown:
+                alerts_shown.add(key)
+                print(f"ALERT {line}", file=out, flush=True)
 
 
 def default_data_dir() -> Path:

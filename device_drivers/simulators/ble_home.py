@@ -40,6 +40,7 @@ from device_drivers.simulators.bumble_link import BumbleLink
 from device_drivers.simulators.scenario import (
     GLUCOSE_NEWEST_SECONDS_AGO,
     Scenario,
+    ScenarioRecord,
     ValueSeries,
     local_wall_clock,
 )
@@ -111,6 +112,10 @@ def _live(
     )
 
 
+DEMO_HYPO_OFFSET_SECONDS: Final = 40.0
+"""When the demo's glucose meter measures 2.8 mmol/L: soon enough to see the alert fire."""
+
+
 def demo_scenario(profile: DeviceProfile) -> Scenario:
     """A day of plausible measurements for the demo: history in memory, then a new
     measurement every few minutes (every second for streaming devices).
@@ -120,6 +125,7 @@ def demo_scenario(profile: DeviceProfile) -> Scenario:
     """
     kind = profile.simulator.kind if profile.simulator is not None else ""
     series: tuple[ValueSeries, ...]
+    records: tuple[ScenarioRecord, ...] = ()
     match kind:
         case "ble_glucose_meter":
             glucose = ({"glucose": 7.0}, {"glucose": 2.5})
@@ -134,6 +140,16 @@ def demo_scenario(profile: DeviceProfile) -> Scenario:
                     context=meal,
                 ),
                 _live(Kind.GLUCOSE, *glucose, interval_seconds=180.0, context=meal),
+            )
+            # The demo's clinical moment: a hypo shortly after the start (G1: < 3.0 mmol/L);
+            # the re-test the alert's advice asks for is the meter's next ordinary reading.
+            records = (
+                ScenarioRecord(
+                    at_offset_seconds=DEMO_HYPO_OFFSET_SECONDS,
+                    values={"glucose": 2.8},
+                    kind=Kind.GLUCOSE,
+                    context=dict(meal),
+                ),
             )
         case "ble_cgm":
             cgm = (
@@ -199,7 +215,7 @@ def demo_scenario(profile: DeviceProfile) -> Scenario:
             )
         case _:
             raise SimulatorError(f"{profile.source}: no BLE simulator of kind {kind!r}")
-    return Scenario(series=series)
+    return Scenario(records=records, series=series)
 
 
 def simulator_for(

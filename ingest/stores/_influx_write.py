@@ -30,7 +30,7 @@ from ingest.stores.base import (
     StoreUnavailable,
     WriteResult,
 )
-from ingest.stores.points import to_line
+from ingest.stores.points import SeriesCache, encode_point
 from readings.model import Kind, Reading
 
 MAX_POINTS_PER_REQUEST: Final = 5000
@@ -164,14 +164,13 @@ def write_readings(
     """
     refused: dict[str, str] = {}
     pending: list[PendingPoint] = []
+    series: SeriesCache = {}  # the batch's series keys, each escaped once
     for reading in readings:
         try:
-            line = to_line(reading)
+            line, timestamp = encode_point(reading, series)
         except PointEncodingError as error:
             refused[reading.id] = f"cannot be written as a point: {error}"
             continue
-        # The timestamp is the line's last token: no need to compute it twice.
-        timestamp = int(line[line.rindex(" ") + 1 :])
         pending.append(PendingPoint(reading.id, reading.kind, reading.device_id, timestamp, line))
     for start in range(0, len(pending), max_points_per_request):
         chunk = pending[start : start + max_points_per_request]

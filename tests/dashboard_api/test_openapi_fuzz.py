@@ -41,6 +41,7 @@ from tests.dashboard_api.conftest import (
     T0,
     TOKEN_SECRET,
     Deployment,
+    RecordingCommands,
     _readings,
     _seed,
 )
@@ -82,6 +83,9 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         token_secret=TOKEN_SECRET, secure_cookies=False, login_attempts_per_minute=100_000
     )
     hub = LiveHub()
+    # A command publisher, as `vitalgate serve --mqtt-url` has: without one the pairing
+    # routes answer 503 (no broker), which this test would count as a server error.
+    commands = RecordingCommands()
     app = create_app(
         api_settings,
         registry=engine,
@@ -89,6 +93,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         sms=FileSmsSender(sms_file),
         clock=clock,
         live=hub,
+        commands=commands,
     )
     with TestClient(app) as client:
         yield Deployment(
@@ -98,6 +103,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
             registry=engine,
             store=store,
             sms_file=sms_file,
+            commands=commands,
             hub=hub,
             totp=totp,
         )

@@ -175,7 +175,9 @@ def test_readings_are_stored_acked_and_handed_to_the_alert_engine(pipeline: Pipe
     assert metrics.readings_stored._value.get() == len(every)
     assert metrics.readings_received._value.get() == len(every)
     assert metrics.backlog._value.get() == 0
-    assert metrics.e2e_acks_published._value.get() == len(batches(every, 10))
+    # One ack per gateway and worker batch: at most one per message, fewer when the worker
+    # took several of the gateway's messages in one batch.
+    assert 1 <= metrics.e2e_acks_published._value.get() <= len(batches(every, 10))
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from ingest.stores.points import (
     TAG_KEYS,
     VALUE_FIELDS,
     bound_ns,
+    encode_point,
     escape_tag_value,
     from_timestamp_ns,
     quote_string_field,
@@ -182,3 +183,39 @@ def test_every_kind_has_value_fields() -> None:
     assert set(VALUE_FIELDS) == set(Kind)
     assert VALUE_FIELDS[Kind.HEART_RATE]["rr_intervals"] is True
     assert VALUE_FIELDS[Kind.GLUCOSE] == {"glucose": False}
+
+
+def test_a_batch_shares_series_keys_without_mixing_them_up() -> None:
+    """encode_point with one cache for the batch writes each reading's own series (kind,
+    patient, device) and timestamp, exactly as to_line does for it alone."""
+    base = glucose(1)
+    batch = [
+        base,
+        msgspec.structs.replace(base, patient_id="patient 2,x"),  # escaped tag
+        new_reading(
+            values=GlucoseValues(glucose=5.6),
+            source_unit=Unit.MMOL_PER_L,
+            measured_at=T0,
+            received_at=T0,
+            device_id="Roche-Accu_Chek_Guide-999",
+            patient_id="patient-0001",
+            gateway_id="gw-0001",
+            seq=1,
+        ),
+        glucose(2),
+        new_reading(
+            values=HeartRateValues(heart_rate=61.0),
+            source_unit=Unit.PER_MIN,
+            measured_at=T0,
+            received_at=T0,
+            device_id="Roche-Accu_Chek_Guide-92310000123",
+            patient_id="patient-0001",
+            gateway_id="gw-0001",
+            seq=3,
+        ),
+    ]
+    series: dict[tuple[type[Reading], str, str], str] = {}
+    encoded = [encode_point(reading, series) for reading in batch]
+    assert [line for line, _ in encoded] == [to_line(reading) for reading in batch]
+    assert [stamp for _, stamp in encoded] == [timestamp_ns(reading) for reading in batch]
+    assert len(series) == 4
