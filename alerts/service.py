@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any, Final
 
 from alerts.evaluator import DEFAULT_TICK, Evaluator
+from alerts.metrics import AlertMetrics
 from infra.mqtt import ClientSettings, MqttClient, connect, create_client
 from readings.errors import TopicError
 from readings.topics import accepted_topic, parse_topic
@@ -44,8 +45,10 @@ class EvaluatorService:
         *,
         tick: timedelta = DEFAULT_TICK,
         client_factory: Any = create_client,
+        metrics: AlertMetrics | None = None,
     ) -> None:
         self.evaluator = evaluator
+        self._metrics = metrics
         self._settings = client_settings
         self._tick = tick
         self._client: MqttClient = client_factory(client_settings)
@@ -100,6 +103,8 @@ class EvaluatorService:
                     self.evaluator.refresh_leases()
                     self._sync_subscriptions()
                     next_renew = now + renew_every
+                    if self._metrics is not None:
+                        self._metrics.observe(self.evaluator)
                 if now >= next_tick:
                     self.evaluator.tick()
                     next_tick = now + self._tick

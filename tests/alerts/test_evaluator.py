@@ -243,3 +243,39 @@ def test_findings_become_one_alert_with_its_escalation(deployment) -> None:  # t
             .where(EscalationStep.alert_id == g1[0].id)
         )
         assert (steps or 0) >= 3  # inbox/SMS now, family at 10 min, duty doctor at 20
+
+
+def test_metrics_show_the_open_alert_and_the_partitions_held(deployment) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import CollectorRegistry
+
+    from alerts.metrics import AlertMetrics, registry_metrics
+    from alerts.pipeline import LifecycleSink
+
+    engine, store = deployment
+    clock = ManualClock(NOW)
+    evaluator = Evaluator(
+        engine=engine,
+        store=store,
+        directory=RegistryPatientDirectory(engine),
+        rules=default_rules(),
+        evaluate=evaluate,
+        sink=LifecycleSink(engine, clock=clock),
+        clock=clock,
+        holder="w1",
+        partitions=PARTITIONS,
+    )
+    evaluator.refresh_leases()
+    low = glucose(2.5, NOW - timedelta(minutes=1), 1)
+    store.write([low])
+    evaluator.handle_accepted(PART, encode_envelope(GATEWAY, NOW, [low]))
+    metrics = AlertMetrics(CollectorRegistry())
+    registry_metrics(engine, metrics.registry)
+    clock.advance(minutes=2)
+    metrics.observe(evaluator)
+    value = metrics.registry.get_sample_value
+    assert value("vitalgate_alerts_open", {"severity": "P1", "state": "firing"}) == 1
+    assert value("vitalgate_alerts_partitions_held") == PARTITIONS
+    assert value("vitalgate_alerts_readings_evaluated_total") == 1
+    lag = value("vitalgate_alerts_evaluation_lag_seconds")
+    assert lag is not None
+    assert lag >= 120

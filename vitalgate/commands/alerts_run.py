@@ -50,6 +50,9 @@ def run(
         ),
     ] = None,
     lease_seconds: Annotated[float, typer.Option(help="Partition lease length.")] = 30.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus /metrics port on 127.0.0.1 (none: off).")
+    ] = 9490,
 ) -> None:
     """Run the alert worker until SIGTERM or Ctrl-C."""
     from alerts.escalation import EscalationWorker
@@ -92,7 +95,16 @@ def run(
         session_expiry_seconds=7 * 24 * 3600,
         manual_ack=True,
     )
-    service = EvaluatorService(evaluator, settings)
+    from prometheus_client import start_http_server
+
+    from alerts.metrics import AlertMetrics, registry_metrics
+
+    metrics = AlertMetrics()
+    registry_metrics(engine, metrics.registry)
+    if metrics_port is not None:
+        # Loopback only: the endpoint is unauthenticated (see docs/operations.md).
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    service = EvaluatorService(evaluator, settings, metrics=metrics)
     # The in-app inbox is the alerts table itself (the pages list it); the notifier only
     # records the delivery. Other channels: a file in the demo, webhooks in production.
     notifiers: dict[str, object] = {"inbox": InboxNotifier(lambda _event: None)}
