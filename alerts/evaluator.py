@@ -256,6 +256,18 @@ class Evaluator:
         self.stats.batches += 1
         self._advance(partition, min(envelope.sent_at, now))
 
+    def mark_caught_up(self) -> None:
+        """Every message delivered so far has been evaluated: move each held partition's
+        watermark to now (minus the in-flight margin).
+
+        Called by the service only while it is connected and its inbox is empty, so the
+        watermark — and the lag the pages show — means "evaluated up to", not "the last
+        reading was at": a partition with no readings at night is not "behind".
+        """
+        now = self._clock()
+        for partition in list(self.held):
+            self._advance(partition, now)
+
     def tick(self) -> None:
         """Scheduled evaluation with nothing arriving (stale and missing-data rules)."""
         now = self._clock()

@@ -103,6 +103,8 @@ class EvaluatorService:
                     self.evaluator.refresh_leases()
                     self._sync_subscriptions()
                     next_renew = now + renew_every
+                    if self._inbox.empty() and self._connected():
+                        self.evaluator.mark_caught_up()
                     if self._metrics is not None:
                         self._metrics.observe(self.evaluator)
                 if now >= next_tick:
@@ -112,6 +114,10 @@ class EvaluatorService:
             self.evaluator.release()
             self._client.loop_stop()
             self._client.disconnect()
+
+    def _connected(self) -> bool:
+        is_connected = getattr(self._client, "is_connected", None)
+        return bool(is_connected()) if callable(is_connected) else False
 
     def _handle(self, item: _Inbound) -> None:
         try:

@@ -279,3 +279,12 @@ def test_metrics_show_the_open_alert_and_the_partitions_held(deployment) -> None
     lag = value("vitalgate_alerts_evaluation_lag_seconds")
     assert lag is not None
     assert lag >= 120
+
+
+def test_a_quiet_partition_is_not_behind_once_marked_caught_up(deployment) -> None:  # type: ignore[no-untyped-def]
+    clock = ManualClock(NOW)
+    evaluator = make_evaluator(deployment, clock, Sink())
+    evaluator.refresh_leases()
+    clock.advance(hours=6)  # a night without readings
+    evaluator.mark_caught_up()
+    assert evaluator.lag_seconds()[PART] == IN_FLIGHT_MARGIN.total_seconds()
