@@ -148,9 +148,7 @@ def gateway_worker(args: argparse.Namespace) -> None:
             ),
             outbox,
         )
-        for index, outbox in zip(
-            range(args.first, args.first + args.count), outboxes, strict=True
-        )
+        for index, outbox in zip(range(args.first, args.first + args.count), outboxes, strict=True)
     ]
     for publisher in publishers:
         publisher.start()
@@ -214,7 +212,7 @@ class Sampler(threading.Thread):
         self.peak_cpu: dict[str, float] = dict.fromkeys(pids, 0.0)
         self.peak_rss: dict[str, float] = dict.fromkeys(pids, 0.0)
         self.cpu_total: dict[str, float] = dict.fromkeys(pids, 0.0)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def _read(self) -> dict[str, tuple[float, float]]:
         out = {}
@@ -231,7 +229,7 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         previous, last = self._read(), time.monotonic()
-        while not self._stop.wait(SAMPLE_SECONDS):
+        while not self._halt.wait(SAMPLE_SECONDS):
             now_sample, now = self._read(), time.monotonic()
             for name, (cpu, rss) in now_sample.items():
                 delta = max(0.0, cpu - previous[name][0])
@@ -241,11 +239,32 @@ class Sampler(threading.Thread):
             previous, last = now_sample, now
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 
 # -- the run --------------------------------------------------------------------------------
+
+
+def tsm_size(influx_dir: Path) -> int:
+    """Bytes of compacted TSM files once the WAL has been snapshotted (waits up to 60 s)."""
+    deadline = time.monotonic() + 60.0
+    while True:
+        tsm = sum(p.stat().st_size for p in influx_dir.rglob("*.tsm"))
+        wal = sum(p.stat().st_size for p in influx_dir.rglob("*.wal"))
+        if (tsm and wal == 0) or time.monotonic() > deadline:
+            return tsm
+        time.sleep(1.0)
+
+
+def ingest_connects(log_path: Path) -> list[float]:
+    """Wall-clock times of the worker's "connected as" log lines."""
+    times = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if "ingest.worker connected as" in line:
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
+            times.append(stamp.timestamp())
+    return times
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
@@ -266,7 +285,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     n = args.gateways
     registry_url = make_registry(workdir / "registry.db", [binding(i) for i in range(n)])
-    influx = InfluxDBServer(workdir / "influx")
+    # Cold shards are snapshotted and compacted after a second instead of 10 minutes, so
+    # the TSM files' size per point can be read after the drain.
+    influx = InfluxDBServer(
+        workdir / "influx",
+        config_overrides={
+            "data": {
+                "cache-snapshot-write-cold-duration": "1s",
+                "compact-full-write-cold-duration": "1s",
+            }
+        },
+    )
     influx.start()
     database = "herd"
     influx.create_database(database)
@@ -371,6 +400,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         drained = [t - restarted_wall for r in reports for t in r["drained_at"]]
         failed = [a for r in reports for a in r["failed_attempts_before_connect"]]
         published = sum(r["readings_published"] for r in reports)
+        tsm_bytes = tsm_size(workdir / "influx")
+        ingest_connected = [
+            t - restarted_wall for w in workers for t in ingest_connects(w.log_path)
+        ]
         broker_log = (workdir / "mosquitto" / "mosquitto.log").read_text(errors="replace")
         return {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -379,7 +412,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "backlog_per_gateway": args.backlog,
             "gateway_processes": len(gateways),
             "ingest_workers": args.workers,
-            "outage_seconds": round(filled - outage_started + max(0.0, args.outage - (filled - outage_started)), 1),
+            "outage_seconds": round(
+                filled - outage_started + max(0.0, args.outage - (filled - outage_started)), 1
+            ),
             "fd_limit": fd_limit,
             "broker_options": broker_options,
             "reconnect_bounds_seconds": [RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS],
@@ -406,6 +441,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "gateway_connected": spread(connected),
                 "gateway_drained": spread(drained),
             },
+            "ingest_reconnected_seconds_after_broker_restart": [
+                round(t, 2) for t in ingest_connected if t > 0
+            ],
+            "influx_tsm_bytes_per_point": round(tsm_bytes / max(1, len(stored)), 1),
             "failed_attempts_before_reconnect": spread([float(a) for a in failed]),
             "readings_per_second_stored": (
                 None if stored_at is None else round(expected_total / (stored_at - restarted))
