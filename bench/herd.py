@@ -43,9 +43,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,6 +61,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from gateway.logging import configure_logging  # noqa: E402
 from gateway.outbox import SqliteOutbox  # noqa: E402
 from gateway.publisher import (  # noqa: E402
     RECONNECT_MAX_SECONDS,
@@ -127,6 +130,8 @@ def raise_fd_limit() -> int:
 def gateway_worker(args: argparse.Namespace) -> None:
     """Run gateways ``first .. first+count-1`` until every outbox is empty, then report."""
     raise_fd_limit()
+    # The publishers' warnings (why a connection failed) as JSON lines in gateways-*.log.
+    configure_logging(logging.WARNING, sys.stderr)
     workdir = Path(args.workdir)
     outboxes: list[SqliteOutbox] = []
     ids: list[str] = []
@@ -486,6 +491,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.gateway_worker:
         gateway_worker(args)
         return
+    # SIGTERM ends the run through its clean-up (servers stopped, helpers killed).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.workdir is None:
         import tempfile
 
