@@ -64,8 +64,10 @@ def _session(broker: MosquittoServer, client_id: str, topic_filter: str) -> list
 
 def _publish(broker: MosquittoServer, topic: str, payload: str) -> None:
     subprocess.run(
-        ["mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1"]
-        + ["-V", "mqttv5", "-t", topic, "-m", payload],
+        [
+            *("mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-q", "1"),
+            *("-V", "mqttv5", "-t", topic, "-m", payload),
+        ],
         check=True,
         capture_output=True,
     )
