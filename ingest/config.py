@@ -51,7 +51,11 @@ DEFAULT_METRICS_PORT: Final = 9478
 DEFAULT_SESSION_EXPIRY_SECONDS: Final = 7 * 24 * 3600
 """The broker keeps an ingest worker's session (and queues its share of readings) this long
 while the worker is down: a long weekend of an unattended outage. The broker's
-``persistent_client_expiration`` must not be shorter."""
+``persistent_client_expiration`` must not be shorter. One exception, measured with
+Mosquitto 2.0.11 (docs/benchmarks.md, "Thundering herd"): a broker *restarted* while the
+worker is away does not restore the session's shared subscription, so readings published
+before the worker reconnects are acknowledged to the gateway and dropped; the gateway's
+end-to-end ack timeout re-sends them (nothing is lost, the first minute arrives late)."""
 MAX_SESSION_EXPIRY_SECONDS: Final = 0xFFFF_FFFE
 """MQTT 5 session expiry is a four-byte integer; 0xFFFFFFFF means "never", which we refuse."""
 DEFAULT_RECEIVE_MAXIMUM: Final = 1000
