@@ -200,14 +200,19 @@ def _spo2(dev: _Devices, rng: random.Random, days: int) -> None:
             dev.add("oximeter", values, Unit.PERCENT, at)
 
 
-def make_cohort(patients: int, days: int, seed: int) -> tuple[list[Reading], list[PatientProfile]]:
-    """The synthetic cohort: readings of every patient and their profiles (see the module)."""
+def make_cohort(
+    patients: int, days: int, seed: int, p_cgm: float = P_T1_CGM
+) -> tuple[list[Reading], list[PatientProfile]]:
+    """The synthetic cohort: readings of every patient and their profiles (see the module).
+
+    ``p_cgm`` is the share of type 1 patients on a CGM (0 or 1 to measure a stratum alone).
+    """
     rng = random.Random(seed)
     readings: list[Reading] = []
     profiles: list[PatientProfile] = []
     for index in range(patients):
         conditions = set()
-        if rng.random() < P_T1_CGM:
+        if rng.random() < p_cgm:
             conditions.add("diabetes_type1")
         elif rng.random() < P_T2:
             conditions.add("diabetes_type2")
@@ -335,11 +340,11 @@ def _rusage() -> tuple[float, int]:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
-def run(patients: int, days: int, seed: int, profile: bool) -> dict[str, Any]:
+def run(patients: int, days: int, seed: int, profile: bool, p_cgm: float) -> dict[str, Any]:
     """Generate, run the naive baseline and the backtest; return every figure."""
     rules = default_rules()
     t0 = time.perf_counter()
-    readings, profiles = make_cohort(patients, days, seed)
+    readings, profiles = make_cohort(patients, days, seed, p_cgm)
     generated = time.perf_counter() - t0
     _, rss_before = _rusage()
 
@@ -439,9 +444,12 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument(
+        "--p-cgm", type=float, default=P_T1_CGM, help="share of type 1 patients on a CGM"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the backtest")
     args = parser.parse_args()
-    report(run(args.patients, args.days, args.seed, args.profile))
+    report(run(args.patients, args.days, args.seed, args.profile, args.p_cgm))
 
 
 if __name__ == "__main__":
