@@ -280,7 +280,8 @@ def naive_counts(
                             continue
                         before = field_value(weights[at - 1], ("weight",))
                         now = field_value(reading, ("weight",))
-                        assert before is not None and now is not None
+                        assert before is not None
+                        assert now is not None
                         threshold = change.bound.by_unit[change.bound.canonical.value]
                         if change.bound.op.holds(now[1] - before[1], threshold):
                             counts[rule.id] += 1
@@ -406,9 +407,7 @@ def report(f: dict[str, Any]) -> None:
         f"{1e6 * f['naive_s'] / max(f['readings'], 1):.1f} µs/reading | "
         f"ratio backtest/naive {f['backtest_s'] / max(f['naive_s'], 1e-9):.0f} |"
     )
-    print(
-        f"peak RSS {f['rss_peak_mib']:.0f} MiB (after generating: {f['rss_before_mib']:.0f} MiB)"
-    )
+    print(f"peak RSS {f['rss_peak_mib']:.0f} MiB (after generating: {f['rss_before_mib']:.0f} MiB)")
     print(f"patient-weeks {weeks:.1f}")
     print(
         "\n| rule | alerts (backtest) | per patient-week | unconfirmed | fired (lifecycle) | "
@@ -423,8 +422,11 @@ def report(f: dict[str, Any]) -> None:
         naive = f["naive"].get(rule.id)
         ratio = "–" if naive is None or not alerts else f"{naive / alerts:.1f}"
         totals.update(
-            alerts=alerts, naive=naive or 0, notified=life.notified[rule.id],
-            muted=life.muted[rule.id], fired=life.fired[rule.id],
+            alerts=alerts,
+            naive=naive or 0,
+            notified=life.notified[rule.id],
+            muted=life.muted[rule.id],
+            fired=life.fired[rule.id],
         )
         print(
             f"| {rule.id} | {alerts} | {stats['per_patient_week']:.4f} | {stats['unconfirmed']} | "
