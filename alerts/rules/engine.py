@@ -12,7 +12,7 @@ from datetime import datetime
 
 from alerts.model import Finding
 from alerts.rules.cgm import evaluate_cgm_summary, evaluate_forecast
-from alerts.rules.common import Context, SummaryFn, kind_of, sort_readings
+from alerts.rules.common import Context, SummaryFn, sort_readings
 from alerts.rules.model import Rule, RuleSet
 from alerts.rules.overrides import active_rules, apply_overrides
 from alerts.rules.stale import evaluate_gateway_offline, evaluate_missing, evaluate_stale
@@ -23,7 +23,7 @@ from alerts.rules.trends import (
     evaluate_window_mean,
 )
 from readings.files import PatientProfile
-from readings.model import Kind, Reading
+from readings.model import Reading
 
 Evaluator = Callable[[Rule, Sequence[Reading], Context], list[Finding]]
 
@@ -87,19 +87,10 @@ def evaluate(
         gateway_last_seen=dict(gateway_last_seen or {}),
         summary=summary,
     )
-    # Every rule kind that names reading kinds reads only those (each evaluator filters on
-    # ``rule.kinds`` first), so the window is split once per evaluation instead of being
-    # scanned by every rule: a CGM patient's 15-day window holds ~4,300 readings.
-    kinds = [kind_of(r) for r in window]
-    of_kinds: dict[frozenset[Kind], list[Reading]] = {}
     findings: list[Finding] = []
     for rule in active_rules(rules, profile.conditions):
         effective = apply_overrides(rule, profile.overrides, now)
         if effective is None:
             continue
-        mine = of_kinds.get(effective.kinds) if effective.kinds else window
-        if mine is None:
-            wanted = effective.kinds
-            mine = of_kinds[wanted] = [r for r, k in zip(window, kinds, strict=True) if k in wanted]
-        findings.extend(EVALUATORS[effective.kind](effective, mine, context))
+        findings.extend(EVALUATORS[effective.kind](effective, window, context))
     return findings
