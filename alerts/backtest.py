@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -152,11 +152,14 @@ def run_backtest(
     rules: RuleSet,
     *,
     until: datetime | None = None,
+    on_findings: Callable[[str, datetime, list[Finding]], None] | None = None,
 ) -> BacktestResult:
     """Evaluate every patient's readings as the clock advances; see the module docstring.
 
     Implausible readings (ingest's plausibility rules) are dropped and counted under S4:
     they never alarm. S3 is not evaluated: a file of readings has no gateway heartbeats.
+    ``on_findings`` (patient id, instant, findings) sees every evaluation, in clock order per
+    patient: ``bench/alerts.py`` feeds it to the real lifecycle to count what inhibition mutes.
 
     Raises:
         BacktestError: a reading of an unknown patient, or an override that cannot apply.
@@ -214,6 +217,8 @@ def run_backtest(
             arrived = {r.id for r in mine[arrived_from:end]}
             findings = evaluate(window, profile, rules, now, arrived=arrived)
             evaluations += 1
+            if on_findings is not None:
+                on_findings(profile.patient_id, now, findings)
             fold(findings, open_alerts, closed)
             for f in findings:
                 if f.deadline is not None and f.deadline <= until:

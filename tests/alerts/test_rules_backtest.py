@@ -168,3 +168,25 @@ def test_backtest_wakes_at_a_deadline_no_other_rule_would(rules: RuleSet) -> Non
     result = run_backtest([spo2(86)], [PatientProfile("p-1")], rules)
     o1 = next(a for a in result.alerts if a.rule_id == "O1")
     assert (o1.fired_at, o1.confirmed, o1.severity.value) == (T0 + minutes(10), False, "P1")
+
+
+def test_on_findings_sees_every_evaluation_in_clock_order() -> None:
+    from alerts.model import FindingStatus
+    from alerts.rules.loader import default_rules
+
+    profile = PatientProfile("p-1", frozenset({"diabetes_type2"}))
+    readings = [glucose(2.5, at=T0), glucose(5.0, at=T0 + minutes(15))]
+    seen: list[tuple[str, Any, list[Any]]] = []
+    result = run_backtest(
+        readings,
+        [profile],
+        default_rules(),
+        on_findings=lambda p, now, findings: seen.append((p, now, findings)),
+    )
+    assert len(seen) == result.evaluations > 2
+    times = [now for _, now, _ in seen]
+    assert times == sorted(times)
+    assert times[0] == T0
+    g1 = [f for f in seen[0][2] if f.rule_id == "G1"]
+    assert [f.status for f in g1] == [FindingStatus.FIRING]
+    assert {p for p, _, _ in seen} == {"p-1"}

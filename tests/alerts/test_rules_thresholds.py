@@ -207,3 +207,35 @@ def test_a_cuff_pulse_counts_for_resting_heart_rate(rules: RuleSet) -> None:
 
 def test_fahrenheit_temperatures_compare_in_celsius(rules: RuleSet) -> None:
     assert matched(finding_of("T1", [temperature(102.4, unit=Unit.FAHRENHEIT)], rules)) == P2
+
+
+def test_engine_findings_are_each_active_rules_findings_over_the_window() -> None:
+    # A guard for speeding up engine.evaluate (e.g. splitting the window by kind): each
+    # active rule must see every reading it reads, in order, as over the whole window.
+    from alerts.rules.common import Context
+    from alerts.rules.engine import EVALUATORS, evaluate
+    from alerts.rules.loader import default_rules
+    from alerts.rules.overrides import active_rules
+    from tests.alerts.builders import T0, bp, glucose, minutes, profile, spo2
+
+    rules = default_rules()
+    patient = profile("diabetes_type2", "hypertension", "copd")
+    window = [
+        glucose(2.5, at=T0),
+        bp(185, 112, at=T0 + minutes(1), pulse=135),
+        spo2(84, at=T0 + minutes(2)),
+        glucose(17.0, at=T0 + minutes(3)),
+        bp(186, 111, at=T0 + minutes(4), pulse=136),
+        spo2(84, at=T0 + minutes(20)),
+        glucose(2.8, at=T0 + minutes(20)),
+    ]
+    now = T0 + minutes(30)
+    context = Context(profile=patient, now=now, arrived=frozenset(), gateway_last_seen={})
+    expected = [
+        f
+        for rule in active_rules(rules, patient.conditions)
+        for f in EVALUATORS[rule.kind](rule, window, context)
+    ]
+    got = evaluate(window, patient, rules, now)
+    assert got == expected
+    assert {f.rule_id for f in got} >= {"G1", "B1", "O2", "R1"}
