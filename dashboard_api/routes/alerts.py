@@ -243,7 +243,9 @@ def resolve_alert(
 
 
 @router.post("/{patient_id}/alerts/{alert_id}/snooze", response_model=AlertDetail)
-def snooze_alert(grant: ActOnAlert, alert_id: int, body: Snooze, context: ContextDep) -> AlertDetail:
+def snooze_alert(
+    grant: ActOnAlert, alert_id: int, body: Snooze, context: ContextDep
+) -> AlertDetail:
     """Silence the alert's metric at its tier and below for ``minutes``, with a reason.
 
     A higher tier still breaks through; a P1 snooze longer than the lifecycle's cap (2 h)

@@ -91,11 +91,12 @@ def inbox(
         )
         seen = repo.seen_by([row.id for row in rows], me)
         wanted = {row.patient_id for row in rows}
-        names = dict(
-            session.execute(
+        names: dict[str, str | None] = {
+            patient_id: name
+            for patient_id, name in session.execute(
                 select(Patient.id, Patient.display_name).where(Patient.id.in_(sorted(wanted)))
-            ).tuples()
-        )
+            )
+        }
     _audit(context, request, caller, wanted, alerts=len(rows))
     return [
         InboxItem(
