@@ -27,6 +27,7 @@ from dashboard_api.authz import Action
 from dashboard_api.config import API_PREFIX
 from dashboard_api.context import ApiContext
 from dashboard_api.deps import ContextDep, PatientGrant, patient_access
+from dashboard_api.explanations import explain
 from registry.alert_models import AlertRow
 from registry.alerts_repo import AlertRepository
 from registry.audit import AuditOutcome
@@ -58,6 +59,8 @@ class AlertPublic(BaseModel):
     reading_ids: list[str]
     explanation_key: str
     explanation_params: dict[str, str | int | float]
+    explanation: dict[str, str]
+    """The explanation in words, per language (``zh-CN``, ``en``): dashboard_api.explanations."""
     opened_at: datetime
     acknowledged_at: datetime | None
     acknowledged_by: str | None
@@ -113,6 +116,7 @@ class Assignment(BaseModel):
 
 def public(row: AlertRow) -> AlertPublic:
     """The page's view of an alert row."""
+    params = json.loads(row.explanation_params)
     return AlertPublic(
         id=row.id,
         patient_id=row.patient_id,
@@ -125,7 +129,15 @@ def public(row: AlertRow) -> AlertPublic:
         late=row.late,
         reading_ids=json.loads(row.reading_ids),
         explanation_key=row.explanation_key,
-        explanation_params=json.loads(row.explanation_params),
+        explanation_params=params,
+        explanation=explain(
+            row.explanation_key,
+            params,
+            rule_id=row.rule_id,
+            metric=row.metric,
+            severity=row.severity,
+            thresholds=json.loads(row.thresholds),
+        ),
         opened_at=row.opened_at,
         acknowledged_at=row.acknowledged_at,
         acknowledged_by=row.acknowledged_by,
