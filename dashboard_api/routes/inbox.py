@@ -92,8 +92,8 @@ def inbox(
         seen = repo.seen_by([row.id for row in rows], me)
         wanted = {row.patient_id for row in rows}
         names: dict[str, str | None] = {
-            patient_id: name
-            for patient_id, name in session.execute(
+            found.id: found.display_name
+            for found in session.execute(
                 select(Patient.id, Patient.display_name).where(Patient.id.in_(sorted(wanted)))
             )
         }
