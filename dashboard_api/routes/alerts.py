@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
@@ -28,6 +28,7 @@ from dashboard_api.config import API_PREFIX
 from dashboard_api.context import ApiContext
 from dashboard_api.deps import ContextDep, PatientGrant, patient_access
 from dashboard_api.explanations import explain
+from dashboard_api.schemas import ErrorBody
 from registry.alert_models import AlertRow
 from registry.alerts_repo import AlertRepository
 from registry.audit import AuditOutcome
@@ -38,6 +39,10 @@ router = APIRouter(prefix=f"{API_PREFIX}/patients", tags=["alerts"])
 
 ReadAlerts = Annotated[PatientGrant, Depends(patient_access(Action.READ_ALERTS))]
 ActOnAlert = Annotated[PatientGrant, Depends(patient_access(Action.ACT_ON_ALERT))]
+
+_CONFLICT: Final[dict[int | str, dict[str, Any]]] = {
+    409: {"model": ErrorBody, "description": "The alert is not in a state that allows this"}
+}
 
 MAX_SNOOZE_MINUTES = 14 * 24 * 60
 """The request's own bound (the lifecycle's longest silence, 14 days); the lifecycle caps a
@@ -215,7 +220,9 @@ def alert_detail(grant: ReadAlerts, alert_id: int, context: ContextDep) -> Alert
         return _detail(session, session.get_one(AlertRow, alert_id))
 
 
-@router.post("/{patient_id}/alerts/{alert_id}/acknowledge", response_model=AlertPublic)
+@router.post(
+    "/{patient_id}/alerts/{alert_id}/acknowledge", response_model=AlertPublic, responses=_CONFLICT
+)
 def acknowledge_alert(
     grant: ActOnAlert, alert_id: int, body: Acknowledgement, context: ContextDep
 ) -> AlertPublic:
@@ -235,7 +242,9 @@ def acknowledge_alert(
         return public(row)
 
 
-@router.post("/{patient_id}/alerts/{alert_id}/resolve", response_model=AlertPublic)
+@router.post(
+    "/{patient_id}/alerts/{alert_id}/resolve", response_model=AlertPublic, responses=_CONFLICT
+)
 def resolve_alert(
     grant: ActOnAlert, alert_id: int, body: Resolution, context: ContextDep
 ) -> AlertPublic:
@@ -254,7 +263,9 @@ def resolve_alert(
         return public(row)
 
 
-@router.post("/{patient_id}/alerts/{alert_id}/snooze", response_model=AlertDetail)
+@router.post(
+    "/{patient_id}/alerts/{alert_id}/snooze", response_model=AlertDetail, responses=_CONFLICT
+)
 def snooze_alert(
     grant: ActOnAlert, alert_id: int, body: Snooze, context: ContextDep
 ) -> AlertDetail:
@@ -283,7 +294,9 @@ def snooze_alert(
         return _detail(session, row)
 
 
-@router.post("/{patient_id}/alerts/{alert_id}/assign", response_model=AlertPublic)
+@router.post(
+    "/{patient_id}/alerts/{alert_id}/assign", response_model=AlertPublic, responses=_CONFLICT
+)
 def assign_alert(
     grant: ActOnAlert, alert_id: int, body: Assignment, context: ContextDep
 ) -> AlertPublic:
@@ -308,7 +321,11 @@ def assign_alert(
         return public(row)
 
 
-@router.post("/{patient_id}/alerts/{alert_id}/read", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/{patient_id}/alerts/{alert_id}/read",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_CONFLICT,
+)
 def mark_alert_read(grant: ReadAlerts, alert_id: int, context: ContextDep) -> None:
     """Mark the alert read for the caller (idempotent; a resolved alert answers 409).
 
