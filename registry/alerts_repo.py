@@ -10,7 +10,7 @@ without its steps or the steps without the alert.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -113,6 +113,44 @@ class AlertRepository:
         if severity is not None:
             query = query.where(AlertRow.severity == severity)
         return list(self._session.scalars(query.order_by(AlertRow.id.desc())))
+
+    def inbox(
+        self,
+        patient_ids: Collection[str],
+        *,
+        reader: str,
+        state: str | None = None,
+        severity: str | None = None,
+        unread: bool | None = None,
+        limit: int = 200,
+    ) -> list[AlertRow]:
+        """Alerts of ``patient_ids``, newest first, in one query (the caller-wide inbox).
+
+        ``unread=True`` keeps the open alerts ``reader`` has not marked read (a resolved
+        alert needs nobody's attention); ``unread=False`` the ones they have.
+        """
+        if not patient_ids:
+            return []
+        query = select(AlertRow).where(AlertRow.patient_id.in_(sorted(patient_ids)))
+        if state is not None:
+            query = query.where(AlertRow.state == state)
+        if severity is not None:
+            query = query.where(AlertRow.severity == severity)
+        if unread is not None:
+            seen = (
+                select(AlertEvent.id)
+                .where(
+                    AlertEvent.alert_id == AlertRow.id,
+                    AlertEvent.kind == "seen",
+                    AlertEvent.actor == reader,
+                )
+                .exists()
+            )
+            if unread:
+                query = query.where(AlertRow.resolved_at.is_(None), ~seen)
+            else:
+                query = query.where(seen)
+        return list(self._session.scalars(query.order_by(AlertRow.id.desc()).limit(limit)))
 
     def monitoring_status(self, patient_id: str, now: datetime) -> MonitoringStatus:
         """The patient's monitoring status in force at ``now`` (care model)."""
@@ -365,6 +403,63 @@ class AlertRepository:
             action="alert.assign",
             target=f"alert:{alert_id}",
             patient_ids=[alert.patient_id],
+        )
+
+    def snooze(
+        self,
+        alert_id: int,
+        *,
+        actor: str,
+        reason: str,
+        now: datetime,
+        ends_at: datetime,
+    ) -> int:
+        """Silence an open alert's metric at its tier and below until ``ends_at``.
+
+        The silence is the lifecycle's (:func:`alerts.lifecycle.make_silence`: P1 capped at
+        :data:`alerts.lifecycle.MAX_P1_SILENCE`, a higher tier breaks through); the alert
+        gets a ``snooze`` event naming the silence. Returns the silence id.
+
+        Raises:
+            NotFound: the alert is not open.
+            LifecycleError: no reason, or longer than the tier's cap.
+        """
+        alert = self._open(alert_id)
+        silence_id = self.add_silence(
+            alert.patient_id,
+            metric=alert.metric,
+            severity=alert.severity,
+            author=actor,
+            reason=reason,
+            starts_at=now,
+            ends_at=ends_at,
+        )
+        self._session.add(
+            AlertEvent(
+                alert_id=alert_id,
+                at=now,
+                kind="snooze",
+                from_state=alert.state.value,
+                to_state=alert.state.value,
+                actor=actor,
+                reason=reason,
+                muted_by=f"silence:{silence_id}",
+            )
+        )
+        return silence_id
+
+    def seen_by(self, alert_ids: Sequence[int], actor: str) -> set[int]:
+        """Which of ``alert_ids`` ``actor`` has marked read (one query)."""
+        if not alert_ids:
+            return set()
+        return set(
+            self._session.scalars(
+                select(AlertEvent.alert_id).where(
+                    AlertEvent.alert_id.in_(alert_ids),
+                    AlertEvent.kind == "seen",
+                    AlertEvent.actor == actor,
+                )
+            )
         )
 
     def events(self, alert_id: int) -> list[EventRecord]:

@@ -59,6 +59,7 @@ export async function api(method, path, body) {
     }
     throw new ApiError(response.status, detail);
   }
+  if (response.status === 204) return null;
   return response.json();
 }
 

@@ -7,6 +7,7 @@ import { h } from "./dom.js";
 import { portalPage } from "./portal.js";
 import { loginPage, smsLinkPage } from "./login.js";
 import { patientListPage, patientPage } from "./staff.js";
+import { inboxPage } from "./inbox.js";
 
 const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "admin", "it_operator"];
 
@@ -24,6 +25,7 @@ export const isStaff = () => !!session.me && session.me.roles.some((r) => STAFF_
 const ROUTES = [
   [/^#\/login$/, () => loginPage()],
   [/^#\/patients$/, () => patientListPage()],
+  [/^#\/inbox(?:\?unread=1)?$/, () => inboxPage()],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
@@ -77,6 +79,12 @@ function header() {
     toggle("pref-contrast", "contrast", t("pref.contrast")),
   );
   if (session.me) {
+    if (isStaff()) {
+      bar.append(
+        h("a", { href: "#/patients", id: "nav-patients" }, t("nav.patients")),
+        h("a", { href: "#/inbox", id: "nav-inbox" }, t("nav.inbox")),
+      );
+    }
     bar.append(
       h("span", { class: "live-badge", id: "live-state" }, session.live ? t("live.on") : t("live.off")),
       h("span", {}, session.me.username),

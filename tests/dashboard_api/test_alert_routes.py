@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from alerts.lifecycle import decide
@@ -54,3 +56,145 @@ def test_doctor_lists_and_acknowledges_family_and_patient_may_not(deployment: De
             s.scalars(select(AuditRecord.action).where(AuditRecord.target == f"alert:{alert_id}"))
         )
     assert "alert.acknowledge" in actions
+
+
+def _fire_one(
+    deployment: Deployment,
+    patient_id: str,
+    rule_id: str = "G2",
+    severity: Severity = Severity.P2,
+) -> int:
+    """A firing alert with an explanation that has parameters (rule G2: lows counted)."""
+    now = deployment.clock()
+    finding = Finding(
+        patient_id, rule_id, 3, Metric.GLUCOSE, severity, FindingStatus.FIRING, now,
+        ("r-7", "r-8", "r-9"), {"low_mmol_l": 3.9},
+        Explanation("glucose.low_count", {"count": 3, "threshold_mmol_l": 3.9, "days": 7}),
+    )  # fmt: skip
+    with session_scope(deployment.registry) as s:
+        repo = AlertRepository(s)
+        [alert_id] = repo.record(
+            decide(patient_id, [finding], repo.open_alerts(patient_id), now=now)
+        )
+    return alert_id
+
+
+def test_detail_carries_readings_rule_thresholds_explanation_and_events(
+    deployment: Deployment,
+) -> None:
+    mine = _fire_one(deployment, "p-wang")
+    theirs = _fire_one(deployment, "p-li")
+    doctor = _bearer(deployment.login("dr.zhang"))
+    got = deployment.client.get(f"/api/v1/patients/p-wang/alerts/{mine}", headers=doctor)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert (body["rule_id"], body["rule_version"], body["reading_ids"]) == (
+        "G2",
+        3,
+        ["r-7", "r-8", "r-9"],
+    )
+    assert body["thresholds"] == {"low_mmol_l": 3.9}
+    assert (body["explanation_key"], body["explanation_params"]) == (
+        "glucose.low_count",
+        {"count": 3, "threshold_mmol_l": 3.9, "days": 7},
+    )
+    assert [(e["kind"], e["to_state"]) for e in body["events"]] == [("fire", "firing")]
+    # Another patient's alert under my patient's path: the gate's 404, and it is audited.
+    probe = deployment.client.get(f"/api/v1/patients/p-wang/alerts/{theirs}", headers=doctor)
+    assert (probe.status_code, probe.json()) == (404, {"detail": "patient not found"})
+    with session_scope(deployment.registry, write=False) as s:
+        denied = s.scalars(
+            select(AuditRecord.outcome).where(AuditRecord.target == f"alert:{theirs}")
+        ).all()
+    assert "denied" in denied
+
+
+def test_resolve_snooze_assign_need_act_on_alert_and_leave_events(deployment: Deployment) -> None:
+    alert_id = _fire_one(deployment, "p-wang", "G1", Severity.P1)
+    base = f"/api/v1/patients/p-wang/alerts/{alert_id}"
+    nurse = _bearer(deployment.login("nurse.liu"))
+    patient = _bearer(deployment.sms_login("13800000001"))
+    snooze = {"reason": "家访中", "minutes": 60}
+    assert deployment.client.post(f"{base}/snooze", headers=patient, json=snooze).status_code == 403
+    # P1: the lifecycle caps a silence at 2 h; longer is refused and records nothing.
+    too_long = deployment.client.post(
+        f"{base}/snooze", headers=nurse, json={"reason": "away", "minutes": 180}
+    )
+    assert too_long.status_code == 422, too_long.text
+    snoozed = deployment.client.post(f"{base}/snooze", headers=nurse, json=snooze)
+    assert snoozed.status_code == 200, snoozed.text
+    assert [e["kind"] for e in snoozed.json()["events"]] == ["fire", "snooze"]
+    with session_scope(deployment.registry, write=False) as s:
+        [silence] = AlertRepository(s).silences("p-wang", deployment.clock())
+    assert (silence.author, silence.reason, silence.severity) == (
+        "nurse.liu",
+        "家访中",
+        Severity.P1,
+    )
+    assert silence.ends_at - silence.starts_at == timedelta(minutes=60)
+    unknown = deployment.client.post(f"{base}/assign", headers=nurse, json={"username": "nobody"})
+    assert unknown.status_code == 422
+    assigned = deployment.client.post(
+        f"{base}/assign", headers=nurse, json={"username": "dr.zhang"}
+    )
+    assert assigned.json()["assignee"] == "dr.zhang"
+    note = {"note": "上门复测 6.1 mmol/L"}
+    assert deployment.client.post(f"{base}/resolve", headers=patient, json=note).status_code == 403
+    resolved = deployment.client.post(f"{base}/resolve", headers=nurse, json=note)
+    assert (resolved.status_code, resolved.json()["state"]) == (200, "resolved")
+    assert deployment.client.post(f"{base}/resolve", headers=nurse, json=note).status_code == 409
+    with session_scope(deployment.registry, write=False) as s:
+        events = AlertRepository(s).events(alert_id)
+        assert "due" not in set(
+            s.scalars(select(EscalationStep.status).where(EscalationStep.alert_id == alert_id))
+        )
+    assert [(e.kind, e.actor) for e in events][-2:] == [
+        ("assign", "nurse.liu"),
+        ("resolve", "nurse.liu"),
+    ]
+    assert events[-1].reason == note["note"]
+
+
+def test_inbox_lists_only_patients_one_may_read_alerts_of_and_tracks_read(
+    deployment: Deployment,
+) -> None:
+    first = _fire_one(deployment, "p-wang", "G2")
+    second = _fire_one(deployment, "p-wang", "G1", Severity.P1)
+    other = _fire_one(deployment, "p-li", "G2")
+    zhang = _bearer(deployment.login("dr.zhang"))
+    chen = _bearer(deployment.login("dr.chen"))
+    daughter = _bearer(deployment.sms_login("13800000002"))  # consent: readings only
+
+    def ids(headers: dict[str, str], **params: str) -> list[int]:
+        got = deployment.client.get("/api/v1/alerts", headers=headers, params=params)
+        assert got.status_code == 200, got.text
+        return [item["id"] for item in got.json()]
+
+    assert ids(zhang) == [second, first]
+    assert ids(chen) == [other]
+    assert ids(daughter) == []
+    assert ids(zhang, severity="P1") == [second]
+    [item] = deployment.client.get(
+        "/api/v1/alerts", headers=zhang, params={"severity": "P1"}
+    ).json()
+    assert (item["patient_id"], item["patient_name"], item["read"]) == ("p-wang", "王芳", False)
+    read = deployment.client.post(f"/api/v1/patients/p-wang/alerts/{first}/read", headers=zhang)
+    assert read.status_code == 204
+    again = deployment.client.post(f"/api/v1/patients/p-wang/alerts/{first}/read", headers=zhang)
+    assert again.status_code == 204
+    assert ids(zhang, unread="true") == [second]
+    assert ids(zhang, unread="false") == [first]
+    # Read is per reader: the nurse of the team still has both unread.
+    nurse = _bearer(deployment.login("nurse.liu"))
+    assert ids(nurse, unread="true") == [second, first]
+    marked = deployment.client.post("/api/v1/alerts/mark-all-read", headers=zhang)
+    assert marked.json() == {"marked": 1}
+    assert ids(zhang, unread="true") == []
+    assert ids(chen, unread="true") == [other]
+    with session_scope(deployment.registry, write=False) as s:
+        seen = s.scalars(select(AuditRecord.actor).where(AuditRecord.action == "alert.seen")).all()
+        inbox_rows = s.scalars(
+            select(AuditRecord.id).where(AuditRecord.action == "GET /api/v1/alerts")
+        ).all()
+    assert sorted(seen) == ["dr.zhang", "dr.zhang"]
+    assert len(inbox_rows) == 10  # every inbox answer audited

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import pyotp
 import pytest
 import uvicorn
+from sqlalchemy import Engine
 
 from dashboard_api.app import create_app
 from dashboard_api.config import ApiSettings
@@ -153,6 +154,8 @@ class WebServer:
     totp: dict[str, str]
     seeded_at: datetime
     """The moment the readings were placed around (p-wang's newest glucose: 2 h before)."""
+    registry: Engine
+    """The server's registry (tests seed alerts there as the alert worker would)."""
 
     def code(self, username: str) -> str:
         """The current TOTP code of ``username``."""
@@ -214,6 +217,7 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
             sms_file=sms_file,
             totp=totp,
             seeded_at=now,
+            registry=engine,
         )
     finally:
         server.should_exit = True
