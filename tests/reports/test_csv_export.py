@@ -61,10 +61,12 @@ def test_readings_csv_has_units_in_headers_and_provenance() -> None:
     assert [r["kind"] for r in rows] == ["glucose", "blood_pressure", "cgm_glucose"]
     assert rows[0]["glucose_mmol_l"] == "5.4"
     assert json.loads(rows[0]["context_json"]) == {"meal": "fasting"}
-    assert rows[1]["systolic_mmhg"] == "142.0" and rows[1]["glucose_mmol_l"] == ""
+    assert rows[1]["systolic_mmhg"] == "142.0"
+    assert rows[1]["glucose_mmol_l"] == ""
     assert rows[2]["source_unit"] == "mg/dL"
     assert abs(float(rows[2]["glucose_mmol_l"]) - 180 / 18.0156) < 1e-6
-    assert rows[0]["device_id"] == "acme-device-0001" and rows[0]["gateway_id"] == "gw-1"
+    assert rows[0]["device_id"] == "acme-device-0001"
+    assert rows[0]["gateway_id"] == "gw-1"
     assert rows[0]["clock_corrected"] == "false"
     assert rows[0]["reading_id"] == readings[1].id
 
