@@ -63,7 +63,7 @@ def _value(field: str) -> Callable[[Reading], CellValue]:
         value = getattr(reading.values, field, None)
         if isinstance(value, tuple):
             return " ".join(str(v) for v in value)
-        return value  # type: ignore[no-any-return]
+        return value
 
     return get
 
