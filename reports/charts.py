@@ -96,13 +96,15 @@ def percentile_band_chart(
     for run in _runs(bands, band_minutes):
         centres = [b.start_minute + band_minutes / 2 for b in run]
         for lower, upper, colour in (("p5", "p95", "#c6d9ec"), ("p25", "p75", "#7fa7d0")):
-            top = [f"{x(c):.2f},{y(getattr(b, upper)):.2f}" for c, b in zip(centres, run)]
+            top = [
+                f"{x(c):.2f},{y(getattr(b, upper)):.2f}" for c, b in zip(centres, run, strict=True)
+            ]
             bot = [
                 f"{x(c):.2f},{y(getattr(b, lower)):.2f}"
-                for c, b in reversed(list(zip(centres, run)))
+                for c, b in reversed(list(zip(centres, run, strict=True)))
             ]
             parts.append(f'<polygon points="{" ".join(top + bot)}" fill="{colour}"/>')
-        median = " ".join(f"{x(c):.2f},{y(b.p50):.2f}" for c, b in zip(centres, run))
+        median = " ".join(f"{x(c):.2f},{y(b.p50):.2f}" for c, b in zip(centres, run, strict=True))
         parts.append(
             f'<polyline points="{median}" fill="none" stroke="#1f3f66" stroke-width="1.4"/>'
         )

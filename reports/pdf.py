@@ -155,9 +155,7 @@ def _cgm_rows(summary: PatientSummary, lang: Lang) -> list[Row]:
     for key, share in shares.items():
         match tir:
             case Sufficient(value):
-                rows.append(
-                    Row(text(key, lang), f"{share(value):.1f} %", CONSENSUS_GOALS[key])
-                )
+                rows.append(Row(text(key, lang), f"{share(value):.1f} %", CONSENSUS_GOALS[key]))
             case Insufficient() as missing:
                 rows.append(
                     Row(text(key, lang), _shortfall(missing, lang), CONSENSUS_GOALS[key], True)
@@ -168,9 +166,7 @@ def _cgm_rows(summary: PatientSummary, lang: Lang) -> list[Row]:
 def _meter_rows(summary: PatientSummary, lang: Lang) -> list[Row]:
     meter = summary.meter
     assert meter is not None
-    goal = (
-        f"{summary.targets.glucose_low_mmol_l:g}–{summary.targets.glucose_high_mmol_l:g} mmol/L"
-    )
+    goal = f"{summary.targets.glucose_low_mmol_l:g}–{summary.targets.glucose_high_mmol_l:g} mmol/L"
     return [
         Row(text("readings", lang), str(meter.readings)),
         Row(text("per_day", lang), f"{meter.readings_per_day:.1f}"),
@@ -233,9 +229,7 @@ def _vital_rows(summary: PatientSummary, lang: Lang) -> list[Row]:
             )
         )
     if summary.heart_rate is not None:
-        rows.append(
-            _row("heart_rate", summary.heart_rate.mean_per_min, _fixed(0, "/min"), lang)
-        )
+        rows.append(_row("heart_rate", summary.heart_rate.mean_per_min, _fixed(0, "/min"), lang))
     return rows
 
 
@@ -305,30 +299,34 @@ def report_html(report: ReportInput, lang: str) -> str:
             summary.heart_rate,
         )
     )
-    return _env().get_template("report.html.j2").render(
-        lang=language,
-        t=lambda key: text(key, language),
-        patient_id=summary.patient_id,
-        patient_name=report.patient_name,
-        first=first.isoformat(),
-        last=last.isoformat(),
-        days=round(period.days),
-        generated=report.generated_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-        zone=str(zone),
-        sufficiency=_sufficiency_line(summary, language),
-        empty=empty,
-        cgm_rows=_cgm_rows(summary, language) if cgm is not None else None,
-        cgm_shortfall=cgm_shortfall,
-        tir_svg=tir_svg,
-        band_svg=band_svg,
-        meter_rows=_meter_rows(summary, language) if summary.meter is not None else None,
-        meal_rows=_meal_rows(summary, language) if summary.meter is not None else None,
-        meter_first=cgm is None,
-        bp_rows=_bp_rows(summary, language) if summary.blood_pressure is not None else None,
-        weight_rows=_weight_rows(summary, language) if summary.weight is not None else None,
-        vital_rows=_vital_rows(summary, language),
-        alert_rows=alert_rows,
-        more_alerts=max(0, len(alerts) - MAX_ALERT_ROWS),
+    return (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            lang=language,
+            t=lambda key: text(key, language),
+            patient_id=summary.patient_id,
+            patient_name=report.patient_name,
+            first=first.isoformat(),
+            last=last.isoformat(),
+            days=round(period.days),
+            generated=report.generated_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            zone=str(zone),
+            sufficiency=_sufficiency_line(summary, language),
+            empty=empty,
+            cgm_rows=_cgm_rows(summary, language) if cgm is not None else None,
+            cgm_shortfall=cgm_shortfall,
+            tir_svg=tir_svg,
+            band_svg=band_svg,
+            meter_rows=_meter_rows(summary, language) if summary.meter is not None else None,
+            meal_rows=_meal_rows(summary, language) if summary.meter is not None else None,
+            meter_first=cgm is None,
+            bp_rows=_bp_rows(summary, language) if summary.blood_pressure is not None else None,
+            weight_rows=_weight_rows(summary, language) if summary.weight is not None else None,
+            vital_rows=_vital_rows(summary, language),
+            alert_rows=alert_rows,
+            more_alerts=max(0, len(alerts) - MAX_ALERT_ROWS),
+        )
     )
 
 
@@ -338,7 +336,8 @@ def report_pdf(report: ReportInput, lang: str) -> bytes:
     Raises:
         UnknownLanguage: ``lang`` is neither ``zh`` nor ``en``.
     """
-    import weasyprint  # imported here: it loads Pango and fonts, which only reports need
+    # imported here: it loads Pango and fonts, which only reports need
+    import weasyprint  # type: ignore[import-untyped]
 
     document = weasyprint.HTML(string=report_html(report, lang)).render()
     pdf: bytes = document.write_pdf()
