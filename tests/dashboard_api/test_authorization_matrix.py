@@ -127,9 +127,15 @@ R_UNPAIR = ("post", "/api/v1/patients/{patient_id}/devices/{device_id}/unpair")
 R_GATEWAY = ("get", "/api/v1/gateways/{gateway_id}")
 R_ALERTS = ("get", "/api/v1/patients/{patient_id}/alerts")
 R_ACK = ("post", "/api/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge")
+R_REPORT_PDF = ("get", "/api/v1/patients/{patient_id}/report.pdf")
+R_EXPORT_CSV = ("get", "/api/v1/patients/{patient_id}/export.csv")
+R_EXPORT_FHIR = ("get", "/api/v1/patients/{patient_id}/export/fhir")
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
+    R_REPORT_PDF,
+    R_EXPORT_CSV,
+    R_EXPORT_FHIR,
     R_READINGS,
     R_TARGETS,
     R_SET_TARGET,
@@ -163,6 +169,9 @@ ALL = (
     *IT_ROUTES,
     R_ALERTS,
     R_ACK,
+    R_REPORT_PDF,
+    R_EXPORT_CSV,
+    R_EXPORT_FHIR,
     R_BREAK_GLASS,  # last: the access it opens would change the answers after it
 )
 NOT_FOUND_DETAIL = {R_GATEWAY: "gateway not found"}
@@ -246,6 +255,31 @@ _ALERTS: dict[str, tuple[int, int]] = {
 }
 for _persona, (_read, _ack) in _ALERTS.items():
     EXPECTED[_persona] |= {R_ALERTS: _read, R_ACK: _ack}
+
+# Reports and exports (the export action): the patient and the team's doctors; not the
+# nurse, the duty doctor or a break-glass reader (403); a family member has no consent
+# scope that grants it (403).
+_EXPORTS: dict[str, int] = {
+    "own doctor": 200,
+    "team lead": 200,
+    "doctor of another team": 404,
+    "nurse of the team": 403,
+    "the patient": 200,
+    "consented family member": 403,
+    "family, consent revoked": 404,
+    "family, consent expired": 404,
+    "admin": 404,
+    "IT operator": 404,
+    "duty doctor during duty": 403,
+    "duty doctor after duty": 404,
+    "doctor after break-glass": 403,
+    "no token": 401,
+    "expired token": 401,
+    "forged token": 401,
+    "alg=none token": 401,
+}
+for _persona, _export in _EXPORTS.items():
+    EXPECTED[_persona] |= {R_REPORT_PDF: _export, R_EXPORT_CSV: _export, R_EXPORT_FHIR: _export}
 
 
 def _forge(token: str, *, alg_none: bool = False) -> str:
