@@ -5,7 +5,7 @@ Run from the repository root::
     python bench/reports.py            # 10,000 patients x 14 days; 1 patient x 90 days CGM
     python bench/reports.py --quick    # 500 patients, smoke run
 
-Part 1 (this script) measures ``reports.summaries``; the PDF report is part 2 of issue 13.
+Part 1 measures ``reports.summaries``; part 2 (``--pdf-only``) the one-page PDF report.
 
 (a) **Triage load.** 10,000 patients x 14 days in Asia/Shanghai: every patient has a
     meter (4 readings a day with meal context, some low) and home BP (2 a day); 1 in 50
@@ -180,7 +180,11 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--pdf-only", action="store_true", help="only part 2: the PDF report")
     args = parser.parse_args()
+    if args.pdf_only:
+        pdf_report(np.random.default_rng(13), args.repeat)
+        return
     patients = 500 if args.quick else args.patients
     repeat = 1 if args.quick else args.repeat
     rng = np.random.default_rng(13)
@@ -248,6 +252,52 @@ def main() -> None:
     print(
         f"| (b) 1 patient × 90 d CGM ({len(long):,} readings), 90 d + six 14-d windows "
         f"| {fmt(b_summary)} | {fmt(b_base)} | {b_summary[0] / b_base[0]:.0f}× | {b_peak:.1f} MiB |"
+    )
+
+
+def pdf_report(rng: np.random.Generator, repeat: int) -> None:
+    """Part 2: summaries + the one-page PDF for one patient × 90 days of CGM.
+
+    Baseline, same run: WeasyPrint rendering a static A4 page with the same font and a
+    few lines of Chinese and English text (no summaries, no template, no SVG), i.e. the
+    fixed cost of HTML → PDF with an embedded CJK subset.
+    """
+    import weasyprint  # type: ignore[import-untyped]
+
+    from reports.pdf import ReportInput, report_pdf
+
+    long = cgm_series("p-long", 90, rng)
+    period = Period(START, START + timedelta(days=90), ZONE)
+    targets = Targets()
+    made = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def report() -> None:
+        summary = summarise_patient("p-long", long, period, targets)
+        report_pdf(ReportInput(summary=summary, generated_at=made), "zh")
+
+    def summaries_only() -> None:
+        summarise_patient("p-long", long, period, targets)
+
+    page = (
+        '<html><head><style>@page{size:A4} html{font-family:"Noto Sans CJK SC"}</style>'
+        "</head><body><h1>居家监测报告</h1><p>平均葡萄糖 7.5 mmol/L · Mean glucose</p>"
+        "</body></html>"
+    )
+
+    def baseline() -> None:
+        weasyprint.HTML(string=page).write_pdf()
+
+    baseline()  # fonts loaded once, as in a running server
+    t_report = timed(report, repeat)
+    t_summary = timed(summaries_only, repeat)
+    t_base = timed(baseline, repeat)
+    print(f"python {platform.python_version()}, weasyprint {weasyprint.__version__}")
+    print("| measurement | time | raw baseline (static page) | ratio |")
+    print("|---|---|---|---|")
+    print(
+        f"| (c) 1 patient × 90 d CGM ({len(long):,} readings): summaries + PDF (zh) "
+        f"| {fmt(t_report)} (summaries alone {fmt(t_summary)}) | {fmt(t_base)} "
+        f"| {t_report[0] / t_base[0]:.1f}× |"
     )
 
 

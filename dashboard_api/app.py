@@ -29,6 +29,7 @@ from dashboard_api.routes import (
     pairing,
     patients,
     quarantine,
+    reports,
     stream,
 )
 from dashboard_api.schemas import ErrorBody
@@ -121,6 +122,7 @@ def create_app(
         admin_accounts,
         admin,
         quarantine,
+        reports,
     ):
         app.include_router(module.router)
     mount_web(app)

@@ -83,6 +83,12 @@ LAZY_GROUPS: Final[dict[str, LazyGroup]] = {
         "vitalgate.commands.alerts", "Alert rules: check rule files, backtest them over readings."
     ),
     "summary": LazyGroup("vitalgate.commands.summary", "Summaries from files.", extra="server"),
+    "report": LazyGroup(
+        "vitalgate.commands.report", "One patient's one-page PDF report.", extra="server"
+    ),
+    "export": LazyGroup(
+        "vitalgate.commands.export", "Export a patient's data: FHIR Bundle or CSV.", extra="server"
+    ),
     "demo": LazyGroup(
         "vitalgate.commands.demo",
         "Run a whole simulated deployment on this machine.",

@@ -139,9 +139,15 @@ ALERT_ACT_ROUTES = (R_ACK, R_RESOLVE, R_SNOOZE, R_ASSIGN)
 SAMPLE_BODY[R_RESOLVE] = {"note": "seen at home visit"}
 SAMPLE_BODY[R_SNOOZE] = {"reason": "meter being replaced", "minutes": 60}
 SAMPLE_BODY[R_ASSIGN] = {"username": "nurse.liu"}
+R_REPORT_PDF = ("get", "/api/v1/patients/{patient_id}/report.pdf")
+R_EXPORT_CSV = ("get", "/api/v1/patients/{patient_id}/export.csv")
+R_EXPORT_FHIR = ("get", "/api/v1/patients/{patient_id}/export/fhir")
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
+    R_REPORT_PDF,
+    R_EXPORT_CSV,
+    R_EXPORT_FHIR,
     R_READINGS,
     R_TARGETS,
     R_SET_TARGET,
@@ -177,6 +183,9 @@ ALL = (
     R_ALERTS,
     *ALERT_READ_ROUTES,
     *ALERT_ACT_ROUTES,
+    R_REPORT_PDF,
+    R_EXPORT_CSV,
+    R_EXPORT_FHIR,
     R_BREAK_GLASS,  # last: the access it opens would change the answers after it
 )
 NOT_FOUND_DETAIL = {R_GATEWAY: "gateway not found"}
@@ -263,6 +272,31 @@ for _persona, (_read, _ack) in _ALERTS.items():
     # Past the gate the sample alert is unknown: the route's own 404, like the gate's.
     EXPECTED[_persona] |= dict.fromkeys(ALERT_READ_ROUTES, 404 if _read == 200 else _read)
     EXPECTED[_persona] |= dict.fromkeys(ALERT_ACT_ROUTES, _ack)
+
+# Reports and exports (the export action): the patient and the team's doctors; not the
+# nurse, the duty doctor or a break-glass reader (403); a family member has no consent
+# scope that grants it (403).
+_EXPORTS: dict[str, int] = {
+    "own doctor": 200,
+    "team lead": 200,
+    "doctor of another team": 404,
+    "nurse of the team": 403,
+    "the patient": 200,
+    "consented family member": 403,
+    "family, consent revoked": 404,
+    "family, consent expired": 404,
+    "admin": 404,
+    "IT operator": 404,
+    "duty doctor during duty": 403,
+    "duty doctor after duty": 404,
+    "doctor after break-glass": 403,
+    "no token": 401,
+    "expired token": 401,
+    "forged token": 401,
+    "alg=none token": 401,
+}
+for _persona, _export in _EXPORTS.items():
+    EXPECTED[_persona] |= {R_REPORT_PDF: _export, R_EXPORT_CSV: _export, R_EXPORT_FHIR: _export}
 
 
 def _forge(token: str, *, alg_none: bool = False) -> str:

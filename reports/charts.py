@@ -1,0 +1,126 @@
+"""Inline SVG for the one-page report: pure functions from summary values to markup.
+
+The report is HTML rendered to PDF, so charts are SVG strings embedded in the page; no
+plotting library, no raster images, and the text in them stays selectable in the PDF.
+Numbers are formatted here; nothing that comes from outside (names, ids) enters an SVG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from reports.summaries import TimeInRanges, TimeOfDayBand
+
+RANGE_COLOURS: Final = {
+    "very_low": "#a3001e",
+    "low": "#e8453c",
+    "target": "#3a9b4a",
+    "high": "#f2b632",
+    "very_high": "#e07b00",
+}
+"""Colours of the five consensus ranges, ordered very low → very high (red for lows,
+green for target, amber/orange for highs, as in the consensus report's bar)."""
+
+RANGE_ORDER: Final = ("very_high", "high", "target", "low", "very_low")
+"""Top to bottom in the bar, as the consensus report stacks it."""
+
+CHART_MAX_MMOL_L: Final = 22.2
+"""Top of the glucose axis: 400 mg/dL, the upper reporting limit of most CGMs."""
+
+TARGET_BAND_MMOL_L: Final = (3.9, 10.0)
+"""The consensus target range drawn as a band behind the percentiles (Battelino 2019)."""
+
+
+def time_in_ranges_bar(tir: TimeInRanges, labels: dict[str, str]) -> str:
+    """A stacked vertical bar of the five ranges, with the percentage of each beside it."""
+    width, height, bar_width = 230, 150, 36
+    y = 0.0
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">']
+    for name in RANGE_ORDER:
+        share = getattr(tir, name)
+        h = height * share / 100
+        parts.append(
+            f'<rect x="0" y="{y:.2f}" width="{bar_width}" height="{h:.2f}" '
+            f'fill="{RANGE_COLOURS[name]}"/>'
+        )
+        y += h
+    # labels at evenly spaced rows so small shares stay readable
+    row = height / len(RANGE_ORDER)
+    for index, name in enumerate(RANGE_ORDER):
+        share = getattr(tir, name)
+        ty = row * index + row / 2 + 4
+        parts.append(
+            f'<text x="{bar_width + 8}" y="{ty:.1f}" font-size="9">'
+            f"{labels[name]} {share:.0f}%</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def percentile_band_chart(
+    bands: Sequence[TimeOfDayBand],
+    band_minutes: int,
+    target: tuple[float, float] = TARGET_BAND_MMOL_L,
+) -> str:
+    """Glucose by time of day: 5–95 % and 25–75 % bands, the median, and the target band.
+
+    Bins without readings leave a gap (the polygons are drawn per contiguous run), so a
+    night with no sensor does not appear as a straight line across it.
+    """
+    width, height, left, bottom = 440, 170, 28, 16
+    plot_w, plot_h = width - left - 4, height - bottom - 4
+
+    def x(minute: float) -> float:
+        return left + plot_w * minute / 1440
+
+    def y(mmol: float) -> float:
+        return 4 + plot_h * (1 - min(mmol, CHART_MAX_MMOL_L) / CHART_MAX_MMOL_L)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">']
+    low, high = target
+    parts.append(
+        f'<rect x="{left}" y="{y(high):.2f}" width="{plot_w}" height="{y(low) - y(high):.2f}" '
+        'fill="#dff0d8" stroke="#3a9b4a" stroke-width="0.6"/>'
+    )
+    for mark in (3.9, 10.0, 13.9, 20.0):
+        parts.append(
+            f'<text x="{left - 3}" y="{y(mark) + 3:.1f}" font-size="7" text-anchor="end">'
+            f"{mark:g}</text>"
+        )
+    for hour in range(0, 25, 6):
+        parts.append(
+            f'<text x="{x(hour * 60):.1f}" y="{height - 4}" font-size="7" '
+            f'text-anchor="middle">{hour:02d}:00</text>'
+        )
+    for run in _runs(bands, band_minutes):
+        centres = [b.start_minute + band_minutes / 2 for b in run]
+        for lower, upper, colour in (("p5", "p95", "#c6d9ec"), ("p25", "p75", "#7fa7d0")):
+            top = [
+                f"{x(c):.2f},{y(getattr(b, upper)):.2f}" for c, b in zip(centres, run, strict=True)
+            ]
+            bot = [
+                f"{x(c):.2f},{y(getattr(b, lower)):.2f}"
+                for c, b in reversed(list(zip(centres, run, strict=True)))
+            ]
+            parts.append(f'<polygon points="{" ".join(top + bot)}" fill="{colour}"/>')
+        median = " ".join(f"{x(c):.2f},{y(b.p50):.2f}" for c, b in zip(centres, run, strict=True))
+        parts.append(
+            f'<polyline points="{median}" fill="none" stroke="#1f3f66" stroke-width="1.4"/>'
+        )
+    parts.append(
+        f'<rect x="{left}" y="4" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _runs(bands: Sequence[TimeOfDayBand], band_minutes: int) -> list[list[TimeOfDayBand]]:
+    """Consecutive bins grouped; a run of one bin is widened to a flat segment later."""
+    runs: list[list[TimeOfDayBand]] = []
+    for band in sorted(bands, key=lambda b: b.start_minute):
+        if runs and band.start_minute - runs[-1][-1].start_minute == band_minutes:
+            runs[-1].append(band)
+        else:
+            runs.append([band])
+    return runs
