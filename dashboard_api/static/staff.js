@@ -144,5 +144,20 @@ export async function patientPage(patientId) {
     h("h2", {}, t("table.title")),
     readingsTable(data, targets, patient.time_zone),
     devicesSection(devices, patient.time_zone),
+    downloadsSection(patientId),
     targetsSection(patient, targets));
+}
+
+/** The printable report and the exports: plain links, the session cookie authorizes them
+ * (and the server audits each download). Shown to everyone; the server answers 403 to a
+ * caller the export is not for. */
+function downloadsSection(patientId) {
+  const base = `/api/v1/patients/${encodeURIComponent(patientId)}`;
+  const lang = prefs.language === "en" ? "en" : "zh";
+  return h("section", { "aria-labelledby": "downloads-title" },
+    h("h2", { id: "downloads-title" }, t("downloads.title")),
+    h("ul", { class: "downloads" },
+      h("li", {}, h("a", { id: "download-report", href: `${base}/report.pdf?lang=${lang}`, download: "" }, t("downloads.report"))),
+      h("li", {}, h("a", { id: "download-csv", href: `${base}/export.csv?what=readings`, download: "" }, t("downloads.csv"))),
+      h("li", {}, h("a", { id: "download-fhir", href: `${base}/export/fhir`, download: "" }, t("downloads.fhir")))));
 }

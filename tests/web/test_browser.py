@@ -7,6 +7,7 @@ error or a CSP violation fails it.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -64,6 +65,12 @@ def test_doctor_sees_her_patients_charts_in_zh_and_en_and_live_readings(
     assert "97 %" in text
     assert page.locator("#devices").inner_text().count("使用中") == 2
     page.screenshot(path=str(SCREENSHOTS / "patient-page-zh.png"), full_page=True)
+
+    # The one-page report downloads from the page, with the session cookie.
+    with page.expect_download() as download:
+        page.locator("#download-report").click()
+    report = Path(download.value.path()).read_bytes()
+    assert report.startswith(b"%PDF"), report[:40]
 
     # The targets editor: a personal glucose band 4.4–8.0 mmol/L redraws the TIR.
     page.select_option("#t-metric", "glucose")
