@@ -27,8 +27,10 @@ from dashboard_api.routes import (
     gateways,
     pairing,
     patients,
+    calendar,
     quarantine,
     stream,
+    visits,
 )
 from dashboard_api.schemas import ErrorBody
 from dashboard_api.sms import SmsSender
@@ -119,6 +121,8 @@ def create_app(
         admin_accounts,
         admin,
         quarantine,
+        visits,
+        calendar,
     ):
         app.include_router(module.router)
     mount_web(app)
