@@ -73,7 +73,8 @@ def feed(tasks: list[TaskRecord], communities: dict[str, str | None], now: datet
         if community:
             event.add("location", community)
         calendar.add_component(event)
-    return calendar.to_ical()
+    document: bytes = calendar.to_ical()
+    return document
 
 
 @router.post("/token", response_model=CalendarTokenIssued, status_code=201)
