@@ -27,7 +27,7 @@ from registry.db import session_scope
 OnFired = Callable[[Session, int, Transition], None]
 """Called for each alert that fired, in the transaction that recorded it, with its id: a
 hook for work that must not be lost between the alert and what follows it (a visit task,
-:func:`registry.visits.visit_task_hook`). An exception rolls the whole evaluation back."""
+:func:`registry.visit_alerts.visit_task_hook`). An exception rolls the whole evaluation back."""
 
 
 class LifecycleSink:

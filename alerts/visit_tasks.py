@@ -2,7 +2,7 @@
 
 A pure function of the alert's rule, tier and firing time; the lifecycle sink calls it
 through its ``on_fired`` hook (:mod:`alerts.pipeline`) and the repository opens the task in
-the same transaction as the alert (:func:`registry.visits.open_task_for_alert`).
+the same transaction as the alert (:func:`registry.visit_alerts.open_task_for_alert`).
 """
 
 from __future__ import annotations

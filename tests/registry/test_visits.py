@@ -20,9 +20,10 @@ from registry.care_models import AccountKind, Role, TeamPosition
 from registry.db import session_scope
 from registry.errors import InvalidRegistryInput
 from registry.repositories import PatientRepository
+from registry.visit_alerts import visit_task_hook
 from registry.visit_models import ReasonKind, VisitKind, VisitStatus, VisitTask
 from registry.visit_policy import FollowUpClass, Programme
-from registry.visits import Reason, VisitInput, VisitRepository, VisitStateError, visit_task_hook
+from registry.visits import Reason, VisitInput, VisitRepository, VisitStateError
 from tests.fakes import ManualClock
 from tests.registry.conftest import T0
 
