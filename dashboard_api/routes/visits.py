@@ -24,6 +24,7 @@ from alerts.visit_tasks import SAME_DAY, template_for
 from dashboard_api.authz import Action, decide
 from dashboard_api.config import API_PREFIX
 from dashboard_api.deps import CallerDep, ContextDep, PatientGrant, patient_access
+from dashboard_api.schemas import ErrorBody
 from ingest.stores.base import StoreError
 from readings.model import (
     BloodPressureValues,
@@ -60,6 +61,10 @@ MANUAL_FLAG: Final = "manual_entry"
 
 VISIT_GATEWAY: Final = "nurse-visit"
 """The gateway id of readings measured at a visit: no gateway carried them."""
+
+_CONFLICT: Final[dict[int | str, dict[str, object]]] = {
+    409: {"model": ErrorBody, "description": "The task's status does not allow this change"}
+}
 
 _STAFF_BASES: Final = frozenset(
     {Relationship.TEAM_DOCTOR, Relationship.TEAM_NURSE, Relationship.TEAM_LEAD,
@@ -297,7 +302,11 @@ def create_visit(grant: ManageVisits, body: VisitCreate, context: ContextDep) ->
     return VisitCreated(created=opened.created, task=_public(opened.task, staff=True))
 
 
-@router.post("/patients/{patient_id}/visits/{task_id}/schedule", response_model=VisitPublic)
+@router.post(
+    "/patients/{patient_id}/visits/{task_id}/schedule",
+    response_model=VisitPublic,
+    responses=_CONFLICT,
+)
 def schedule_visit(
     grant: ManageVisits, task_id: int, body: Schedule, context: ContextDep
 ) -> VisitPublic:
@@ -317,7 +326,11 @@ def schedule_visit(
     return _public(task, staff=True)
 
 
-@router.post("/patients/{patient_id}/visits/{task_id}/cancel", response_model=VisitPublic)
+@router.post(
+    "/patients/{patient_id}/visits/{task_id}/cancel",
+    response_model=VisitPublic,
+    responses=_CONFLICT,
+)
 def cancel_visit(
     grant: ManageVisits, task_id: int, body: Closing, context: ContextDep
 ) -> VisitPublic:
@@ -333,7 +346,11 @@ def cancel_visit(
     return _public(task, staff=True)
 
 
-@router.post("/patients/{patient_id}/visits/{task_id}/missed", response_model=VisitPublic)
+@router.post(
+    "/patients/{patient_id}/visits/{task_id}/missed",
+    response_model=VisitPublic,
+    responses=_CONFLICT,
+)
 def miss_visit(
     grant: ManageVisits, task_id: int, body: Closing, context: ContextDep
 ) -> VisitPublic:
@@ -396,7 +413,11 @@ def _vital_readings(
     ]
 
 
-@router.post("/patients/{patient_id}/visits/{task_id}/complete", response_model=VisitDone)
+@router.post(
+    "/patients/{patient_id}/visits/{task_id}/complete",
+    response_model=VisitDone,
+    responses=_CONFLICT,
+)
 def complete_visit(
     grant: ManageVisits, task_id: int, body: VisitForm, context: ContextDep
 ) -> VisitDone:
