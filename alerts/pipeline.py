@@ -16,12 +16,18 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from alerts.lifecycle import QuietHours, decide
+from alerts.lifecycle import QuietHours, Transition, TransitionKind, decide
 from alerts.model import Finding
 from alerts.notify.base import Message, Receipt
 from registry.alerts_repo import AlertRepository
 from registry.db import session_scope
+
+OnFired = Callable[[Session, int, Transition], None]
+"""Called for each alert that fired, in the transaction that recorded it, with its id: a
+hook for work that must not be lost between the alert and what follows it (a visit task,
+:func:`registry.visit_alerts.visit_task_hook`). An exception rolls the whole evaluation back."""
 
 
 class LifecycleSink:
@@ -33,10 +39,12 @@ class LifecycleSink:
         *,
         clock: Callable[[], datetime],
         quiet_hours: Callable[[str], QuietHours | None] | None = None,
+        on_fired: OnFired | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._quiet_hours = quiet_hours
+        self._on_fired = on_fired
         self.recorded = 0
         """Transitions recorded (a metric, and for tests)."""
 
@@ -54,8 +62,16 @@ class LifecycleSink:
                 now=now,
             )
             if decision.transitions:
-                repo.record(decision)
+                touched = repo.record(decision)
                 self.recorded += len(decision.transitions)
+                if self._on_fired is not None:
+                    # record() returns one id per transition it applied (suppressions have none).
+                    applied = [
+                        t for t in decision.transitions if t.kind is not TransitionKind.SUPPRESS
+                    ]
+                    for transition, alert_id in zip(applied, touched, strict=True):
+                        if transition.kind is TransitionKind.FIRE:
+                            self._on_fired(session, alert_id, transition)
 
 
 class FileNotifier:

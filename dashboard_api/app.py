@@ -23,6 +23,7 @@ from dashboard_api.routes import (
     alerts,
     audit,
     auth,
+    calendar,
     care,
     gateways,
     inbox,
@@ -31,6 +32,7 @@ from dashboard_api.routes import (
     quarantine,
     reports,
     stream,
+    visits,
 )
 from dashboard_api.schemas import ErrorBody
 from dashboard_api.sms import SmsSender
@@ -123,6 +125,8 @@ def create_app(
         admin,
         quarantine,
         reports,
+        visits,
+        calendar,
     ):
         app.include_router(module.router)
     mount_web(app)

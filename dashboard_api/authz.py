@@ -41,6 +41,10 @@ class Action(StrEnum):
     """Invite family, grant and revoke consent."""
     EXPORT = "export"
     """Reports and exports (PDF, FHIR, CSV)."""
+    READ_VISITS = "read_visits"
+    """The patient's visit tasks: kind, due window, status, scheduled time."""
+    MANAGE_VISITS = "manage_visits"
+    """Request, schedule, complete, cancel or mark missed a visit task."""
 
 
 class Verdict(StrEnum):
@@ -58,7 +62,13 @@ _CLINICAL_READ: Final = _READ | {Action.READ_ALERTS}
 
 MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
     Relationship.SELF: _CLINICAL_READ
-    | {Action.PAIR_DEVICE, Action.ENTER_READING, Action.MANAGE_CONSENTS, Action.EXPORT},
+    | {
+        Action.PAIR_DEVICE,
+        Action.ENTER_READING,
+        Action.MANAGE_CONSENTS,
+        Action.EXPORT,
+        Action.READ_VISITS,
+    },
     Relationship.TEAM_DOCTOR: _CLINICAL_READ
     | {
         Action.PAIR_DEVICE,
@@ -66,6 +76,8 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
         Action.ACT_ON_ALERT,
         Action.EDIT_TARGETS,
         Action.EXPORT,
+        Action.READ_VISITS,
+        Action.MANAGE_VISITS,
     },
     Relationship.TEAM_LEAD: _CLINICAL_READ
     | {
@@ -74,10 +86,19 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
         Action.ACT_ON_ALERT,
         Action.EDIT_TARGETS,
         Action.EXPORT,
+        Action.READ_VISITS,
+        Action.MANAGE_VISITS,
     },
     Relationship.TEAM_NURSE: _CLINICAL_READ
-    | {Action.PAIR_DEVICE, Action.ENTER_READING, Action.ACT_ON_ALERT},
-    Relationship.DUTY_DOCTOR: _CLINICAL_READ | {Action.ACT_ON_ALERT},
+    | {
+        Action.PAIR_DEVICE,
+        Action.ENTER_READING,
+        Action.ACT_ON_ALERT,
+        Action.READ_VISITS,
+        Action.MANAGE_VISITS,
+    },
+    # The duty doctor sees whether a nurse is on her way; planning visits is the team's.
+    Relationship.DUTY_DOCTOR: _CLINICAL_READ | {Action.ACT_ON_ALERT, Action.READ_VISITS},
     Relationship.ESCALATION: _CLINICAL_READ | {Action.ACT_ON_ALERT},
     Relationship.BREAK_GLASS: _CLINICAL_READ,
     # Family members: what their consent's scopes give (FAMILY_SCOPES), nothing by itself.
@@ -88,7 +109,9 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
 FAMILY_SCOPES: Final[Mapping[ConsentScope, frozenset[Action]]] = {
     ConsentScope.VIEW_READINGS: _READ,
     ConsentScope.RECEIVE_ALERTS: frozenset({Action.READ_PATIENT, Action.READ_ALERTS}),
-    ConsentScope.ACT_FOR_PATIENT: _READ | {Action.PAIR_DEVICE, Action.ENTER_READING},
+    # Acting for the patient includes knowing when the nurse comes (someone must open the door).
+    ConsentScope.ACT_FOR_PATIENT: _READ
+    | {Action.PAIR_DEVICE, Action.ENTER_READING, Action.READ_VISITS},
 }
 """What a family member may do, per consented scope."""
 

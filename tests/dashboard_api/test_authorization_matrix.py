@@ -82,6 +82,23 @@ SAMPLE_BODY[("post", "/api/v1/patients/{patient_id}/alerts/{alert_id}/acknowledg
 }
 SAMPLE_PATH["alert_id"] = "999999"
 """No alert 999999 exists: a caller the gate lets through gets the route's own 404."""
+SAMPLE_PATH["task_id"] = "999999"
+"""No visit task 999999 exists either."""
+SAMPLE_PATH["token"] = "not-a-calendar-token"
+SAMPLE_BODY[("post", "/api/v1/patients/{patient_id}/visits")] = {
+    "kind": "phone",
+    "note": "请电话随访",
+}
+SAMPLE_BODY[("post", "/api/v1/patients/{patient_id}/visits/{task_id}/schedule")] = {
+    "at": (T0 + timedelta(days=1)).isoformat()
+}
+SAMPLE_BODY[("post", "/api/v1/patients/{patient_id}/visits/{task_id}/complete")] = {
+    "check_in_at": T0.isoformat(),
+    "check_out_at": (T0 + timedelta(minutes=30)).isoformat(),
+    "consent": True,
+}
+SAMPLE_BODY[("post", "/api/v1/patients/{patient_id}/visits/{task_id}/cancel")] = {"reason": "x"}
+SAMPLE_BODY[("post", "/api/v1/patients/{patient_id}/visits/{task_id}/missed")] = {"reason": "x"}
 
 R_PATIENT = ("get", "/api/v1/patients/{patient_id}")
 R_READINGS = ("get", "/api/v1/patients/{patient_id}/readings")
@@ -142,6 +159,13 @@ SAMPLE_BODY[R_ASSIGN] = {"username": "nurse.liu"}
 R_REPORT_PDF = ("get", "/api/v1/patients/{patient_id}/report.pdf")
 R_EXPORT_CSV = ("get", "/api/v1/patients/{patient_id}/export.csv")
 R_EXPORT_FHIR = ("get", "/api/v1/patients/{patient_id}/export/fhir")
+R_VISITS = ("get", "/api/v1/patients/{patient_id}/visits")
+R_VISIT_NEW = ("post", "/api/v1/patients/{patient_id}/visits")
+R_VISIT_TASK = tuple(
+    ("post", f"/api/v1/patients/{{patient_id}}/visits/{{task_id}}/{verb}")
+    for verb in ("schedule", "complete", "cancel", "missed")
+)
+R_CALENDAR = ("get", "/api/v1/calendar/{token}.ics")
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -161,6 +185,9 @@ ROUTES_WITH_PATIENT_GATE = {
     R_ALERTS,
     *ALERT_READ_ROUTES,
     *ALERT_ACT_ROUTES,
+    R_VISITS,
+    R_VISIT_NEW,
+    *R_VISIT_TASK,
 }
 """Routes decided by the one gate; break-glass (any doctor) and the gateway route (fleet
 roles, or a gateway of one's patients) are the documented exceptions."""
@@ -186,9 +213,13 @@ ALL = (
     R_REPORT_PDF,
     R_EXPORT_CSV,
     R_EXPORT_FHIR,
+    R_VISITS,
+    R_VISIT_NEW,
+    *R_VISIT_TASK,
+    R_CALENDAR,
     R_BREAK_GLASS,  # last: the access it opens would change the answers after it
 )
-NOT_FOUND_DETAIL = {R_GATEWAY: "gateway not found"}
+NOT_FOUND_DETAIL = {R_GATEWAY: "gateway not found", R_CALENDAR: "calendar not found"}
 
 _SUCCESS = {R_ADD_MEMBER: 201}
 
@@ -297,6 +328,33 @@ _EXPORTS: dict[str, int] = {
 }
 for _persona, _export in _EXPORTS.items():
     EXPECTED[_persona] |= {R_REPORT_PDF: _export, R_EXPORT_CSV: _export, R_EXPORT_FHIR: _export}
+
+
+# Visits: listing (read_visits), requesting one (manage_visits), and the four task routes
+# (manage_visits; 404 past the gate: the sample task does not exist). The calendar feed
+# takes no login, only its secret token: an unknown token is 404 for everyone.
+_VISITS: dict[str, tuple[int, int, int]] = {
+    "own doctor": (200, 201, 404),
+    "team lead": (200, 201, 404),
+    "doctor of another team": (404, 404, 404),
+    "nurse of the team": (200, 201, 404),
+    "the patient": (200, 403, 403),
+    "consented family member": (403, 403, 403),
+    "family, consent revoked": (404, 404, 404),
+    "family, consent expired": (404, 404, 404),
+    "admin": (404, 404, 404),
+    "IT operator": (404, 404, 404),
+    "duty doctor during duty": (200, 403, 403),
+    "duty doctor after duty": (404, 404, 404),
+    "doctor after break-glass": (403, 403, 403),
+    "no token": (401, 401, 401),
+    "expired token": (401, 401, 401),
+    "forged token": (401, 401, 401),
+    "alg=none token": (401, 401, 401),
+}
+for _persona, (_list, _new, _task) in _VISITS.items():
+    EXPECTED[_persona] |= {R_VISITS: _list, R_VISIT_NEW: _new, R_CALENDAR: 404}
+    EXPECTED[_persona] |= dict.fromkeys(R_VISIT_TASK, _task)
 
 
 def _forge(token: str, *, alg_none: bool = False) -> str:
