@@ -28,6 +28,7 @@ from infra.mqtt import ClientSettings, MqttProtocol, parse_mqtt_url
 from ingest.stores import open_store
 from registry.alert_models import AlertRow
 from registry.db import create_engine_for, session_scope
+from registry.visit_alerts import visit_task_hook
 
 DEMO_LEASE: Final = timedelta(seconds=10)
 """Short leases: a restarted demo takes its partitions back within seconds."""
@@ -65,7 +66,7 @@ class DemoAlerts:
             directory=RegistryPatientDirectory(self._engine),
             rules=default_rules(),
             evaluate=evaluate,
-            sink=LifecycleSink(self._engine, clock=_utc_now),
+            sink=LifecycleSink(self._engine, clock=_utc_now, on_fired=visit_task_hook(_utc_now)),
             clock=_utc_now,
             holder="demo-alerts",
             lease_ttl=DEMO_LEASE,

@@ -68,6 +68,7 @@ def run(
     from infra.mqtt import ClientSettings, MqttProtocol, parse_mqtt_url
     from ingest.stores import open_store
     from registry.db import check_schema, create_engine_for
+    from registry.visit_alerts import visit_task_hook
 
     engine = create_engine_for(registry)
     check_schema(engine)
@@ -80,7 +81,8 @@ def run(
         directory=RegistryPatientDirectory(engine),
         rules=rules,
         evaluate=evaluate,
-        sink=LifecycleSink(engine, clock=_utc_now),
+        # Alerts that call for a visit or a call open the nurse's task in the same transaction.
+        sink=LifecycleSink(engine, clock=_utc_now, on_fired=visit_task_hook(_utc_now)),
         clock=_utc_now,
         holder=holder,
         partitions=partitions,
