@@ -28,8 +28,17 @@ from reports.summaries import summarise_patient
 router = APIRouter(prefix=f"{API_PREFIX}/patients", tags=["reports"])
 
 Export = Annotated[PatientGrant, Depends(patient_access(Action.EXPORT))]
-FromDate = Annotated[date | None, Query(alias="from", description="first local day")]
-ToDate = Annotated[date | None, Query(alias="to", description="last local day, inclusive")]
+# Monitoring data starts with the deployment and cannot lie far in the future; bounded days
+# keep the store's timestamp arithmetic in range (a year 2263 overflowed it: 422, not 500).
+_FIRST_DAY = date(2000, 1, 1)
+_LAST_DAY = date(2099, 12, 31)
+FromDate = Annotated[
+    date | None, Query(alias="from", description="first local day", ge=_FIRST_DAY, le=_LAST_DAY)
+]
+ToDate = Annotated[
+    date | None,
+    Query(alias="to", description="last local day, inclusive", ge=_FIRST_DAY, le=_LAST_DAY),
+]
 
 
 def _load(
