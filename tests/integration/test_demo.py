@@ -24,7 +24,8 @@ from device_drivers.simulators.ble_home import demo_scenario
 from gateway.simulation import serial_demo_scenario
 from readings.identity import device_identity
 from readings.model import BloodPressureValues, GlucoseValues, new_reading
-from vitalgate.demo import DEMO_TIME_ZONE, format_values
+from vitalgate.demo import DEMO_TIME_ZONE
+from vitalgate.demo_view import format_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
