@@ -10,6 +10,7 @@ it.ops is an IT operator.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Iterator
@@ -269,9 +270,16 @@ def no_phi_in_logs() -> Iterator[None]:
     assert not leaked, f"log output carries PHI: {leaked}"
 
 
-@pytest.fixture
-def deployment(registry_url: str, tmp_path: Path) -> Iterator[Deployment]:
-    """The seeded API; the client speaks plain HTTP, so cookies are not marked Secure."""
+@contextlib.contextmanager
+def seeded_deployment(
+    registry_url: str, tmp_path: Path, *, login_attempts_per_minute: int = 1000
+) -> Iterator[Deployment]:
+    """The seeded API over ``registry_url`` and a SQLite reading store in ``tmp_path``.
+
+    The client speaks plain HTTP, so cookies are not marked Secure; one clock drives the app
+    and the test; a recording command publisher stands in for the broker (without one the
+    pairing routes answer 503).
+    """
     upgrade(registry_url)
     engine = create_engine_for(registry_url)
     clock = ManualClock(T0 + timedelta(hours=2))  # the one clock of the app and the test
@@ -280,7 +288,9 @@ def deployment(registry_url: str, tmp_path: Path) -> Iterator[Deployment]:
     store.write(_readings())
     sms_file = tmp_path / "sms.jsonl"
     settings = ApiSettings(
-        token_secret=TOKEN_SECRET, secure_cookies=False, login_attempts_per_minute=1000
+        token_secret=TOKEN_SECRET,
+        secure_cookies=False,
+        login_attempts_per_minute=login_attempts_per_minute,
     )
     hub = LiveHub()
     commands = RecordingCommands()
@@ -293,17 +303,26 @@ def deployment(registry_url: str, tmp_path: Path) -> Iterator[Deployment]:
         live=hub,
         commands=commands,
     )
-    with TestClient(app) as client:
-        yield Deployment(
-            app=app,
-            client=client,
-            clock=clock,
-            registry=engine,
-            store=store,
-            sms_file=sms_file,
-            hub=hub,
-            commands=commands,
-            totp=totp,
-        )
-    store.close()
-    engine.dispose()
+    try:
+        with TestClient(app) as client:
+            yield Deployment(
+                app=app,
+                client=client,
+                clock=clock,
+                registry=engine,
+                store=store,
+                sms_file=sms_file,
+                hub=hub,
+                commands=commands,
+                totp=totp,
+            )
+    finally:
+        store.close()
+        engine.dispose()
+
+
+@pytest.fixture
+def deployment(registry_url: str, tmp_path: Path) -> Iterator[Deployment]:
+    """The seeded API on each registry backend."""
+    with seeded_deployment(registry_url, tmp_path) as seeded:
+        yield seeded

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -31,21 +30,8 @@ from schemathesis.checks import (
 )
 from schemathesis.config import SchemathesisConfig
 
-from dashboard_api.app import create_app
-from dashboard_api.config import API_PREFIX, ApiSettings
-from dashboard_api.live import LiveHub
-from dashboard_api.sms import FileSmsSender
-from ingest.stores import open_store
-from registry.db import create_engine_for, upgrade
-from tests.dashboard_api.conftest import (
-    T0,
-    TOKEN_SECRET,
-    Deployment,
-    RecordingCommands,
-    _readings,
-    _seed,
-)
-from tests.fakes import ManualClock
+from dashboard_api.config import API_PREFIX
+from tests.dashboard_api.conftest import T0, Deployment, seeded_deployment
 
 CHECKS = [
     not_a_server_error,
@@ -71,44 +57,10 @@ def _streams(ctx: Any) -> bool:
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """One seeded deployment for the whole module (building one per operation is slow)."""
     tmp_path: Path = tmp_path_factory.mktemp("fuzz")
-    registry_url = f"sqlite:///{tmp_path / 'registry.db'}"
-    upgrade(registry_url)
-    engine = create_engine_for(registry_url)
-    clock = ManualClock(T0 + timedelta(hours=2))
-    totp = _seed(engine, clock)
-    store = open_store(f"sqlite:///{tmp_path / 'readings.db'}")
-    store.write(_readings())
-    sms_file = tmp_path / "sms.jsonl"
-    api_settings = ApiSettings(
-        token_secret=TOKEN_SECRET, secure_cookies=False, login_attempts_per_minute=100_000
-    )
-    hub = LiveHub()
-    # A command publisher, as `vitalgate serve --mqtt-url` has: without one the pairing
-    # routes answer 503 (no broker), which this test would count as a server error.
-    commands = RecordingCommands()
-    app = create_app(
-        api_settings,
-        registry=engine,
-        store=store,
-        sms=FileSmsSender(sms_file),
-        clock=clock,
-        live=hub,
-        commands=commands,
-    )
-    with TestClient(app) as client:
-        yield Deployment(
-            app=app,
-            client=client,
-            clock=clock,
-            registry=engine,
-            store=store,
-            sms_file=sms_file,
-            commands=commands,
-            hub=hub,
-            totp=totp,
-        )
-    store.close()
-    engine.dispose()
+    with seeded_deployment(
+        f"sqlite:///{tmp_path / 'registry.db'}", tmp_path, login_attempts_per_minute=100_000
+    ) as deployment:
+        yield deployment
 
 
 @pytest.fixture(scope="module")
