@@ -6,13 +6,15 @@ SMS sender), so ``vitalgate serve`` and the tests build the same application.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 
+from dashboard_api.alert_tail import POLL_SECONDS, AlertTail
 from dashboard_api.commands import CommandPublisher
 from dashboard_api.config import API_PREFIX, ApiSettings
 from dashboard_api.context import ApiContext
@@ -91,9 +93,31 @@ def create_app(
     live: LiveHub | None = None,
     plausibility: PlausibilityLimits = DEFAULT_LIMITS,
     commands: CommandPublisher | None = None,
+    alert_poll_seconds: float | None = POLL_SECONDS,
 ) -> FastAPI:
-    """The API application over the given registry and reading store."""
+    """The API application over the given registry and reading store.
+
+    With a ``live`` hub, the app tails the registry's alert events into it while it runs
+    (every ``alert_poll_seconds``; ``None``: readings only), so open pages hear of new alerts.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tail = (
+            AlertTail(registry, live, poll_seconds=alert_poll_seconds)
+            if live is not None and alert_poll_seconds is not None
+            else None
+        )
+        if tail is not None:
+            tail.start()
+        try:
+            yield
+        finally:
+            if tail is not None:
+                tail.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="VitalGate API",
         version="1",
         openapi_url=f"{API_PREFIX}/openapi.json",

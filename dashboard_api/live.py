@@ -1,11 +1,14 @@
-"""The live event stream: new readings reach each open page, for the patients it may see.
+"""The live event stream: new readings and alert changes reach each open page, for the
+patients it may see.
 
 Ingest republishes every stored reading on ``vitalgate/v1/accepted/{partition}``.
 :class:`AcceptedListener` subscribes to all partitions (one MQTT client per API process,
 through :mod:`infra.mqtt`) and hands the readings to :class:`LiveHub`, which fans them out
-to every open stream. The stream route (:mod:`dashboard_api.routes.stream`) decides **per
-event**, with the same :func:`dashboard_api.authz.decide` as every request, whether the
-subscriber may read that patient's readings *now* — so a consent revoked, a contract ended
+to every open stream; :class:`~dashboard_api.alert_tail.AlertTail` hands it the alert
+events the alert worker records in the registry. The stream route
+(:mod:`dashboard_api.routes.stream`) decides **per event**, with the same
+:func:`dashboard_api.authz.decide` as every request, whether the subscriber may read that
+patient's readings (or alerts) *now* — so a consent revoked, a contract ended
 or a duty shift over stops the flow at the next event, on a stream already open.
 
 A reading re-sent after its ack appears on ``accepted/`` again; the hub drops ids it has
@@ -36,6 +39,7 @@ from readings.codec import decode_envelope
 from readings.errors import PayloadError
 from readings.model import Reading
 from readings.topics import ALL_ACCEPTED_FILTER
+from registry.alert_feed import AlertChange
 
 logger = logging.getLogger(__name__)
 
@@ -75,17 +79,49 @@ class LiveReading:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LiveAlert:
+    """An alert opened or changed: enough for a page to ask the API again, no health data."""
+
+    event_id: int
+    alert_id: int
+    patient_id: str
+    rule_id: str
+    severity: str
+    kind: str
+    state: str
+    at: datetime
+
+    @classmethod
+    def of(cls, change: AlertChange) -> LiveAlert:
+        """The stream's view of a recorded alert event."""
+        return cls(
+            event_id=change.event_id,
+            alert_id=change.alert_id,
+            patient_id=change.patient_id,
+            rule_id=change.rule_id,
+            severity=change.severity,
+            kind=change.kind,
+            state=change.state,
+            at=change.at,
+        )
+
+
+LiveEvent = LiveReading | LiveAlert
+"""What a stream carries."""
+
+
 @dataclass
 class Subscription:
     """One open stream's queue, filled from the listener's thread."""
 
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[LiveReading] = field(
+    queue: asyncio.Queue[LiveEvent] = field(
         default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE_EVENTS)
     )
     lagged: int = 0
 
-    def offer(self, event: LiveReading) -> None:
+    def offer(self, event: LiveEvent) -> None:
         """Queue ``event``; drop the oldest if full. Runs in the subscriber's loop."""
         if self.queue.full():
             with contextlib.suppress(asyncio.QueueEmpty):
@@ -95,7 +131,7 @@ class Subscription:
 
 
 class LiveHub:
-    """Fans accepted readings out to every open stream (thread-safe)."""
+    """Fans accepted readings and alert changes out to every open stream (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -125,18 +161,38 @@ class LiveHub:
         fresh = []
         with self._lock:
             for reading in readings:
-                if reading.id in self._recent:
-                    continue
-                self._recent[reading.id] = None
-                if len(self._recent) > RECENT_IDS_REMEMBERED:
-                    self._recent.popitem(last=False)
-                fresh.append(LiveReading.of(reading))
+                if not self._remember(reading.id):
+                    fresh.append(LiveReading.of(reading))
+        self._fan_out(fresh)
+        return len(fresh)
+
+    def publish_alerts(self, alerts: Sequence[LiveAlert]) -> int:
+        """Hand alert changes to every stream; returns how many were new (an event id
+        announced twice — by two tails in one process — is sent once)."""
+        fresh = []
+        with self._lock:
+            for alert in alerts:
+                if not self._remember(f"alert-event:{alert.event_id}"):
+                    fresh.append(alert)
+        self._fan_out(fresh)
+        return len(fresh)
+
+    def _remember(self, key: str) -> bool:
+        """Whether ``key`` was seen recently; remembers it. Call with the lock held."""
+        if key in self._recent:
+            return True
+        self._recent[key] = None
+        if len(self._recent) > RECENT_IDS_REMEMBERED:
+            self._recent.popitem(last=False)
+        return False
+
+    def _fan_out(self, events: Sequence[LiveEvent]) -> None:
+        with self._lock:
             subscriptions = list(self._by_key.values())
         for subscription in subscriptions:
-            for event in fresh:
+            for event in events:
                 with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
                     subscription.loop.call_soon_threadsafe(subscription.offer, event)
-        return len(fresh)
 
 
 class AcceptedListener:

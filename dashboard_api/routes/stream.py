@@ -1,4 +1,5 @@
-"""``GET /api/v1/stream``: Server-Sent Events of new readings for the caller's patients.
+"""``GET /api/v1/stream``: Server-Sent Events of new readings and alert changes for the
+caller's patients.
 
 Each event is checked against the caller's relationships at the moment it is sent (see
 :mod:`dashboard_api.live`): revoking a consent ends the flow of that patient's readings on
@@ -20,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from dashboard_api.authz import Action, Verdict, decide
 from dashboard_api.config import API_PREFIX
 from dashboard_api.deps import CallerDep, ContextDep, route_template
-from dashboard_api.live import LiveReading
+from dashboard_api.live import LiveAlert, LiveEvent
 from registry.access import Actor, access_facts, visible_patient_ids
 from registry.audit import AuditOutcome
 
@@ -39,13 +40,15 @@ def _event(name: str, data: object) -> str:
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "Server-Sent Events: `reading` events, comment heartbeats",
+            "description": "Server-Sent Events: `reading` and `alert` events, comment heartbeats",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         }
     },
 )
 async def stream(request: Request, caller: CallerDep, context: ContextDep) -> StreamingResponse:
-    """New readings of the patients the caller may see, as ``text/event-stream``."""
+    """New readings and alert changes of the patients the caller may see, as
+    ``text/event-stream``; an ``alert`` event carries ids, rule, severity and state only —
+    the page asks the alert API for the rest."""
     hub = context.live
     if hub is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no live feed here")
@@ -70,10 +73,10 @@ async def stream(request: Request, caller: CallerDep, context: ContextDep) -> St
     )
     subscription = hub.subscribe()
 
-    def may_read(patient_id: str, who: Actor) -> bool:
+    def may(patient_id: str, who: Actor, action: Action) -> bool:
         with context.read() as session:
             facts = access_facts(session, who, patient_id, context.clock())
-        return decide(facts, Action.READ_READINGS).verdict is Verdict.ALLOW
+        return decide(facts, action).verdict is Verdict.ALLOW
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -81,7 +84,7 @@ async def stream(request: Request, caller: CallerDep, context: ContextDep) -> St
             reported_lag = 0
             while not await request.is_disconnected():
                 try:
-                    event: LiveReading = await asyncio.wait_for(
+                    event: LiveEvent = await asyncio.wait_for(
                         subscription.queue.get(), HEARTBEAT_SECONDS
                     )
                 except TimeoutError:
@@ -90,20 +93,11 @@ async def stream(request: Request, caller: CallerDep, context: ContextDep) -> St
                 if subscription.lagged != reported_lag:
                     reported_lag = subscription.lagged
                     yield _event("lagged", {"dropped": reported_lag})
-                if not await run_in_threadpool(may_read, event.patient_id, actor):
+                alert = isinstance(event, LiveAlert)
+                needed = Action.READ_ALERTS if alert else Action.READ_READINGS
+                if not await run_in_threadpool(may, event.patient_id, actor, needed):
                     continue
-                yield _event(
-                    "reading",
-                    {
-                        "id": event.id,
-                        "patient_id": event.patient_id,
-                        "kind": event.kind,
-                        "measured_at": event.measured_at.isoformat(),
-                        "values": event.values,
-                        "unit": event.unit,
-                        "flags": list(event.flags),
-                    },
-                )
+                yield _event(*_payload(event))
         finally:
             hub.unsubscribe(subscription)
 
@@ -112,3 +106,26 @@ async def stream(request: Request, caller: CallerDep, context: ContextDep) -> St
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _payload(event: LiveEvent) -> tuple[str, dict[str, object]]:
+    """The SSE event name and data of one live event."""
+    if isinstance(event, LiveAlert):
+        return "alert", {
+            "alert_id": event.alert_id,
+            "patient_id": event.patient_id,
+            "rule_id": event.rule_id,
+            "severity": event.severity,
+            "kind": event.kind,
+            "state": event.state,
+            "at": event.at.isoformat(),
+        }
+    return "reading", {
+        "id": event.id,
+        "patient_id": event.patient_id,
+        "kind": event.kind,
+        "measured_at": event.measured_at.isoformat(),
+        "values": event.values,
+        "unit": event.unit,
+        "flags": list(event.flags),
+    }

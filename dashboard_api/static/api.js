@@ -67,8 +67,9 @@ export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body);
 export const del = (path) => api("DELETE", path);
 
-/** The live stream; ``onReading`` gets each reading event's data. Reopens after errors. */
-export function openStream(onReading, onState) {
+/** The live stream; ``onReading`` gets each reading event's data, ``onAlert`` each alert
+ * change's (ids, rule, severity, state). Reopens after errors. */
+export function openStream(onReading, onAlert, onState) {
   let source = null;
   let closed = false;
   let delay = 1000;
@@ -80,6 +81,7 @@ export function openStream(onReading, onState) {
       onState(true);
     });
     source.addEventListener("reading", (event) => onReading(JSON.parse(event.data)));
+    source.addEventListener("alert", (event) => onAlert(JSON.parse(event.data)));
     source.addEventListener("error", async () => {
       source.close();
       onState(false);

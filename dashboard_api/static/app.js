@@ -13,11 +13,18 @@ const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "ad
 
 export const session = { me: null, live: false, stopStream: null };
 const listeners = new Set();
+const alertListeners = new Set();
 
 /** Pages register here to hear live readings while they are shown. */
 export function onLiveReading(listener) {
   listeners.add(listener);
   return () => listeners.delete(listener);
+}
+
+/** Pages register here to hear alert changes (new, acknowledged, resolved…) while shown. */
+export function onLiveAlert(listener) {
+  alertListeners.add(listener);
+  return () => alertListeners.delete(listener);
 }
 
 export const isStaff = () => !!session.me && session.me.roles.some((r) => STAFF_ROLES.includes(r));
@@ -109,6 +116,7 @@ function startStream() {
   if (session.stopStream) return;
   session.stopStream = openStream(
     (reading) => listeners.forEach((listener) => listener(reading)),
+    (alert) => alertListeners.forEach((listener) => listener(alert)),
     (on) => {
       session.live = on;
       const badge = document.getElementById("live-state");
@@ -129,6 +137,7 @@ let generation = 0;
 export async function render() {
   const mine = ++generation;
   listeners.clear();
+  alertListeners.clear();
   const main = document.getElementById("main");
   if (!session.me && hasSession()) {
     try {

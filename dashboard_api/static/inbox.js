@@ -1,14 +1,16 @@
-// The doctor's alert inbox: alerts of every patient she may see, newest first. New alerts
-// appear by polling every 15 s (POLL_MS) and at once after a live reading of a listed
-// patient: the alert worker is its own process and records alerts in the registry, the
-// API's live stream carries accepted readings only, so the page asks the API again.
+// The doctor's alert inbox: alerts of every patient she may see, newest first. New and
+// changed alerts arrive on the live stream (the API tails the alert worker's records) and
+// the page asks the API again at once — unless the doctor is typing a note, then a button
+// says that there is news, so her words are not wiped. While the stream is down the page
+// asks every POLL_MS instead.
 import { get, post } from "./api.js";
 import { h } from "./dom.js";
 import { dateTime } from "./format.js";
 import { currentLanguage, t } from "./i18n.js";
-import { onLiveReading, render } from "./app.js";
+import { onLiveAlert, render, session } from "./app.js";
 
-export const POLL_MS = 15000;
+export const POLL_MS = 60000;
+const REFRESH_DEBOUNCE_MS = 300;
 const SEVERITY_CLASS = { P1: "s-danger", P2: "s-danger", P3: "s-warn", P4: "s-ok", SYS: "s-none" };
 let timer = null;
 
@@ -58,14 +60,23 @@ export async function inboxPage() {
   if (timer) clearInterval(timer);
   const shown = location.hash;
   timer = setInterval(() => {
-    if (location.hash === shown) render();
-    else clearInterval(timer);
+    if (location.hash !== shown) clearInterval(timer);
+    else if (!session.live) render();
   }, POLL_MS);
-  onLiveReading((reading) => {
-    if (alerts.some((a) => a.patient_id === reading.patient_id)) setTimeout(render, 2000);
+  const news = h("button", { type: "button", id: "inbox-news", hidden: "", onclick: () => render() }, t("inbox.news"));
+  let pending = null;
+  onLiveAlert(() => {
+    const typing = [...document.querySelectorAll("#alert-inbox input")].some((input) => input.value.trim() || input === document.activeElement);
+    if (typing) {
+      news.hidden = false;
+      return;
+    }
+    clearTimeout(pending);
+    pending = setTimeout(() => { if (location.hash === shown) render(); }, REFRESH_DEBOUNCE_MS);
   });
   return h("section", {},
     h("h1", {}, t("inbox.title"), " ", h("span", { class: "note" }, t("inbox.count", { n: alerts.length }))),
+    news,
     h("p", { class: "inline" },
       h("a", { href: unread ? "#/inbox" : "#/inbox?unread=1", id: "inbox-filter" }, unread ? t("inbox.show_all") : t("inbox.show_unread")),
       " ",

@@ -16,9 +16,12 @@ import httpx
 import pytest
 import uvicorn
 
+from alerts.lifecycle import decide
+from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
 from dashboard_api.live import SUBSCRIBER_QUEUE_EVENTS, LiveHub, Subscription
 from readings.model import GlucoseValues, Reading, new_reading
 from readings.units import Unit
+from registry.alerts_repo import AlertRepository
 from registry.care import FamilyRepository
 from registry.db import session_scope
 from tests.dashboard_api.conftest import GATEWAY, METER, T0, Deployment
@@ -90,6 +93,19 @@ class Stream:
                 elif line.startswith("data: "):
                     self.events.put((name, json.loads(line.removeprefix("data: "))))
 
+    def named(self, wanted: str, *, wait: float, expect: int) -> list[dict[str, object]]:
+        """The data of ``wanted`` events received within ``wait`` s (sooner once ``expect``)."""
+        found: list[dict[str, object]] = []
+        deadline = time.monotonic() + wait
+        while len(found) < expect:
+            try:
+                name, data = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return found
+            if name == wanted:
+                found.append(data)
+        return found
+
     def ids(self, *, wait: float, expect: int | None = None) -> list[str]:
         """Reading ids received within ``wait`` seconds (sooner once ``expect`` arrived)."""
         found: list[str] = []
@@ -133,6 +149,52 @@ def test_a_revoked_consent_stops_an_open_stream(deployment: Deployment, server: 
     finally:
         for stream in (family, doctor, other_team):
             stream.close()
+
+
+def _record_low(deployment: Deployment, patient_id: str) -> int:
+    """An alert as the alert worker records it (its own process, same registry)."""
+    now = deployment.clock()
+    finding = Finding(
+        patient_id, "G1", 1, Metric.GLUCOSE, Severity.P1, FindingStatus.FIRING, now,
+        ("r-live-1",), {"below mmol/L": 3.0}, Explanation("glucose.low"),
+    )  # fmt: skip
+    with session_scope(deployment.registry) as s:
+        [alert_id] = AlertRepository(s).record(decide(patient_id, [finding], [], now=now))
+    return alert_id
+
+
+def test_alerts_the_worker_records_reach_the_streams_of_those_who_may_read_them(
+    deployment: Deployment, server: str
+) -> None:
+    doctor = Stream(server, deployment.login("dr.zhang"))
+    other_team = Stream(server, deployment.login("dr.chen"))
+    try:
+        alert_id = _record_low(deployment, "p-wang")
+        [event] = doctor.named("alert", wait=EVENT_WAIT_SECONDS, expect=1)
+        assert {k: event[k] for k in ("alert_id", "patient_id", "rule_id", "severity")} == {
+            "alert_id": alert_id,
+            "patient_id": "p-wang",
+            "rule_id": "G1",
+            "severity": "P1",
+        }
+        assert "readings" not in event  # ids and state only
+        assert "note" not in event
+        # p-wang is not dr.chen's: her stream hears of p-li's alert, never of p-wang's.
+        foreign = _record_low(deployment, "p-li")
+        assert [
+            e["alert_id"] for e in other_team.named("alert", wait=EVENT_WAIT_SECONDS, expect=1)
+        ] == [foreign]
+        # Acknowledging is a change the inbox must hear of too, once.
+        with session_scope(deployment.registry) as s:
+            AlertRepository(s).acknowledge(
+                alert_id, actor="dr.zhang", note="已电话联系", now=deployment.clock()
+            )
+        changes = doctor.named("alert", wait=EVENT_WAIT_SECONDS, expect=1)
+        assert [(c["alert_id"], c["state"]) for c in changes] == [(alert_id, "acknowledged")]
+        assert doctor.named("alert", wait=2.0, expect=1) == []  # no repeat
+    finally:
+        doctor.close()
+        other_team.close()
 
 
 def test_opening_a_stream_needs_a_valid_token(deployment: Deployment, server: str) -> None:

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -271,14 +272,14 @@ document.addEventListener('securitypolicyviolation', (e) => {
 """
 
 
-@pytest.fixture
-def watched(browser: Any, web_server: WebServer) -> Iterator[Watched]:
-    """A fresh browser context (no cookies, no storage) with the guards on."""
+@contextmanager
+def watched_page(browser: Any, host: str) -> Iterator[Watched]:
+    """A fresh browser context on ``host`` (no cookies, no storage) with the guards on."""
     context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="zh-CN")
     foreign: list[str] = []
 
     def guard(route: Any) -> None:
-        if urlsplit(route.request.url).netloc != web_server.host:
+        if urlsplit(route.request.url).netloc != host:
             foreign.append(route.request.url)
             route.abort()
         else:
@@ -297,7 +298,14 @@ def watched(browser: Any, web_server: WebServer) -> Iterator[Watched]:
     context.close()
 
 
-__all__ = ["PASSWORD", "SCREENSHOTS", "Watched", "WebServer", "reading_at"]
+@pytest.fixture
+def watched(browser: Any, web_server: WebServer) -> Iterator[Watched]:
+    """A fresh browser context on the test server with the guards on."""
+    with watched_page(browser, web_server.host) as watch:
+        yield watch
+
+
+__all__ = ["PASSWORD", "SCREENSHOTS", "Watched", "WebServer", "reading_at", "watched_page"]
 
 
 _STORES: dict[str, Any] = {}

@@ -63,3 +63,29 @@ def test_inbox_shows_the_seeded_alert_in_words_and_acknowledges_it(
     assert (state, reasons) == ("acknowledged", ["已电话联系，已进食"])
     page.locator("#inbox-filter").click()
     page.locator("#inbox-filter", has_text="显示全部").wait_for()
+
+
+def test_a_new_alert_appears_in_the_open_inbox_without_a_reload(
+    watched: Watched, web_server: WebServer
+) -> None:
+    page = watched.page
+    staff_login(watched, web_server, "dr.zhang")
+    page.locator("#patient-list").wait_for()
+    page.locator("#nav-inbox").click()
+    page.locator("#alert-inbox, #inbox-empty").first.wait_for()
+    page.locator("#live-state", has_text="实时").wait_for()
+    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    now = datetime.now(UTC)
+    finding = Finding(
+        "p-wang", "G1", 1, Metric.GLUCOSE, Severity.P1, FindingStatus.FIRING, now,
+        ("r-inbox-live",), {"range.below mmol/L": 3.0},
+        Explanation("alert.threshold.firing", {"events_7d": 1, "readings": 1, "severity": "P1"}),
+    )  # fmt: skip
+    with session_scope(web_server.registry) as s:
+        repo = AlertRepository(s)
+        [alert_id] = repo.record(decide("p-wang", [finding], repo.open_alerts("p-wang"), now=now))
+    # Well inside the fallback poll (60 s): only the live stream can bring it this soon.
+    row = page.locator(f"#alert-inbox tr[data-alert='{alert_id}']")
+    row.wait_for(timeout=8000)
+    assert "P1" in row.inner_text()
+    assert page.evaluate("window.__sameDocument === true"), "the inbox was reloaded"

@@ -118,11 +118,13 @@ def serve(
     except (RegistryError, StoreError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    hub = LiveHub() if mqtt_url else None
+    # The live stream always carries alert changes (tailed from the registry); readings
+    # only with a broker to hear them from.
+    hub = LiveHub()
     listener = None
     fleet_listener: FleetListener | None = None
     commands: MqttCommandPublisher | None = None
-    if mqtt_url and hub is not None:
+    if mqtt_url:
         try:
             base = ClientSettings(
                 endpoint=parse_mqtt_url(mqtt_url),
