@@ -28,6 +28,7 @@ one MQTT adapter.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +58,16 @@ from registry.models import Patient
 
 log = logging.getLogger(__name__)
 
+PROFILE_TTL: Final = timedelta(seconds=30)
+"""How long a patient's conditions and time zone are reused between evaluations: they change
+at a doctor's visit, not between two readings, and reading them for every envelope was a
+tenth of the worker's time at 1,000 readings/s (bench/alerts_latency.py)."""
+WATERMARK_INTERVAL: Final = timedelta(seconds=1)
+"""A partition's watermark is written at most this often while messages stream in (and at
+once when the inbox runs empty, :meth:`Evaluator.mark_caught_up`). Writing it after every
+envelope was 40 % of the worker's time at 1,000 readings/s (bench/alerts_latency.py); a mark
+up to a second older only means a catch-up after a crash re-evaluates one second more, which
+the lifecycle absorbs (one open alert per patient and rule)."""
 IN_FLIGHT_MARGIN: Final = timedelta(seconds=60)
 """Several ingest workers publish to one partition; a batch stored a little earlier by
 another worker can arrive after a later one. The watermark trails each batch's ``sent_at``
@@ -86,16 +97,28 @@ class PatientDirectory(Protocol):
 
 
 class RegistryPatientDirectory:
-    """Patients and their conditions from the care registry."""
+    """Patients and their conditions from the care registry, each profile kept for
+    :data:`PROFILE_TTL` (a condition added by the doctor applies within that time)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
+        self._monotonic = monotonic
+        self._profiles: dict[str, tuple[float, PatientProfile | None]] = {}
 
     def patient_ids(self) -> list[str]:
         with session_scope(self._engine, write=False) as session:
             return list(session.scalars(select(Patient.id).order_by(Patient.id)))
 
     def profile(self, patient_id: str) -> PatientProfile | None:
+        now = self._monotonic()
+        cached = self._profiles.get(patient_id)
+        if cached is not None and now - cached[0] < PROFILE_TTL.total_seconds():
+            return cached[1]
+        found = self._load(patient_id)
+        self._profiles[patient_id] = (now, found)
+        return found
+
+    def _load(self, patient_id: str) -> PatientProfile | None:
         from zoneinfo import ZoneInfo
 
         with session_scope(self._engine, write=False) as session:
@@ -171,6 +194,7 @@ class Evaluator:
         self._summary = summary
         """G7's CGM summary (``alerts.summary_adapter.cgm_summary_for_rules``)."""
         self.held: dict[int, HeldPartition] = {}
+        self._advanced_at: dict[int, datetime] = {}
         self.stats = EvaluatorStats()
 
     # -- leases ---------------------------------------------------------------------
@@ -254,7 +278,9 @@ class Evaluator:
             window = self.windows.window(patient_id, now)
             self._evaluate_patient(patient_id, window, new_ids, now)
         self.stats.batches += 1
-        self._advance(partition, min(envelope.sent_at, now))
+        last = self._advanced_at.get(partition)
+        if last is None or now - last >= WATERMARK_INTERVAL:
+            self._advance(partition, min(envelope.sent_at, now))
 
     def mark_caught_up(self) -> None:
         """Every message delivered so far has been evaluated: move each held partition's
@@ -306,6 +332,7 @@ class Evaluator:
         held = self.held.get(partition)
         if held is None:
             return
+        self._advanced_at[partition] = self._clock()
         advance_watermark(
             self._engine,
             partition=partition,

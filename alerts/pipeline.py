@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from alerts.lifecycle import QuietHours, Transition, TransitionKind, decide
-from alerts.model import Finding
+from alerts.model import Finding, FindingStatus
 from alerts.notify.base import Message, Receipt
 from registry.alerts_repo import AlertRepository
 from registry.db import session_scope
@@ -50,6 +50,13 @@ class LifecycleSink:
 
     def __call__(self, patient_id: str, findings: Sequence[Finding]) -> None:
         now = self._clock()
+        if all(f.status is FindingStatus.CLEAR for f in findings):
+            # The common case, readings in range: "all clear" only resolves open alerts, so
+            # with none open there is nothing to decide — one read instead of a write
+            # transaction per evaluation (a quarter of the worker's time at 1,000 readings/s).
+            with session_scope(self._engine, write=False) as session:
+                if not AlertRepository(session).open_alerts(patient_id):
+                    return
         with session_scope(self._engine) as session:
             repo = AlertRepository(session)
             decision = decide(

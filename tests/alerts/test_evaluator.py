@@ -116,6 +116,27 @@ def test_an_accepted_hypo_fires_g1_and_moves_the_watermark(deployment) -> None: 
     assert watermark(deployment[0], PART) == NOW - IN_FLIGHT_MARGIN
 
 
+def test_the_watermark_is_written_at_most_once_a_second_while_messages_stream_in(
+    deployment,  # type: ignore[no-untyped-def]
+) -> None:
+    clock, sink = ManualClock(NOW), Sink()
+    evaluator = make_evaluator(deployment, clock, sink)
+    evaluator.refresh_leases()
+    readings = [glucose(6.0, NOW - timedelta(minutes=5 - n), n + 1) for n in range(3)]
+    deployment[1].write(readings)
+    evaluator.handle_accepted(PART, encode_envelope(GATEWAY, NOW, readings[:1]))
+    assert watermark(deployment[0], PART) == NOW - IN_FLIGHT_MARGIN
+    clock.advance(seconds=0.5)
+    evaluator.handle_accepted(PART, encode_envelope(GATEWAY, clock(), readings[1:2]))
+    assert watermark(deployment[0], PART) == NOW - IN_FLIGHT_MARGIN  # not yet written again
+    clock.advance(seconds=0.5)
+    evaluator.handle_accepted(PART, encode_envelope(GATEWAY, clock(), readings[2:]))
+    assert watermark(deployment[0], PART) == clock() - IN_FLIGHT_MARGIN
+    clock.advance(seconds=0.2)
+    evaluator.mark_caught_up()  # the inbox ran empty: written at once
+    assert watermark(deployment[0], PART) == clock() - IN_FLIGHT_MARGIN
+
+
 def test_a_redelivered_batch_is_not_evaluated_again(deployment) -> None:  # type: ignore[no-untyped-def]
     clock, sink = ManualClock(NOW), Sink()
     evaluator = make_evaluator(deployment, clock, sink)
