@@ -17,7 +17,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.models import Base
@@ -53,7 +62,9 @@ class SystemIncidentRow(Base):
             sqlite_where=text("resolved_at IS NULL"),
             postgresql_where=text("resolved_at IS NULL"),
         ),
-        Index("ix_system_incidents_started_at", "started_at"),
+        # One incident per outage even when several evaluators see it: an outage starts at
+        # the last heartbeat before it, which every evaluator reads alike.
+        UniqueConstraint("rule_id", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)

@@ -50,6 +50,9 @@ def upgrade() -> None:
         sa.Column("opened_at", _TIMESTAMP, nullable=False),
         sa.Column("resolved_at", _TIMESTAMP, nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_system_incidents")),
+        sa.UniqueConstraint(
+            "rule_id", "started_at", name=op.f("uq_system_incidents_rule_id_started_at")
+        ),
     )
     op.create_index(
         "uq_system_incidents_open_rule",
@@ -58,9 +61,6 @@ def upgrade() -> None:
         unique=True,
         sqlite_where=sa.text("resolved_at IS NULL"),
         postgresql_where=sa.text("resolved_at IS NULL"),
-    )
-    op.create_index(
-        "ix_system_incidents_started_at", "system_incidents", ["started_at"], unique=False
     )
     op.create_table(
         "system_incident_events",
@@ -88,7 +88,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_system_incident_events_incident_id_id", table_name="system_incident_events")
     op.drop_table("system_incident_events")
-    op.drop_index("ix_system_incidents_started_at", table_name="system_incidents")
     op.drop_index(
         "uq_system_incidents_open_rule",
         table_name="system_incidents",

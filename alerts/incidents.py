@@ -1,0 +1,202 @@
+"""The outage monitor: what the evaluator knows of the clinic's own downtime, kept current.
+
+:class:`OutageMonitor` gathers the inputs of :mod:`alerts.outage` — the ingest heartbeat
+spans (``registry.incidents``), the evaluator's own broker disconnections (told by the
+service) and the evaluator's own downtime (the gap between the last watermark write and
+its first refresh) — computes the outages, and keeps the ``SYS1`` incidents in step with
+them: one opened when an outage is seen, resolved when it ends, one recorded afterwards
+for an outage nobody saw while it lasted.
+
+The evaluator asks it, for each S1–S3 finding, whether the clinic's downtime explains it
+(:meth:`OutageMonitor.explain`); explained findings are held back and recorded as
+suppressions, like the findings of a paused patient.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+
+from alerts.model import Finding, Severity
+from alerts.outage import (
+    HEARTBEAT_GRACE,
+    INCIDENT_RULE,
+    AliveSpan,
+    IncidentActionKind,
+    KnownIncident,
+    Outage,
+    OutageCause,
+    explaining_outage,
+    find_outages,
+    plan_incidents,
+)
+from readings.model import Kind, Reading
+from registry.clock import aware_utc
+from registry.db import session_scope
+from registry.errors import NotFound
+from registry.evaluation_models import EvaluationWatermark
+from registry.incident_models import ServiceHeartbeat
+from registry.incidents import heartbeat_spans, incidents, open_incident, resolve_incident
+
+log = logging.getLogger(__name__)
+
+LOOKBACK: Final = timedelta(days=1)
+"""How far back heartbeats are read. An outage is judged while it lasts and for
+``RECOVERY_GRACE`` (10 min) after; a day also finds, at start-up, an ingest outage that
+began and ended during an evaluator downtime of up to a day. Longer downtimes are still
+one incident: the evaluator's own (its watermark gap)."""
+
+
+def _causes(causes: frozenset[OutageCause]) -> tuple[str, ...]:
+    return tuple(sorted(c.value for c in causes))
+
+
+def silent_since(
+    finding: Finding,
+    window: Sequence[Reading],
+    gateway_last_seen: Mapping[str, datetime] | None,
+) -> datetime | None:
+    """When the silence behind a stale/missing-data finding began (None: unknown).
+
+    S1: the newest CGM reading. S2: the newest reading of any kind (the patient's data as
+    a whole stopped coming then). S3: the latest last-seen of the gateways it names as
+    offline — if even that one fell silent before the recovery, all did.
+    """
+    if finding.rule_id == "S1":
+        cgm = [r.measured_at for r in window if r.kind is Kind.CGM_GLUCOSE]
+        return max(cgm, default=None)
+    if finding.rule_id == "S2":
+        return max((r.measured_at for r in window), default=None)
+    if finding.rule_id == "S3" and gateway_last_seen:
+        named = str(finding.explanation.params.get("gateways", "")).split(",")
+        seen = [gateway_last_seen[g] for g in named if g in gateway_last_seen]
+        return max(seen, default=None)
+    return None
+
+
+class OutageMonitor:
+    """Current clinic-side outages and their SYS incidents (see the module docstring).
+
+    Args:
+        engine: the registry.
+        clock: the injected clock.
+        lookback: how far back heartbeats are read (:data:`LOOKBACK`).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime],
+        lookback: timedelta = LOOKBACK,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._lookback = lookback
+        self._started_at: datetime | None = None
+        self._evaluator_down: tuple[datetime, datetime] | None = None
+        self._disconnects: list[tuple[datetime, datetime | None]] = []
+        self.outages: list[Outage] = []
+        """The outages as of the last :meth:`refresh`, oldest first."""
+
+    def broker(self, connected: bool, now: datetime) -> None:
+        """The evaluator's own link to the broker, as the service saw it at ``now``."""
+        if self._disconnects and self._disconnects[-1][1] is None:
+            if connected:
+                self._disconnects[-1] = (self._disconnects[-1][0], now)
+        elif not connected:
+            self._disconnects.append((now, None))
+        horizon = now - self._lookback
+        self._disconnects = [d for d in self._disconnects if d[1] is None or d[1] > horizon]
+
+    def _first_refresh(self, now: datetime) -> None:
+        """At start-up: the evaluator's own downtime is the gap since its last watermark."""
+        self._started_at = now
+        with session_scope(self._engine, write=False) as session:
+            last = session.scalar(select(func.max(EvaluationWatermark.updated_at)))
+        if last is not None:
+            self._evaluator_down = (aware_utc(last, "updated_at"), now)
+
+    def _horizon(self, now: datetime) -> datetime:
+        # Before the first heartbeat ever written (a new installation) ingest cannot have
+        # been "down": it did not exist. Judge from the earlier of that and our start.
+        with session_scope(self._engine, write=False) as session:
+            first = session.scalar(select(func.min(ServiceHeartbeat.started_at)))
+        assert self._started_at is not None
+        known = [self._started_at]
+        if first is not None:
+            known.append(aware_utc(first, "first"))
+        if self._evaluator_down is not None:
+            known.append(self._evaluator_down[0])
+        return max(now - self._lookback, min(known))
+
+    def refresh(self) -> list[Outage]:
+        """Recompute the outages at the clock's now and bring the incidents in step."""
+        now = self._clock()
+        if self._started_at is None:
+            self._first_refresh(now)
+        horizon = self._horizon(now)
+        spans = [
+            AliveSpan(s.started_at, s.beat_at)
+            for s in heartbeat_spans(self._engine, since=horizon - HEARTBEAT_GRACE)
+        ]
+        self.outages = find_outages(
+            spans,
+            now=now,
+            horizon=horizon,
+            broker_disconnects=self._disconnects,
+            evaluator_down=self._evaluator_down,
+        )
+        self._sync_incidents(now)
+        return self.outages
+
+    def _sync_incidents(self, now: datetime) -> None:
+        known = [
+            KnownIncident(i.incident_id, i.started_at, i.ended_at, i.resolved_at is not None)
+            for i in incidents(self._engine, rule_id=INCIDENT_RULE, since=now - self._lookback)
+        ]
+        for action in plan_incidents(self.outages, known, now):
+            causes = _causes(action.causes)
+            try:
+                if action.kind is IncidentActionKind.RESOLVE:
+                    assert action.incident_id is not None
+                    assert action.ended_at is not None
+                    resolve_incident(
+                        self._engine,
+                        action.incident_id,
+                        ended_at=action.ended_at,
+                        causes=causes,
+                        now=now,
+                        reason="clinic-side outage ended",
+                    )
+                else:
+                    open_incident(
+                        self._engine,
+                        rule_id=INCIDENT_RULE,
+                        severity=Severity.SYS.value,
+                        causes=causes,
+                        started_at=action.started_at,
+                        ended_at=action.ended_at,
+                        now=now,
+                        reason=f"clinic-side outage: {', '.join(causes)} silent",
+                    )
+            except (IntegrityError, NotFound):
+                # Another evaluator recorded it first; its row is what the next tick reads.
+                log.info("incident %s already recorded by another worker", action.kind.value)
+
+    def explain(
+        self,
+        finding: Finding,
+        window: Sequence[Reading],
+        gateway_last_seen: Mapping[str, datetime] | None,
+        now: datetime,
+    ) -> Outage | None:
+        """The outage that explains ``finding`` at ``now`` (None: it stands)."""
+        return explaining_outage(
+            finding.rule_id, silent_since(finding, window, gateway_last_seen), self.outages, now
+        )
