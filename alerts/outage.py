@@ -131,12 +131,15 @@ def silent_gaps(
 
     A gap starts at the last heartbeat before it (the silence began there, not when the
     grace ran out) and ends at the next span's start, or is open (None) when nothing has
-    been heard for more than ``grace`` at ``now``. With no span at all since ``horizon``
-    the whole interval is one open gap: nothing proves the component ran.
+    been heard for ``grace`` or more at ``now``. With no span at all since ``horizon`` the
+    whole interval is one open gap once ``grace`` has passed: nothing proves the component
+    ran.
     """
     ordered = sorted((s for s in spans if s.last_seen + grace > horizon), key=lambda s: s.start)
     gaps: list[tuple[datetime, datetime | None]] = []
-    covered_until = horizon
+    # The horizon counts as a sign of life: nothing is judged silent sooner than ``grace``
+    # after it (an evaluator starting a few seconds before ingest sees no outage).
+    covered_until = horizon + grace
     last_seen = horizon
     for span in ordered:
         if span.start > covered_until:

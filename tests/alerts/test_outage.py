@@ -82,8 +82,20 @@ def test_overlapping_workers_cover_each_other() -> None:
     assert find_outages(spans, now=T0 + 4 * H, horizon=T0) == []
 
 
-def test_no_heartbeat_at_all_is_an_outage_since_the_horizon() -> None:
-    assert silent_gaps([], horizon=T0, now=T0 + MIN, grace=HEARTBEAT_GRACE) == [(T0, None)]
+def test_no_heartbeat_at_all_is_an_outage_since_the_horizon_once_the_grace_passed() -> None:
+    assert silent_gaps([], horizon=T0, now=T0 + HEARTBEAT_GRACE, grace=HEARTBEAT_GRACE) == [
+        (T0, None)
+    ]
+    assert silent_gaps([], horizon=T0, now=T0 + HEARTBEAT_GRACE - S, grace=HEARTBEAT_GRACE) == []
+
+
+def test_a_first_heartbeat_soon_after_the_horizon_is_no_gap() -> None:
+    spans = [span(HEARTBEAT_GRACE - S, 2 * H)]
+    assert find_outages(spans, now=T0 + 2 * H, horizon=T0) == []
+    late = [span(HEARTBEAT_GRACE + S, 2 * H)]
+    assert find_outages(late, now=T0 + 2 * H, horizon=T0) == [
+        Outage(T0, T0 + HEARTBEAT_GRACE + S, INGEST)
+    ]
 
 
 def test_spans_older_than_the_horizon_are_ignored() -> None:
