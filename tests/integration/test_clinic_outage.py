@@ -29,15 +29,15 @@ from typer.testing import CliRunner
 from alerts.evaluator import Evaluator, RegistryGatewayLastSeen, RegistryPatientDirectory
 from alerts.incidents import OutageMonitor
 from alerts.lifecycle import OUTAGE_REASON
-from alerts.outage import INCIDENT_RULE, RECOVERY_GRACE
+from alerts.outage import INCIDENT_RULE, RECOVERY_GRACE, OutageCause
 from alerts.pipeline import LifecycleSink
 from alerts.rules.engine import evaluate
 from alerts.rules.loader import default_rules
+from infra.mqtt import ClientSettings, parse_mqtt_url
 from ingest.fleet_listener import FleetListener
 from ingest.heartbeat import IngestHeartbeat
 from ingest.stores import open_store
 from ingest.stores.base import ReadingStore
-from infra.mqtt import ClientSettings, parse_mqtt_url
 from readings.codec import GatewayState, StatusMessage, encode_envelope, encode_message
 from readings.model import CgmGlucoseValues, Reading, new_reading
 from readings.topics import status_topic
@@ -205,3 +205,80 @@ def test_two_hours_of_clinic_downtime_raise_one_incident_and_no_stale_alerts(
     # After the grace: B's gateway, really offline since 08:50, raises S3; A is fine.
     assert open_alerts(engine) == [(B, "S3")]
     assert every_alert(engine) == [(B, "S3")]
+
+
+def test_evaluator_downtime_is_one_incident_and_holds_no_real_silence_back(
+    registry: tuple[Engine, ReadingStore],
+) -> None:
+    """Only the evaluator was down (ingest stored everything): one incident, recorded on
+    restart; A's CGM, really silent since 08:30, raises S1 at once — nothing explains it."""
+    engine, store = registry
+    clock = Clock()
+
+    def evaluator(holder: str) -> Evaluator:
+        sink = LifecycleSink(engine, clock=clock)
+        return Evaluator(
+            engine=engine,
+            store=store,
+            directory=RegistryPatientDirectory(engine),
+            rules=default_rules(),
+            evaluate=evaluate,
+            sink=sink,
+            clock=clock,
+            holder=holder,
+            partitions=1,
+            lease_ttl=timedelta(minutes=5),
+            gateway_last_seen=RegistryGatewayLastSeen(engine),
+            outage=OutageMonitor(engine, clock=clock),
+            on_suppressed=sink.suppress,
+        )
+
+    heartbeat = IngestHeartbeat(engine, instance="ingest-0", connected=lambda: True, clock=clock)
+    heartbeat.pulse()
+    store.write([cgm(T0 + timedelta(minutes=m)) for m in range(0, 31, 5)])
+    first = evaluator("host-a-alerts-0")
+    first.refresh_leases()
+    first.mark_caught_up()
+    # The evaluator dies here (its lease simply runs out); ingest keeps beating.
+    while clock.now < T0 + timedelta(hours=2):
+        clock.now += STEP
+        heartbeat.pulse()
+    second = evaluator("host-b-alerts-0")
+    second.refresh_leases()  # start-up: measures its own downtime, then catches up
+    found = incidents(engine, rule_id=INCIDENT_RULE)
+    assert [(i.causes, i.started_at, i.ended_at) for i in found] == [
+        (("evaluator",), T0, T0 + timedelta(hours=2))
+    ]
+    assert [kind for _, kind, _ in incident_events(engine, found[0].incident_id)] == ["record"]
+    assert open_alerts(engine) == [(A, "S1")]
+    second.tick()
+    assert len(incidents(engine, rule_id=INCIDENT_RULE)) == 1  # recorded once
+
+
+def test_the_evaluator_cut_off_from_the_broker_is_an_outage(
+    registry: tuple[Engine, ReadingStore],
+) -> None:
+    """Nothing reaches the evaluator's windows while it has no broker: its own disconnection
+    is an outage (cause ``broker``), and it ends when the link is back."""
+    engine, _ = registry
+    clock = Clock()
+    monitor = OutageMonitor(engine, clock=clock)
+    heartbeat = IngestHeartbeat(engine, instance="ingest-0", connected=lambda: True, clock=clock)
+    heartbeat.pulse()
+    monitor.refresh()
+    clock.now += STEP
+    monitor.broker(False, clock.now)
+    lost = clock.now
+    for _ in range(8):
+        clock.now += STEP
+        heartbeat.pulse()
+        monitor.broker(False, clock.now)
+    assert [o.causes for o in monitor.refresh()] == [frozenset({OutageCause.BROKER})]
+    assert [i.resolved_at for i in incidents(engine, rule_id=INCIDENT_RULE)] == [None]
+    clock.now += STEP
+    monitor.broker(True, clock.now)
+    outages = monitor.refresh()
+    assert [(o.start, o.end) for o in outages] == [(lost, clock.now)]
+    (incident,) = incidents(engine, rule_id=INCIDENT_RULE)
+    assert incident.causes == ("broker",)
+    assert incident.ended_at == clock.now
