@@ -26,6 +26,7 @@ from alerts.model import Finding, Severity
 from alerts.outage import (
     HEARTBEAT_GRACE,
     INCIDENT_RULE,
+    RECOVERY_GRACE,
     AliveSpan,
     IncidentActionKind,
     KnownIncident,
@@ -35,6 +36,7 @@ from alerts.outage import (
     find_outages,
     plan_incidents,
 )
+from alerts.rules.model import RuleSet
 from readings.model import Kind, Reading
 from registry.clock import aware_utc
 from registry.db import session_scope
@@ -86,6 +88,8 @@ class OutageMonitor:
         engine: the registry.
         clock: the injected clock.
         lookback: how far back heartbeats are read (:data:`LOOKBACK`).
+        heartbeat_grace: ingest silence longer than this is an outage.
+        recovery_grace: S1–S3 stay held back this long after recovery.
     """
 
     def __init__(
@@ -94,15 +98,35 @@ class OutageMonitor:
         *,
         clock: Callable[[], datetime],
         lookback: timedelta = LOOKBACK,
+        heartbeat_grace: timedelta = HEARTBEAT_GRACE,
+        recovery_grace: timedelta = RECOVERY_GRACE,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._lookback = lookback
+        self._heartbeat_grace = heartbeat_grace
+        self._recovery_grace = recovery_grace
         self._started_at: datetime | None = None
         self._evaluator_down: tuple[datetime, datetime] | None = None
         self._disconnects: list[tuple[datetime, datetime | None]] = []
         self.outages: list[Outage] = []
         """The outages as of the last :meth:`refresh`, oldest first."""
+
+    @classmethod
+    def for_rules(
+        cls, engine: Engine, rules: RuleSet, *, clock: Callable[[], datetime]
+    ) -> OutageMonitor:
+        """A monitor with the graces of the rule set's ``SYS1`` (the defaults without one)."""
+        try:
+            params = rules.get(INCIDENT_RULE).params
+        except KeyError:
+            params = {}
+        return cls(
+            engine,
+            clock=clock,
+            heartbeat_grace=params.get("heartbeat_grace", HEARTBEAT_GRACE),
+            recovery_grace=params.get("recovery_grace", RECOVERY_GRACE),
+        )
 
     def broker(self, connected: bool, now: datetime) -> None:
         """The evaluator's own link to the broker, as the service saw it at ``now``."""
@@ -143,7 +167,7 @@ class OutageMonitor:
         horizon = self._horizon(now)
         spans = [
             AliveSpan(s.started_at, s.beat_at)
-            for s in heartbeat_spans(self._engine, since=horizon - HEARTBEAT_GRACE)
+            for s in heartbeat_spans(self._engine, since=horizon - self._heartbeat_grace)
         ]
         self.outages = find_outages(
             spans,
@@ -151,6 +175,7 @@ class OutageMonitor:
             horizon=horizon,
             broker_disconnects=self._disconnects,
             evaluator_down=self._evaluator_down,
+            heartbeat_grace=self._heartbeat_grace,
         )
         self._sync_incidents(now)
         return self.outages
@@ -198,5 +223,9 @@ class OutageMonitor:
     ) -> Outage | None:
         """The outage that explains ``finding`` at ``now`` (None: it stands)."""
         return explaining_outage(
-            finding.rule_id, silent_since(finding, window, gateway_last_seen), self.outages, now
+            finding.rule_id,
+            silent_since(finding, window, gateway_last_seen),
+            self.outages,
+            now,
+            grace=self._recovery_grace,
         )

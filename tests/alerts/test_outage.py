@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alerts.model import Severity
 from alerts.outage import (
     EVALUATOR_GRACE,
     HEARTBEAT_GRACE,
@@ -20,6 +21,7 @@ from alerts.outage import (
     plan_incidents,
     silent_gaps,
 )
+from alerts.rules.model import RuleSet
 
 T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -206,3 +208,9 @@ def test_an_open_incident_whose_outage_left_the_view_resolves_now() -> None:
     known = [KnownIncident(1, T0, None, resolved=False)]
     actions = plan_incidents([], known, T0 + 5 * H)
     assert [(a.kind, a.ended_at) for a in actions] == [(IncidentActionKind.RESOLVE, T0 + 5 * H)]
+
+
+def test_the_rule_file_carries_the_same_graces(rules: RuleSet) -> None:
+    params = rules.get("SYS1").params
+    assert params == {"heartbeat_grace": HEARTBEAT_GRACE, "recovery_grace": RECOVERY_GRACE}
+    assert rules.get("SYS1").severity is Severity.SYS

@@ -93,7 +93,7 @@ def run(
         # S3 from the fleet listener's tables; S1–S3 held back during the clinic's own
         # downtime (ingest heartbeats, broker link, own watermark gap), one SYS1 instead.
         gateway_last_seen=RegistryGatewayLastSeen(engine),
-        outage=OutageMonitor(engine, clock=_utc_now),
+        outage=OutageMonitor.for_rules(engine, rules, clock=_utc_now),
         on_suppressed=sink.suppress,
     )
     settings = ClientSettings(
