@@ -21,8 +21,11 @@ from typing import Final
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from alerts.escalation import Recipient
 from alerts.model import Finding, Severity
+from alerts.notify.base import Message, Notifier, NotifyError, send_with_retry
 from alerts.outage import (
     HEARTBEAT_GRACE,
     INCIDENT_RULE,
@@ -43,7 +46,15 @@ from registry.db import session_scope
 from registry.errors import NotFound
 from registry.evaluation_models import EvaluationWatermark
 from registry.incident_models import ServiceHeartbeat
-from registry.incidents import heartbeat_spans, incidents, open_incident, resolve_incident
+from registry.incidents import (
+    Incident,
+    delivered_keys,
+    heartbeat_spans,
+    incidents,
+    open_incident,
+    record_delivery,
+    resolve_incident,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +92,115 @@ def silent_since(
     return None
 
 
+INCIDENT_CHANNELS: Final = ("email", "sms", "wechat", "webhook")
+"""Where IT is told. Not the in-app inbox: it lists the alerts table, which holds patients'
+alerts only (an incidents page is separate work)."""
+
+_SUBJECTS: Final = {"open": "VitalGate 系统故障", "resolve": "VitalGate 系统恢复"}
+_CAUSE_TEXT: Final = {"ingest": "数据接收服务", "broker": "消息服务器", "evaluator": "告警评估服务"}
+
+
+def incident_text(
+    kind: str, causes: Sequence[str], started_at: datetime, ended_at: datetime | None
+) -> str:
+    """The zh-CN message to IT: what is down, since when, what the engine does meanwhile.
+
+    No patient, device or gateway appears: an outage is the clinic's.
+    """
+    what = "、".join(_CAUSE_TEXT.get(c, c) for c in causes) or "系统"
+    since = started_at.strftime("%Y-%m-%d %H:%M UTC")
+    if kind == "open":
+        return (
+            f"【VitalGate】诊所端系统中断：{what}自 {since} 起无响应。"
+            "中断期间暂停数据缺失/网关离线提醒（S1–S3），恢复后 10 分钟重新评估。请尽快处理。"
+        )
+    until = ended_at.strftime("%Y-%m-%d %H:%M UTC") if ended_at else "现在"
+    return f"【VitalGate】诊所端系统已恢复：{what}中断 {since} 至 {until}。"
+
+
+class IncidentDelivery:
+    """Tells IT operators and administrators of each SYS1 incident, at least once each.
+
+    Every refresh, for every incident in view and each message it calls for (``open`` when
+    opened, ``resolve`` when resolved; one ``resolve`` only for an outage recorded after
+    the fact), each channel configured and each reachable recipient
+    (:func:`alerts.recipients.incident_recipients`): a message not yet recorded under its
+    idempotency key ``incident:<id>:<kind>:<channel>:<recipient>`` is sent (retried with
+    back-off) and recorded once. A failure is logged and tried again at the next refresh.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        notifiers: Mapping[str, Notifier],
+        *,
+        recipients: Callable[[Session, str], Sequence[Recipient]] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        from alerts.recipients import incident_recipients
+
+        self._engine = engine
+        self._notifiers = {c: n for c, n in notifiers.items() if c in INCIDENT_CHANNELS}
+        self._recipients = recipients or incident_recipients
+        self._sleep = sleep
+        self.sent = 0
+
+    def deliver(self, now: datetime, *, since: datetime) -> int:
+        """Send what is due for incidents open or ended since ``since``; how many were sent."""
+        sent = 0
+        for incident in incidents(self._engine, rule_id=INCIDENT_RULE, since=since):
+            kinds = ["open"] if incident.opened_at != incident.resolved_at else []
+            if incident.resolved_at is not None:
+                kinds.append("resolve")
+            done = delivered_keys(self._engine, incident.incident_id)
+            for channel, notifier in sorted(self._notifiers.items()):
+                with session_scope(self._engine, write=False) as session:
+                    reached = list(self._recipients(session, channel))
+                for kind in kinds:
+                    for recipient in reached:
+                        who = recipient.recipient_id
+                        key = f"incident:{incident.incident_id}:{kind}:{channel}:{who}"
+                        if key not in done and self._send(
+                            notifier, incident, kind, recipient, key, now
+                        ):
+                            sent += 1
+        self.sent += sent
+        return sent
+
+    def _send(
+        self,
+        notifier: Notifier,
+        incident: Incident,
+        kind: str,
+        recipient: Recipient,
+        key: str,
+        now: datetime,
+    ) -> bool:
+        message = Message(
+            idempotency_key=key,
+            recipient=recipient.recipient_id,
+            address=recipient.address,
+            subject=_SUBJECTS[kind],
+            body=incident_text(kind, incident.causes, incident.started_at, incident.ended_at),
+            patient_id="",
+            alert_id=incident.incident_id,
+        )
+        try:
+            send_with_retry(notifier, message, sleep=self._sleep)
+        except NotifyError as exc:
+            log.warning("incident message not delivered on %s: %s", notifier.channel, exc)
+            return False
+        record_delivery(
+            self._engine,
+            incident.incident_id,
+            key=key,
+            channel=notifier.channel,
+            recipient=recipient.recipient_id,
+            now=now,
+        )
+        return True
+
+
 class OutageMonitor:
     """Current clinic-side outages and their SYS incidents (see the module docstring).
 
@@ -90,6 +210,7 @@ class OutageMonitor:
         lookback: how far back heartbeats are read (:data:`LOOKBACK`).
         heartbeat_grace: ingest silence longer than this is an outage.
         recovery_grace: S1–S3 stay held back this long after recovery.
+        delivery: tells IT of each incident (None: recorded only).
     """
 
     def __init__(
@@ -100,8 +221,10 @@ class OutageMonitor:
         lookback: timedelta = LOOKBACK,
         heartbeat_grace: timedelta = HEARTBEAT_GRACE,
         recovery_grace: timedelta = RECOVERY_GRACE,
+        delivery: IncidentDelivery | None = None,
     ) -> None:
         self._engine = engine
+        self._delivery = delivery
         self._clock = clock
         self._lookback = lookback
         self._heartbeat_grace = heartbeat_grace
@@ -114,7 +237,12 @@ class OutageMonitor:
 
     @classmethod
     def for_rules(
-        cls, engine: Engine, rules: RuleSet, *, clock: Callable[[], datetime]
+        cls,
+        engine: Engine,
+        rules: RuleSet,
+        *,
+        clock: Callable[[], datetime],
+        delivery: IncidentDelivery | None = None,
     ) -> OutageMonitor:
         """A monitor with the graces of the rule set's ``SYS1`` (the defaults without one)."""
         try:
@@ -126,6 +254,7 @@ class OutageMonitor:
             clock=clock,
             heartbeat_grace=params.get("heartbeat_grace", HEARTBEAT_GRACE),
             recovery_grace=params.get("recovery_grace", RECOVERY_GRACE),
+            delivery=delivery,
         )
 
     def broker(self, connected: bool, now: datetime) -> None:
@@ -178,6 +307,8 @@ class OutageMonitor:
             heartbeat_grace=self._heartbeat_grace,
         )
         self._sync_incidents(now)
+        if self._delivery is not None:
+            self._delivery.deliver(now, since=now - self._lookback)
         return self.outages
 
     def _sync_incidents(self, now: datetime) -> None:

@@ -90,6 +90,9 @@ class SystemIncidentEvent(Base):
     incident_id: Mapped[int] = mapped_column(ForeignKey("system_incidents.id"))
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(32))
-    """``open``, ``resolve`` or ``record`` (an outage found after it ended)."""
+    """``open``, ``resolve``, ``record`` (an outage found after it ended) or ``notify``."""
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
+    event_key: Mapped[str | None] = mapped_column(String(191), unique=True)
+    """A ``notify`` event's idempotency key: a message re-sent after a crash between sending
+    and recording is recorded once."""

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.audit import record_audit
@@ -212,3 +213,52 @@ def incident_events(engine: Engine, incident_id: int) -> list[tuple[datetime, st
             .order_by(SystemIncidentEvent.id)
         ).all()
         return [(aware_utc(r.at, "at"), r.kind, r.reason) for r in rows]
+
+
+def delivered_keys(engine: Engine, incident_id: int) -> set[str]:
+    """The idempotency keys of the incident's messages already delivered and recorded."""
+    with session_scope(engine, write=False) as session:
+        return {
+            k
+            for k in session.scalars(
+                select(SystemIncidentEvent.event_key).where(
+                    SystemIncidentEvent.incident_id == incident_id,
+                    SystemIncidentEvent.kind == "notify",
+                )
+            )
+            if k is not None
+        }
+
+
+def record_delivery(
+    engine: Engine, incident_id: int, *, key: str, channel: str, recipient: str, now: datetime
+) -> bool:
+    """Record a delivered incident message once (False: its key was recorded already)."""
+    now = aware_utc(now, "now")
+    try:
+        with session_scope(engine) as session:
+            row = session.get(SystemIncidentRow, incident_id)
+            if row is None:
+                raise NotFound("incident", str(incident_id))
+            session.add(
+                SystemIncidentEvent(
+                    incident_id=incident_id,
+                    at=now,
+                    kind="notify",
+                    actor=ENGINE_ACTOR,
+                    reason=f"{channel} to {recipient}",
+                    event_key=key,
+                )
+            )
+            session.flush()
+            record_audit(
+                session,
+                at=now,
+                actor=ENGINE_ACTOR,
+                action="incident.notify",
+                target=f"incident:{incident_id}",
+                detail={"channel": channel, "recipient": recipient},
+            )
+    except IntegrityError:
+        return False
+    return True

@@ -18,6 +18,7 @@ Timeline (T0 = 08:00 UTC):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,10 +28,10 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from alerts.evaluator import Evaluator, RegistryGatewayLastSeen, RegistryPatientDirectory
-from alerts.incidents import OutageMonitor
+from alerts.incidents import IncidentDelivery, OutageMonitor
 from alerts.lifecycle import OUTAGE_REASON
 from alerts.outage import INCIDENT_RULE, RECOVERY_GRACE, OutageCause
-from alerts.pipeline import LifecycleSink
+from alerts.pipeline import FileNotifier, LifecycleSink
 from alerts.rules.engine import evaluate
 from alerts.rules.loader import default_rules
 from infra.mqtt import ClientSettings, parse_mqtt_url
@@ -80,6 +81,12 @@ def registry(tmp_path: Path) -> Iterator[tuple[Engine, ReadingStore]]:
     ):
         result = CliRunner().invoke(app, ["registry", "--registry", url, "--actor", "t", *args])
         assert result.exit_code == 0, result.output
+    for args in (
+        ["add", "it-li", "--role", "it_operator", "--phone", "13800000001"],
+        ["add", "dr-wang", "--role", "family_doctor", "--phone", "13800000002"],
+    ):
+        result = CliRunner().invoke(app, ["users", "--registry", url, "--actor", "t", *args])
+        assert result.exit_code == 0, result.output
     engine = create_engine_for(url)
     store = open_store(f"sqlite:///{tmp_path / 'readings.db'}")
     yield engine, store
@@ -117,11 +124,13 @@ def every_alert(engine: Engine) -> list[tuple[str, str]]:
 
 
 def test_two_hours_of_clinic_downtime_raise_one_incident_and_no_stale_alerts(
-    registry: tuple[Engine, ReadingStore],
+    registry: tuple[Engine, ReadingStore], tmp_path: Path
 ) -> None:
     engine, store = registry
     clock = Clock()
     sink = LifecycleSink(engine, clock=clock)
+    sent = tmp_path / "sms.jsonl"
+    delivery = IncidentDelivery(engine, {"sms": FileNotifier("sms", sent)}, sleep=lambda _: None)
     evaluator = Evaluator(
         engine=engine,
         store=store,
@@ -134,7 +143,7 @@ def test_two_hours_of_clinic_downtime_raise_one_incident_and_no_stale_alerts(
         partitions=1,
         lease_ttl=timedelta(days=1),  # one worker; the clock jumps
         gateway_last_seen=RegistryGatewayLastSeen(engine),
-        outage=OutageMonitor(engine, clock=clock),
+        outage=OutageMonitor(engine, clock=clock, delivery=delivery),
         on_suppressed=sink.suppress,
     )
     settings = ClientSettings(endpoint=parse_mqtt_url("mqtt://127.0.0.1:1"), client_id="fleet")
@@ -184,10 +193,6 @@ def test_two_hours_of_clinic_downtime_raise_one_incident_and_no_stale_alerts(
     assert incident.ended_at == BACK_AT
     assert incident.resolved_at is not None
     assert DOWN_AT < incident.opened_at <= DOWN_AT + timedelta(minutes=3)  # seen within a tick
-    assert [kind for _, kind, _ in incident_events(engine, incident.incident_id)] == [
-        "open",
-        "resolve",
-    ]
     with session_scope(engine, write=False) as session:
         actions = [e.action for e in find_audit(session, AuditQuery(actor="engine"), limit=1000)]
         held = session.scalars(select(AlertSuppression)).all()
@@ -202,6 +207,17 @@ def test_two_hours_of_clinic_downtime_raise_one_incident_and_no_stale_alerts(
         (B, "S3", OUTAGE_REASON),
     ]
     assert since == {incident.started_at}
+    # IT is told twice (down, back), under one key each; the doctor is not told.
+    lines = [json.loads(line) for line in sent.read_text(encoding="utf-8").splitlines()]
+    assert [(m["recipient"], m["subject"]) for m in lines] == [
+        (lines[0]["recipient"], "VitalGate 系统故障"),
+        (lines[0]["recipient"], "VitalGate 系统恢复"),
+    ]
+    assert {m["address"] for m in lines} == {"13800000001"}
+    assert "gw-" not in sent.read_text(encoding="utf-8")  # nobody's gateway or patient
+    assert "patient" not in sent.read_text(encoding="utf-8")
+    kinds = [kind for _, kind, _ in incident_events(engine, incident.incident_id)]
+    assert kinds == ["open", "notify", "resolve", "notify"]
     # After the grace: B's gateway, really offline since 08:50, raises S3; A is fine.
     assert open_alerts(engine) == [(B, "S3")]
     assert every_alert(engine) == [(B, "S3")]

@@ -70,6 +70,8 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("actor", sa.String(length=128), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("event_key", sa.String(length=191), nullable=True),
+        sa.UniqueConstraint("event_key", name=op.f("uq_system_incident_events_event_key")),
         sa.ForeignKeyConstraint(
             ["incident_id"],
             ["system_incidents.id"],
