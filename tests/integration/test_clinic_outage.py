@@ -19,7 +19,8 @@ Timeline (T0 = 08:00 UTC):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,17 +36,21 @@ from alerts.pipeline import FileNotifier, LifecycleSink
 from alerts.rules.engine import evaluate
 from alerts.rules.loader import default_rules
 from infra.mqtt import ClientSettings, parse_mqtt_url
+from ingest.config import load_settings
 from ingest.fleet_listener import FleetListener
 from ingest.heartbeat import IngestHeartbeat
 from ingest.stores import open_store
 from ingest.stores.base import ReadingStore
+from ingest.worker import open_worker
 from readings.codec import GatewayState, StatusMessage, encode_envelope, encode_message
 from readings.model import CgmGlucoseValues, Reading, new_reading
 from readings.topics import status_topic
 from registry.alert_models import AlertRow, AlertSuppression
 from registry.audit_query import AuditQuery, find_audit
 from registry.db import create_engine_for, session_scope
-from registry.incidents import incident_events, incidents
+from registry.incidents import heartbeat_spans, incident_events, incidents
+from tests.harness.services import MosquittoServer
+from tests.integration.ingest_helpers import make_registry
 from vitalgate.cli import app
 
 pytestmark = pytest.mark.integration
@@ -57,6 +62,13 @@ B_OFFLINE_AT = T0 + timedelta(minutes=50)
 A, B = "patient-a", "patient-b"
 GW_A, GW_B = "gw-a", "gw-b"
 CGM_A, METER_B = "DEXCOM-G7-0000001", "ROCHE-GUIDE-0000002"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 class Clock:
@@ -298,3 +310,40 @@ def test_the_evaluator_cut_off_from_the_broker_is_an_outage(
     (incident,) = incidents(engine, rule_id=INCIDENT_RULE)
     assert incident.causes == ("broker",)
     assert incident.ended_at == clock.now
+
+
+def test_a_real_ingest_worker_beats_only_while_connected(
+    tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    """`open_worker` wires the heartbeat: a span at start, none while the broker is gone,
+    a new span once the worker is back on the broker."""
+    registry_url = make_registry(tmp_path / "registry.db", [])
+    settings = load_settings(
+        mqtt_url=mosquitto.url,
+        store_url=f"sqlite:///{tmp_path / 'readings.db'}",
+        registry_url=registry_url,
+        client_id="ingest-heartbeat-test",
+        metrics_port=None,
+    )
+    worker = open_worker(settings)
+    engine = create_engine_for(registry_url)
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    try:
+        worker.start()
+        (heartbeat,) = worker.companions
+        assert isinstance(heartbeat, IngestHeartbeat)
+        wait_until(lambda: len(heartbeat_spans(engine, since=since)) == 1, 10, "first span")
+        assert heartbeat_spans(engine, since=since)[0].instance == "ingest-heartbeat-test"
+        mosquitto.kill()
+        wait_until(lambda: not worker.connected, 15, "the worker to notice the broker gone")
+        heartbeat.pulse()
+        assert heartbeat.span_id is None  # no beat while cut off: the span ended
+        mosquitto.start()
+        wait_until(lambda: worker.connected, 30, "the worker to reconnect")
+        heartbeat.pulse()
+        spans = heartbeat_spans(engine, since=since)
+        assert len(spans) == 2
+        assert spans[1].started_at > spans[0].beat_at
+    finally:
+        worker.close()
+        engine.dispose()
