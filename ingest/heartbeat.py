@@ -25,6 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from alerts.outage import HEARTBEAT_INTERVAL
 from registry.errors import RegistryError
@@ -82,8 +83,10 @@ class IngestHeartbeat:
                 self._span = start_span(self._engine, instance=self._instance, now=now)
             else:
                 beat(self._engine, self._span, now=now)
-        except RegistryError as exc:
-            logger.warning("ingest heartbeat not recorded: %s", exc)
+        except (RegistryError, SQLAlchemyError) as exc:
+            # Never let the thread die: a beat missed is a gap, a dead thread a false outage
+            # that lasts until the worker restarts.
+            logger.warning("ingest heartbeat not recorded: %s", type(exc).__name__)
 
     def start(self) -> None:
         """Beat now and then every ``interval`` until :meth:`stop`."""
