@@ -18,7 +18,10 @@ stable hash of the patient id). The evaluator
    returned, to the batch's ``sent_at`` minus :data:`IN_FLIGHT_MARGIN`, and exposes the lag
    (now − watermark), so pages can say "alerting delayed since 14:02";
 5. on a timer, evaluates every patient of its partitions with nothing arriving, which is
-   how stale and missing-data rules (S1–S3) fire.
+   how stale and missing-data rules (S1–S3) fire;
+6. with an :class:`alerts.incidents.OutageMonitor`, holds S1–S3 back while the clinic
+   itself is down (ingest silent, the broker unreachable) and for the recovery grace after,
+   records them as suppressions, and keeps one ``SYS1`` incident per outage instead.
 
 The message handling (:meth:`Evaluator.handle_accepted`) is a plain method fed bytes, so
 tests drive it without a broker; :class:`EvaluatorService` attaches it to MQTT through the
@@ -36,7 +39,8 @@ from typing import Final, Protocol
 
 from sqlalchemy import Engine, select
 
-from alerts.model import Finding
+from alerts.incidents import OutageMonitor
+from alerts.model import Finding, FindingStatus
 from alerts.window import PatientWindows
 from ingest.stores.base import ReadingStore
 from readings.codec import decode_envelope
@@ -54,7 +58,8 @@ from registry.evaluation import (
     watermark,
     watermarks,
 )
-from registry.models import Patient
+from registry.fleet_models import GatewayStatusRow
+from registry.models import DevicePairing, Patient
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +144,35 @@ class RegistryPatientDirectory:
             )
 
 
+class RegistryGatewayLastSeen:
+    """S3's input from the fleet tables: the patient's gateways and when each was last heard.
+
+    The gateways are those of the patient's current device pairings; the time is the fleet
+    listener's ``gateway_status.last_seen_at`` (moved by every online status). A gateway
+    never heard has no entry: S3 cannot call it offline before it was ever online.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __call__(self, patient_id: str) -> dict[str, datetime]:
+        from registry.clock import aware_utc
+
+        with session_scope(self._engine, write=False) as session:
+            rows = session.execute(
+                select(GatewayStatusRow.gateway_id, GatewayStatusRow.last_seen_at)
+                .join(DevicePairing, DevicePairing.gateway_id == GatewayStatusRow.gateway_id)
+                .where(DevicePairing.patient_id == patient_id, DevicePairing.valid_to.is_(None))
+                .distinct()
+            ).all()
+        return {g: aware_utc(seen, "last_seen_at") for g, seen in rows if seen is not None}
+
+
+SuppressionSink = Callable[[str, Sequence[tuple[Finding, datetime]]], None]
+"""Receives one patient's findings held back by an outage, each with the outage's start
+(``alerts.pipeline.LifecycleSink.suppress``)."""
+
+
 @dataclass
 class EvaluatorStats:
     """Counts for metrics and tests."""
@@ -150,6 +184,7 @@ class EvaluatorStats:
     caught_up_patients: int = 0
     ignored_not_held: int = 0
     rejected_messages: int = 0
+    suppressed_by_outage: int = 0
     by_partition_lag: dict[int, float] = field(default_factory=dict)
 
 
@@ -172,6 +207,8 @@ class Evaluator:
         lookback: timedelta | None = None,
         gateway_last_seen: Callable[[str], Mapping[str, datetime]] | None = None,
         summary: Callable[..., object] | None = None,
+        outage: OutageMonitor | None = None,
+        on_suppressed: SuppressionSink | None = None,
     ) -> None:
         self._engine = engine
         self._directory = directory
@@ -193,6 +230,9 @@ class Evaluator:
         self._gateway_last_seen = gateway_last_seen
         self._summary = summary
         """G7's CGM summary (``alerts.summary_adapter.cgm_summary_for_rules``)."""
+        self.outage = outage
+        """The clinic's own downtime (None: every finding stands, as in the backtest)."""
+        self._on_suppressed = on_suppressed
         self.held: dict[int, HeldPartition] = {}
         self._advanced_at: dict[int, datetime] = {}
         self.stats = EvaluatorStats()
@@ -202,6 +242,10 @@ class Evaluator:
     def refresh_leases(self) -> list[int]:
         """Renew and claim leases; catch up each newly held partition. Returns new ones."""
         now = self._clock()
+        if self.outage is not None:
+            # Before any catch-up: the first refresh measures the evaluator's own downtime
+            # from the watermarks, which the catch-up is about to move.
+            self.outage.refresh()
         held = claim_partitions(
             self._engine, holder=self.holder, partitions=self.partitions, now=now, ttl=self._ttl
         )
@@ -296,6 +340,8 @@ class Evaluator:
 
     def tick(self) -> None:
         """Scheduled evaluation with nothing arriving (stale and missing-data rules)."""
+        if self.outage is not None:
+            self.outage.refresh()
         now = self._clock()
         for partition in list(self.held):
             for patient_id in self._patients_of(partition):
@@ -324,9 +370,38 @@ class Evaluator:
             gateway_last_seen=last_seen,
             summary=self._summary,
         )
+        if self.outage is not None:
+            findings = self._hold_back(patient_id, findings, window, last_seen, now)
         self.stats.findings += len(findings)
         # Also an empty list: the lifecycle resolves what no longer holds only when told.
         self._sink(patient_id, findings)
+
+    def _hold_back(
+        self,
+        patient_id: str,
+        findings: list[Finding],
+        window: list[Reading],
+        last_seen: Mapping[str, datetime] | None,
+        now: datetime,
+    ) -> list[Finding]:
+        """The findings that stand; S1–S3 explained by a clinic-side outage are recorded
+        as suppressions instead (a clear finding always stands: it resolves nothing wrongly)."""
+        assert self.outage is not None
+        kept: list[Finding] = []
+        held: list[tuple[Finding, datetime]] = []
+        for finding in findings:
+            outage = None
+            if finding.status is not FindingStatus.CLEAR:
+                outage = self.outage.explain(finding, window, last_seen, now)
+            if outage is None:
+                kept.append(finding)
+            else:
+                held.append((finding, outage.start))
+        if held:
+            self.stats.suppressed_by_outage += len(held)
+            if self._on_suppressed is not None:
+                self._on_suppressed(patient_id, held)
+        return kept
 
     def _advance(self, partition: int, through: datetime) -> None:
         held = self.held.get(partition)

@@ -223,6 +223,9 @@ class Transition:
     """What held the notification back: ``inhibited:<rule>``, ``silence:<id>``, ``quiet_hours``."""
     finding: Finding | None = None
     actor: str = "engine"
+    since: datetime | None = None
+    """For a suppression: when the cause began (a clinic-side outage's start); None: the
+    patient's monitoring status's own ``since``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +379,32 @@ def _suppress(finding: Finding, status: MonitoringStatus, now: datetime) -> Tran
         to_state=None,
         severity=finding.severity,
         finding=finding,
+    )
+
+
+OUTAGE_REASON: Final = "clinic-side outage"
+"""The reason recorded for S1–S3 held back during the clinic's own downtime."""
+
+
+def outage_suppression(finding: Finding, *, outage_start: datetime, now: datetime) -> Transition:
+    """A stale/missing-data finding held back because the clinic itself was down.
+
+    Recorded like a paused patient's finding (one ``alert_suppressions`` row per patient,
+    rule and outage, counted), so the pages can say "S3 held back during the outage"; the
+    patient's open alerts are left as they are — the outage says nothing about them.
+    """
+    return Transition(
+        TransitionKind.SUPPRESS,
+        patient_id=finding.patient_id,
+        rule_id=finding.rule_id,
+        at=now,
+        reason=OUTAGE_REASON,
+        alert_id=None,
+        from_state=None,
+        to_state=None,
+        severity=finding.severity,
+        finding=finding,
+        since=outage_start,
     )
 
 

@@ -18,7 +18,14 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from alerts.lifecycle import QuietHours, Transition, TransitionKind, decide
+from alerts.lifecycle import (
+    Decision,
+    QuietHours,
+    Transition,
+    TransitionKind,
+    decide,
+    outage_suppression,
+)
 from alerts.model import Finding, FindingStatus
 from alerts.notify.base import Message, Receipt
 from registry.alerts_repo import AlertRepository
@@ -79,6 +86,18 @@ class LifecycleSink:
                     for transition, alert_id in zip(applied, touched, strict=True):
                         if transition.kind is TransitionKind.FIRE:
                             self._on_fired(session, alert_id, transition)
+
+    def suppress(self, patient_id: str, held: Sequence[tuple[Finding, datetime]]) -> None:
+        """Record findings held back by a clinic-side outage (finding, outage start)."""
+        now = self._clock()
+        transitions = tuple(
+            outage_suppression(finding, outage_start=start, now=now) for finding, start in held
+        )
+        if not transitions:
+            return
+        with session_scope(self._engine) as session:
+            AlertRepository(session).record(Decision(patient_id, transitions))
+            self.recorded += len(transitions)
 
 
 class FileNotifier:

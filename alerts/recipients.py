@@ -8,6 +8,10 @@
 * ``team_lead`` / ``ops``: not modelled in the care model yet, so nobody: the step is skipped
   at once and the next one is due (documented in docs/alerts.md).
 
+A clinic-side outage (SYS incident, :mod:`alerts.incidents`) belongs to no patient: it goes
+to :func:`incident_recipients`, the active accounts holding the ``it_operator`` or ``admin``
+role — the people who can restart ingest or the broker, not the doctors.
+
 Inbox messages go to the account (its username); SMS, WeChat and voice need a phone on the
 account — without one the person is not reachable on that channel.
 """
@@ -25,9 +29,11 @@ from registry.care_models import (
     CareContract,
     CareTeam,
     ConsentScope,
+    Role,
     TeamMembership,
     TeamPosition,
     UserAccount,
+    UserRole,
 )
 from registry.family import FamilyRepository
 from registry.teams import RotaRepository
@@ -89,5 +95,22 @@ def registry_recipients(
                     (TeamMembership.valid_to.is_(None)) | (TeamMembership.valid_to > at),
                 )
             )
+    reached = [_reach(account, channel) for account in accounts]
+    return [r for r in reached if r is not None]
+
+
+INCIDENT_ROLES = frozenset({Role.IT_OPERATOR.value, Role.ADMIN.value})
+"""Who is told of a clinic-side outage: IT first, the centre's administrators too."""
+
+
+def incident_recipients(session: Session, channel: str) -> Sequence[Recipient]:
+    """The reachable IT operators and administrators on ``channel`` (SYS incidents)."""
+    accounts = session.scalars(
+        select(UserAccount)
+        .join(UserRole, UserRole.user_id == UserAccount.id)
+        .where(UserRole.role.in_(sorted(INCIDENT_ROLES)))
+        .order_by(UserAccount.id)
+        .distinct()
+    )
     reached = [_reach(account, channel) for account in accounts]
     return [r for r in reached if r is not None]

@@ -100,6 +100,10 @@ class EvaluatorService:
                     self._handle(item)
                 now = self.evaluator.clock()
                 if now >= next_renew:
+                    if self.evaluator.outage is not None:
+                        # Cut off from the broker, nothing reaches our windows: S1 would
+                        # see every CGM go silent. The monitor counts it as an outage.
+                        self.evaluator.outage.broker(self._connected(), now)
                     self.evaluator.refresh_leases()
                     self._sync_subscriptions()
                     next_renew = now + renew_every

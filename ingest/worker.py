@@ -142,6 +142,13 @@ class IngestWorkerFailed(IngestError):
     """
 
 
+class Companion(Protocol):
+    """Something that runs alongside a worker (the heartbeat, ``ingest.heartbeat``)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
 class QuarantineSink(Protocol):
     """What the worker needs of :class:`registry.quarantine.QuarantineStore`."""
 
@@ -246,6 +253,8 @@ class IngestWorker:
     ) -> None:
         self.settings = settings
         self._on_close = tuple(on_close)
+        self.companions: list[Companion] = []
+        """Started after the worker connected, stopped when it closes (the heartbeat)."""
         self.metrics = metrics if metrics is not None else IngestMetrics()
         self._store = store
         self._ownership = ownership
@@ -257,6 +266,7 @@ class IngestWorker:
         self._stopping = threading.Event()
         self._stop_deadline = float("inf")
         self._connack = threading.Event()
+        self._link_up = threading.Event()
         self._connect_failure: str | None = None
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -333,6 +343,7 @@ class IngestWorker:
             return
         self._connect_failure = None
         self.metrics.connected.set(1)
+        self._link_up.set()
         logger.info(
             "connected as %s (session %s)",
             self.settings.mqtt_client_id,
@@ -352,6 +363,7 @@ class IngestWorker:
         properties: Properties | None,
     ) -> None:
         self.metrics.connected.set(0)
+        self._link_up.clear()
         if not self._connack.is_set():
             # Closed before the CONNACK: a broker refusing the client's certificate after
             # a TLS 1.3 handshake does this; paho's last socket error says why.
@@ -416,6 +428,8 @@ class IngestWorker:
             target=self._run, name=f"ingest-{self.settings.mqtt_client_id}", daemon=True
         )
         self._thread.start()
+        for companion in self.companions:
+            companion.start()
 
     def stop(self) -> None:
         """Ask the worker to stop: the current batch is finished (within the grace period)
@@ -442,6 +456,8 @@ class IngestWorker:
             IngestWorkerFailed: the processing thread had died on an error.
         """
         self.stop()
+        for companion in self.companions:
+            companion.stop()
         self.wait()
         with contextlib.suppress(Exception):
             self._client.disconnect()
@@ -452,6 +468,13 @@ class IngestWorker:
         self._on_close = ()
         if self._failure is not None:
             raise IngestWorkerFailed(str(self._failure)) from self._failure
+
+    @property
+    def connected(self) -> bool:
+        """Connected to the broker and working: what the heartbeat vouches for."""
+        if self._stopping.is_set() or self._failure is not None:
+            return False
+        return self._link_up.is_set()
 
     @property
     def failed(self) -> BaseException | None:
@@ -761,6 +784,7 @@ def open_worker(
         RegistryError: the registry URL is unusable or its schema is not current.
         IngestConnectError: the MQTT client cannot be built (a TLS file is unusable).
     """
+    from ingest.heartbeat import IngestHeartbeat
     from ingest.stores import open_store
     from registry.db import check_schema, create_engine_for
     from registry.ownership import OwnershipChecker as RegistryOwnershipChecker
@@ -774,7 +798,7 @@ def open_worker(
         engine.dispose()
         raise
     try:
-        return IngestWorker(
+        worker = IngestWorker(
             settings,
             store=store,
             ownership=RegistryOwnershipChecker(engine),
@@ -784,6 +808,16 @@ def open_worker(
             on_close=(store.close, engine.dispose),
             client_factory=client_factory,
         )
+        # The evaluator reads the heartbeat to tell a clinic-side outage from quiet homes.
+        worker.companions.append(
+            IngestHeartbeat(
+                engine,
+                instance=settings.mqtt_client_id,
+                connected=lambda: worker.connected,
+                clock=clock,
+            )
+        )
+        return worker
     except BaseException:
         # The client could not be built (a TLS file): close what was opened for it.
         store.close()

@@ -295,8 +295,10 @@ class AlertRepository:
         row.muted_by = transition.muted_by
 
     def _suppress(self, transition: Transition) -> None:
-        status = self.monitoring_status(transition.patient_id, transition.at)
-        since = status.since or transition.at
+        since = transition.since
+        if since is None:
+            status = self.monitoring_status(transition.patient_id, transition.at)
+            since = status.since or transition.at
         existing = self._session.scalars(
             select(AlertSuppression).where(
                 AlertSuppression.patient_id == transition.patient_id,

@@ -58,6 +58,9 @@ How to read the table:
   summary function (the reports' summaries module) injected; without it G7 is not
   evaluated. **S4** (plausibility) never raises an alarm: ingest quarantines such a reading
   and the patient is asked to measure again (see [plausibility rules](plausibility-rules.md)).
+* **SYS1** is the clinic's, not a patient's: the evaluator's outage monitor raises it from
+  the ingest heartbeats, its own broker link and its own downtime (see docs/alerts.md,
+  "Clinic-side outages"); the engine itself returns nothing for it.
 
 Severities: P1 emergency · P2 urgent, same day · P3 follow-up within 2 weeks · P4 review ·
 SYS data or device.
@@ -176,6 +179,18 @@ def _criteria(rule: Rule) -> list[str]:
         lines.append(f"**{severity}**: a gateway not seen for ≥ {_duration(params['after'])}")
     if rule.kind == "plausibility":
         lines.append("never an alarm: dropped at ingest, the patient is asked to measure again")
+    if rule.kind == "clinic_outage":
+        lines.append(
+            f"**{severity}** incident, one per outage (not per patient or gateway), to IT "
+            f"operators and administrators: no ingest heartbeat for "
+            f"≥ {_duration(params['heartbeat_grace'])}, the evaluator cut off from the broker, "
+            "or the evaluator itself down"
+        )
+        lines.append(
+            "S1–S3 held back (recorded as suppressions) while ingest or the broker is down and "
+            f"for {_duration(params['recovery_grace'])} after recovery, when the silence began "
+            "before the recovery"
+        )
     return lines
 
 

@@ -34,6 +34,12 @@ def _never(rule: Rule, readings: Sequence[Reading], context: Context) -> list[Fi
     return []
 
 
+def _clinic_wide(rule: Rule, readings: Sequence[Reading], context: Context) -> list[Finding]:
+    # SYS1: a clinic-side outage is no patient's finding. The evaluator's outage monitor
+    # (alerts.incidents) raises one incident per outage and holds S1–S3 back meanwhile.
+    return []
+
+
 EVALUATORS: dict[str, Evaluator] = {
     "threshold": evaluate_threshold,
     "window_mean": evaluate_window_mean,
@@ -45,6 +51,7 @@ EVALUATORS: dict[str, Evaluator] = {
     "missing": evaluate_missing,
     "gateway_offline": evaluate_gateway_offline,
     "plausibility": _never,
+    "clinic_outage": _clinic_wide,
 }
 """One function per rule kind (``kind`` in the rule file)."""
 

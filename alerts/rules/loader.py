@@ -52,6 +52,7 @@ KINDS: Final[frozenset[str]] = frozenset(
         "missing",
         "gateway_offline",
         "plausibility",
+        "clinic_outage",
     }
 )
 """The rule kinds the engine knows (``alerts.rules.engine``)."""
@@ -80,6 +81,7 @@ _PARAMS: Final[Mapping[str, Mapping[str, str]]] = {
     },
     "stale": {"active_within": "duration"},
     "gateway_offline": {"after": "duration"},
+    "clinic_outage": {"heartbeat_grace": "duration", "recovery_grace": "duration"},
 }
 """Each kind's ``params``: name → type (``OP:U`` is a per-unit threshold map of unit U,
 compared with OP)."""

@@ -56,7 +56,8 @@ def run(
 ) -> None:
     """Run the alert worker until SIGTERM or Ctrl-C."""
     from alerts.escalation import EscalationWorker
-    from alerts.evaluator import Evaluator, RegistryPatientDirectory
+    from alerts.evaluator import Evaluator, RegistryGatewayLastSeen, RegistryPatientDirectory
+    from alerts.incidents import IncidentDelivery, OutageMonitor
     from alerts.notify.inbox import InboxNotifier
     from alerts.pipeline import FileNotifier, LifecycleSink
     from alerts.recipients import registry_recipients
@@ -75,6 +76,13 @@ def run(
     reading_store = open_store(store)
     rules = load_rules(rules_file) if rules_file else default_rules()
     holder = f"{socket.gethostname()}-alerts-{worker_index}"
+    # The in-app inbox is the alerts table itself (the pages list it); the notifier only
+    # records the delivery. Other channels: a file in the demo, webhooks in production.
+    notifiers: dict[str, object] = {"inbox": InboxNotifier(lambda _event: None)}
+    if notify_file is not None:
+        for channel in ("sms", "voice", "wechat", "email"):
+            notifiers[channel] = FileNotifier(channel, notify_file)
+    sink = LifecycleSink(engine, clock=_utc_now, on_fired=visit_task_hook(_utc_now))
     evaluator = Evaluator(
         engine=engine,
         store=reading_store,
@@ -82,12 +90,23 @@ def run(
         rules=rules,
         evaluate=evaluate,
         # Alerts that call for a visit or a call open the nurse's task in the same transaction.
-        sink=LifecycleSink(engine, clock=_utc_now, on_fired=visit_task_hook(_utc_now)),
+        sink=sink,
         clock=_utc_now,
         holder=holder,
         partitions=partitions,
         lease_ttl=timedelta(seconds=lease_seconds),
         summary=cgm_summary_for_rules,
+        # S3 from the fleet listener's tables; S1–S3 held back during the clinic's own
+        # downtime (ingest heartbeats, broker link, own watermark gap), one SYS1 instead.
+        gateway_last_seen=RegistryGatewayLastSeen(engine),
+        outage=OutageMonitor.for_rules(
+            engine,
+            rules,
+            clock=_utc_now,
+            # IT operators and administrators hear of each outage (not the doctors).
+            delivery=IncidentDelivery(engine, notifiers),  # type: ignore[arg-type]
+        ),
+        on_suppressed=sink.suppress,
     )
     settings = ClientSettings(
         endpoint=parse_mqtt_url(mqtt_url),
@@ -107,12 +126,6 @@ def run(
         # Loopback only: the endpoint is unauthenticated (see docs/operations.md).
         start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
     service = EvaluatorService(evaluator, settings, metrics=metrics)
-    # The in-app inbox is the alerts table itself (the pages list it); the notifier only
-    # records the delivery. Other channels: a file in the demo, webhooks in production.
-    notifiers: dict[str, object] = {"inbox": InboxNotifier(lambda _event: None)}
-    if notify_file is not None:
-        for channel in ("sms", "voice", "wechat", "email"):
-            notifiers[channel] = FileNotifier(channel, notify_file)
     escalation = EscalationWorker(
         engine,
         notifiers=notifiers,  # type: ignore[arg-type]
