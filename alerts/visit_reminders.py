@@ -64,7 +64,8 @@ from registry.visit_reminders import (
 )
 
 KIND_LABELS: Final[dict[VisitKind, str]] = {
-    VisitKind.HOME_VISIT: "上门访视",
+    # The calendar feed's words (dashboard_api/routes/calendar.py): one name per kind.
+    VisitKind.HOME_VISIT: "上门随访",
     VisitKind.PHONE: "电话随访",
     VisitKind.CLINIC: "门诊随访",
 }

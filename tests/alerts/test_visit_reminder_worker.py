@@ -98,7 +98,7 @@ def test_reminders_fire_once_each_with_the_least_data(
     assert day_before.address == "nurse.liu"
     assert day_before.alert_id is None
     assert day_before.body == (
-        f"【VitalGate】明日访视提醒：{code}，上门访视，3月3日 10:00，和平里社区。"
+        f"【VitalGate】明日访视提醒：{code}，上门随访，3月3日 10:00，和平里社区。"
         "请在应用中查看任务。"
     )
     clock.now = MORNING + timedelta(minutes=1)
