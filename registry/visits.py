@@ -5,7 +5,9 @@ one append-only :class:`~registry.visit_models.VisitTaskEvent` with who and why.
 reason: :meth:`VisitRepository.open` returns the open task when there is one (``created`` is
 False), and the database's partial unique index settles a race between two writers (the
 loser gets the winner's task). An alert that resolves leaves its task alone: whether a
-scheduled visit is still needed is the nurse's decision, not the rule's.
+scheduled visit is still needed is the nurse's decision, not the rule's. Every change of
+status or time re-plans the task's reminder rows (:mod:`registry.visit_reminders`) in the
+same transaction, so no task is ever scheduled without its reminders.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from registry.visit_models import (
     VisitTaskEvent,
 )
 from registry.visit_policy import FollowUpClass, Programme, may_move, next_follow_up
+from registry.visit_reminders import sync_task
 
 MAX_NOTE_LENGTH = 2000
 """A request note or reason is a sentence or two; a page of text belongs in the record."""
@@ -348,6 +351,7 @@ class VisitRepository:
         if assignee is not None:
             details["assignee"] = assignee
         self._event(row, "opened", None, VisitStatus.REQUESTED, actor, note, details, now)
+        sync_task(self._session, row, now)
         return Opened(_record(row), created=True)
 
     def assign(self, task_id: int, nurse: str, *, actor: str, reason: str) -> TaskRecord:
@@ -400,6 +404,7 @@ class VisitRepository:
         row.scheduled_at = at
         kind = "rescheduled" if rescheduling else "scheduled"
         self._event(row, kind, current, VisitStatus.SCHEDULED, actor, why, details, now)
+        sync_task(self._session, row, now)
         return _record(row)
 
     def cancel(self, task_id: int, *, actor: str, reason: str) -> TaskRecord:
@@ -442,6 +447,7 @@ class VisitRepository:
         row.status = VisitStatus.COMPLETED.value
         row.closed_at = now
         self._session.flush()
+        sync_task(self._session, row, now)
         record = VisitRecord(
             task_id=row.id,
             patient_id=row.patient_id,
@@ -535,6 +541,7 @@ class VisitRepository:
         row.status = target.value
         row.closed_at = now
         self._event(row, target.value, current, target, actor, why, {}, now)
+        sync_task(self._session, row, now)
         return _record(row)
 
     def _previous_classification(

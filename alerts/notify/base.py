@@ -40,7 +40,8 @@ class Message:
     subject: str
     body: str
     patient_id: str
-    alert_id: int
+    alert_id: int | None
+    """The alert the message is about; ``None`` for a visit reminder (most tasks have none)."""
 
 
 @dataclass(frozen=True, slots=True)

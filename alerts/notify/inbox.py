@@ -14,7 +14,8 @@ class InboxEvent:
 
     idempotency_key: str
     patient_id: str
-    alert_id: int
+    alert_id: int | None
+    """``None`` for a visit reminder: the client opens the nurse's queue instead."""
     recipient: str
     subject: str
 

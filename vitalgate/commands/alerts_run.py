@@ -2,7 +2,8 @@
 
 One process per worker index; several share the partitions through leases in the
 registry. It consumes ``accepted/{partition}`` of the partitions it holds, records alerts
-through the lifecycle, and runs due escalation steps (APScheduler only wakes it).
+through the lifecycle, and runs due escalation steps and visit reminders (APScheduler only
+wakes them).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def run(
     from alerts.scheduler import wake_worker
     from alerts.service import EvaluatorService
     from alerts.summary_adapter import cgm_summary_for_rules
+    from alerts.visit_reminders import VisitReminderWorker
     from infra.mqtt import ClientSettings, MqttProtocol, parse_mqtt_url
     from ingest.stores import open_store
     from registry.db import check_schema, create_engine_for
@@ -133,7 +135,14 @@ def run(
         clock=_utc_now,
         worker_id=holder,
     )
-    scheduler = wake_worker(escalation)
+    # Visit reminders (the nurse's inbox, the patient's SMS) go through the same notifiers.
+    visit_reminders = VisitReminderWorker(
+        engine,
+        notifiers=notifiers,  # type: ignore[arg-type]
+        clock=_utc_now,
+        worker_id=holder,
+    )
+    scheduler = wake_worker(escalation, visit_reminders=visit_reminders)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         service.stop()
