@@ -2,7 +2,7 @@
 patient's SMS opt-in for them.
 
 Revision ID: 0011_visit_reminders
-Revises: 0009_visits
+Revises: 0010_incidents
 Create Date: 2026-12-03 08:00:00
 """
 
@@ -19,7 +19,7 @@ _TIMESTAMP = sa.DateTime(timezone=True)
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision: str = "0011_visit_reminders"
-down_revision: str | None = "0009_visits"
+down_revision: str | None = "0010_incidents"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
