@@ -169,7 +169,7 @@ export async function visitFormPage(taskId) {
       field("resolve_note", t("visits.form.resolve_note"), h("input", { id: "v-resolve_note", name: "resolve_note", type: "text", maxlength: "1000", "aria-describedby": "err-resolve_note" }), null)) : null,
     h("p", {}, h("button", { type: "submit", class: "big", id: "visit-submit" }, t("visits.form.submit"))));
 
-  const showErrors = (errors) => {
+  const showErrors = (errors, scroll) => {
     for (const node of form.querySelectorAll(".field-error")) node.textContent = "";
     for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
     for (const error of errors) {
@@ -179,11 +179,12 @@ export async function visitFormPage(taskId) {
       if (input) input.setAttribute("aria-invalid", "true");
     }
     summary.replaceChildren(...(errors.length ? [h("p", {}, t("visits.check.summary", { n: errors.length })), h("ul", {}, errors.map((e) => h("li", {}, e.text)))] : []));
-    if (errors.length) summary.scrollIntoView({ block: "center" });
+    if (errors.length && scroll) summary.scrollIntoView({ block: "center" });
   };
 
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  // Everything the nurse typed, checked: {errors, body}. Run on submit, then on every
+  // change, so an error disappears as soon as it is corrected.
+  const check = () => {
     const values = Object.fromEntries(new FormData(form).entries());
     const { vitals, errors } = checkVitals(values);
     const checkIn = values.check_in ? new Date(values.check_in) : null;
@@ -202,8 +203,7 @@ export async function visitFormPage(taskId) {
     ].filter(Boolean);
     const record = lines.join("\n");
     if (record.length > MAX_RECORD) errors.push({ name: "assessment", text: t("visits.check.too_long", { n: MAX_RECORD }) });
-    showErrors(errors);
-    if (errors.length) return;
+    if (errors.length) return { errors, body: null };
     const body = {
       check_in_at: checkIn.toISOString(),
       check_out_at: checkOut.toISOString(),
@@ -215,6 +215,20 @@ export async function visitFormPage(taskId) {
       resolve_alert: !!values.resolve,
       resolve_note: String(values.resolve_note || "").trim(),
     };
+    return { errors, body };
+  };
+  let tried = false;
+  const recheck = () => {
+    if (tried) showErrors(check().errors, false);
+  };
+  form.addEventListener("input", recheck);
+  form.addEventListener("change", recheck);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    tried = true;
+    const { errors, body } = check();
+    showErrors(errors, true);
+    if (errors.length) return;
     const button = form.querySelector("#visit-submit");
     button.disabled = true;
     try {

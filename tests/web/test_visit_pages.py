@@ -6,7 +6,7 @@ as manual entries, the alert is resolved, and the doctor's inbox shows the outco
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -16,7 +16,8 @@ from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
 from registry.alert_models import AlertRow
 from registry.alerts_repo import AlertRepository
 from registry.db import session_scope
-from registry.visit_models import VisitTask
+from registry.visit_models import VisitKind, VisitTask
+from registry.visits import Reason, VisitRepository
 from tests.web.conftest import SCREENSHOTS, Watched, WebServer
 from tests.web.test_browser import staff_login
 
@@ -120,6 +121,8 @@ def test_alert_to_task_to_schedule_to_visit_form_to_closed_task(
     page.get_by_label("控制不满意").check()
     page.get_by_label("同时处理关联告警").check()
     page.get_by_label("告警处理备注").fill("上门复测，已转医生调整用药")
+    assert page.locator("#form-errors").inner_text().strip() == ""  # corrected as typed
+    assert page.locator("#v-systolic").get_attribute("aria-invalid") is None
     _translated(watched)
     page.screenshot(path=str(SCREENSHOTS / "visit-form-zh.png"), full_page=True)
     page.locator("#visit-submit").click()
@@ -164,3 +167,49 @@ def test_alert_to_task_to_schedule_to_visit_form_to_closed_task(
     for words in ("已完成", "控制不满意", "下次上门随访"):
         assert words in text, (words, text)
     _translated(watched)
+
+
+def test_overdue_task_in_words_cancel_needs_a_reason_and_a_missed_visit_is_recorded(
+    watched: Watched, web_server: WebServer
+) -> None:
+    now = datetime.now(UTC)
+    with session_scope(web_server.registry) as s:
+        repo = VisitRepository(s)
+        late = repo.open(
+            "p-wang", Reason.doctor_request(VisitKind.PHONE, "复查用药"), kind=VisitKind.PHONE,
+            priority=1, earliest=now - timedelta(days=3), latest=now - timedelta(days=1),
+            actor="dr.zhang", assignee="nurse.liu",
+        ).task  # fmt: skip
+        repo.schedule(late.id, now + timedelta(hours=1), actor="nurse.liu", reason="")
+        other = repo.open(
+            "p-wang", Reason.doctor_request(VisitKind.CLINIC, ""), kind=VisitKind.CLINIC,
+            priority=2, earliest=now, latest=now + timedelta(days=5), actor="dr.zhang",
+        ).task  # fmt: skip
+    page = watched.page
+    staff_login(watched, web_server, "nurse.liu")
+    page.locator("#nav-visits").click()
+    card = page.locator(f"#visit-queue li[data-task='{late.id}']")
+    card.wait_for()
+    # Overdue in words and with a sign, not by the red border alone; listed first (P1).
+    assert "⚠ 已逾期" in card.inner_text()
+    assert page.locator("#visits-overdue").inner_text().startswith("⚠")
+    assert page.locator("#visit-queue > li").first.get_attribute("data-task") == str(late.id)
+    clinic = page.locator(f"#visit-queue li[data-task='{other.id}']")
+    clinic.get_by_role("button", name="取消任务").click()
+    page.locator("#visits-message", has_text="请填写原因").wait_for()
+    clinic.get_by_label("原因").fill("患者已在门诊复诊")
+    clinic.get_by_role("button", name="取消任务").click()
+    page.locator("#visits-message", has_text="已取消").wait_for()
+    assert page.locator(f"#visit-queue li[data-task='{other.id}']").count() == 0
+    _translated(watched)
+
+    card.get_by_role("link", name="填写访视记录").click()
+    page.locator("#visit-missed").click()
+    page.locator("#err-missed_reason", has_text="请填写原因").wait_for()
+    page.locator("#v-missed_reason").fill("电话无人接听，已留言")
+    page.locator("#visit-missed").click()
+    page.locator("#outcome-closed", has_text="未完成（失约）").wait_for()
+    _translated(watched)
+    with session_scope(web_server.registry, write=False) as s:
+        statuses = {t.id: t.status for t in s.scalars(select(VisitTask))}
+    assert (statuses[late.id], statuses[other.id]) == ("missed", "cancelled")
