@@ -228,15 +228,37 @@ def test_detail_carries_the_alerts_visit_task_and_its_outcome_to_staff_only(
 
     second = post(visits, headers=doctor, json=body).json()["task"]
     assert post(f"{visits}/{second['id']}/schedule", headers=nurse, json={"at": at}).is_success
+    # The nurse's queue names the patient (it spans her team's patients) and the reason.
+    [queued] = deployment.client.get("/api/v1/visits/queue", headers=nurse).json()["data"]
+    assert (queued["id"], queued["patient_id"], queued["patient_name"], queued["reason_key"]) == (
+        second["id"],
+        "p-wang",
+        "王芳",
+        "rule:G2",
+    )
     form = {
         "check_in_at": at,
         "check_out_at": at,
         "consent": True,
+        "assessment": "空腹血糖已正常",
+        "vitals": {"glucose_mmol_l": 6.1, "glucose_meal": "fasting", "temperature_c": 36.8},
         "programme": "diabetes_type2",
         "classification": "controlled",
+        "resolve_alert": True,
+        "resolve_note": "上门复测已好转",
     }
     done = post(f"{visits}/{second['id']}/complete", headers=nurse, json=form)
     assert done.status_code == 200, done.text
+    assert done.json()["alert_resolved"] is True
+    stored = {
+        r.kind: r for r in deployment.store.last_readings("p-wang").values()
+        if r.id in done.json()["reading_ids"]
+    }  # fmt: skip
+    assert set(stored) == {"glucose", "body_temperature"}
+    assert stored["glucose"].context["meal"] == "fasting"
+    assert "meal" not in stored["body_temperature"].context
+    resolved = deployment.client.get(url, headers=doctor).json()
+    assert [e["reason"] for e in resolved["events"] if e["kind"] == "resolve"] == ["上门复测已好转"]
     following = done.json()["next_task"]
     listed = deployment.client.get(url, headers=doctor).json()["visits"]
     assert [(v["id"], v["status"]) for v in listed] == [
