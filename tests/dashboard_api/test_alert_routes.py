@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from alerts.lifecycle import decide
 from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
+from readings.model import Kind
 from registry.alert_models import EscalationStep
 from registry.alerts_repo import AlertRepository
 from registry.audit import AuditRecord
@@ -254,9 +255,9 @@ def test_detail_carries_the_alerts_visit_task_and_its_outcome_to_staff_only(
         r.kind: r for r in deployment.store.last_readings("p-wang").values()
         if r.id in done.json()["reading_ids"]
     }  # fmt: skip
-    assert set(stored) == {"glucose", "body_temperature"}
-    assert stored["glucose"].context["meal"] == "fasting"
-    assert "meal" not in stored["body_temperature"].context
+    assert set(stored) == {Kind.GLUCOSE, Kind.BODY_TEMPERATURE}
+    assert stored[Kind.GLUCOSE].context["meal"] == "fasting"
+    assert "meal" not in stored[Kind.BODY_TEMPERATURE].context
     resolved = deployment.client.get(url, headers=doctor).json()
     assert [e["reason"] for e in resolved["events"] if e["kind"] == "resolve"] == ["上门复测已好转"]
     following = done.json()["next_task"]
