@@ -44,7 +44,8 @@ async function visitBlock(alert, message) {
       message.textContent = failureText(error);
     }
   };
-  const open = detail.visits.some((v) => OPEN_TASK.includes(v.status));
+  // A resolved alert asks for nothing more (its visit's follow-up is a task of its own).
+  const open = detail.visits.some((v) => OPEN_TASK.includes(v.status)) || !!detail.resolved_at;
   return h("div", { class: "alert-visits", id: `visits-of-${alert.id}` },
     h("h3", {}, t("visits.of_alert")),
     detail.visits.length ? h("ul", {}, detail.visits.map(visitLine)) : h("p", { class: "note" }, t("visits.none_for_alert")),

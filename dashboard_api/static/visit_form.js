@@ -246,7 +246,7 @@ export async function visitFormPage(taskId) {
   const missed = h("section", { class: "missed", "aria-labelledby": "missed-title" },
     h("h2", { id: "missed-title" }, t("visits.form.missed_title")),
     h("p", { class: "note" }, t("visits.form.missed_hint")),
-    h("div", { class: "field" }, h("label", { for: "v-missed_reason" }, t("visits.reason_label")), missedReason, missedError),
+    h("div", { class: "field" }, h("label", { for: "v-missed_reason" }, t("visits.form.missed_reason")), missedReason, missedError),
     h("button", { type: "button", class: "secondary big", id: "visit-missed", onclick: async () => {
       const why = missedReason.value.trim();
       if (!why) {

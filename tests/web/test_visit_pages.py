@@ -69,6 +69,7 @@ def test_alert_to_task_to_schedule_to_visit_form_to_closed_task(
     with session_scope(web_server.registry, write=False) as s:
         [task_id] = s.scalars(select(VisitTask.id).where(VisitTask.alert_id == alert_id)).all()
     page.locator("#logout").click()
+    page.locator("#staff-login").wait_for()  # the session is gone before the next login
 
     # The nurse: the task is in her queue, in words; she schedules it for herself.
     staff_login(watched, web_server, "nurse.liu")
@@ -166,6 +167,7 @@ def test_alert_to_task_to_schedule_to_visit_form_to_closed_task(
     text = line.inner_text()
     for words in ("已完成", "控制不满意", "下次上门随访"):
         assert words in text, (words, text)
+    assert page.locator(f"#create-home-{alert_id}").count() == 0  # the alert is resolved
     _translated(watched)
 
 
