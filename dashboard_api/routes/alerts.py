@@ -23,17 +23,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.lifecycle import LifecycleError
-from dashboard_api.authz import Action
+from dashboard_api.authz import Action, Verdict, decide
 from dashboard_api.config import API_PREFIX
 from dashboard_api.context import ApiContext
 from dashboard_api.deps import ContextDep, PatientGrant, patient_access
 from dashboard_api.explanations import explain
 from dashboard_api.schemas import ErrorBody
+from registry.access import Relationship
 from registry.alert_models import AlertRow
 from registry.alerts_repo import AlertRepository
 from registry.audit import AuditOutcome
 from registry.care_models import UserAccount
 from registry.errors import NotFound
+from registry.visit_models import VisitStatus
+from registry.visits import TaskRecord, VisitRepository
 
 router = APIRouter(prefix=f"{API_PREFIX}/patients", tags=["alerts"])
 
@@ -43,6 +46,13 @@ ActOnAlert = Annotated[PatientGrant, Depends(patient_access(Action.ACT_ON_ALERT)
 _CONFLICT: Final[dict[int | str, dict[str, Any]]] = {
     409: {"model": ErrorBody, "description": "The alert is not in a state that allows this"}
 }
+
+_VISIT_READERS: Final = frozenset(
+    {Relationship.TEAM_DOCTOR, Relationship.TEAM_NURSE, Relationship.TEAM_LEAD,
+     Relationship.DUTY_DOCTOR}
+)  # fmt: skip
+"""Who sees an alert's visit tasks in its detail: the staff who read visits. Patients and
+family see their visits on their own page, without the staff's reasons for a cancellation."""
 
 MAX_SNOOZE_MINUTES = 14 * 24 * 60
 """The request's own bound (the lifecycle's longest silence, 14 days); the lifecycle caps a
@@ -86,12 +96,45 @@ class AlertEventPublic(BaseModel):
     muted_by: str | None
 
 
+class AlertVisitNext(BaseModel):
+    """The follow-up task a completed visit opened: its kind and due window."""
+
+    id: int
+    code: str
+    kind: str
+    status: str
+    earliest: datetime
+    latest: datetime
+
+
+class AlertVisit(BaseModel):
+    """A visit task opened for the alert, and what became of it (no staff note)."""
+
+    id: int
+    code: str
+    kind: str
+    priority: int
+    status: str
+    earliest: datetime
+    latest: datetime
+    scheduled_at: datetime | None
+    assignee: str | None
+    closed_at: datetime | None
+    classification: str | None
+    """The 基本公卫 classification of the visit record, when the visit was completed."""
+    closing_reason: str | None
+    """Why it was cancelled or missed."""
+    next_task: AlertVisitNext | None
+
+
 class AlertDetail(AlertPublic):
-    """An alert with the thresholds in force when it fired and its whole history."""
+    """An alert with the thresholds in force when it fired, its whole history, and its
+    visit tasks (empty to a caller who may not read the patient's visits)."""
 
     thresholds: dict[str, str | int | float]
     fired_at: datetime | None
     events: list[AlertEventPublic]
+    visits: list[AlertVisit]
 
 
 class Acknowledgement(BaseModel):
@@ -152,12 +195,53 @@ def public(row: AlertRow) -> AlertPublic:
     )
 
 
-def _detail(session: Session, row: AlertRow) -> AlertDetail:
+def _visit(repo: VisitRepository, task: TaskRecord) -> AlertVisit:
+    record = repo.record_of(task.id) if task.status is VisitStatus.COMPLETED else None
+    following = None
+    if record is not None and record.next_task_id is not None:
+        nxt = repo.get(record.next_task_id)
+        following = AlertVisitNext(
+            id=nxt.id,
+            code=nxt.code,
+            kind=nxt.kind.value,
+            status=nxt.status.value,
+            earliest=nxt.earliest,
+            latest=nxt.latest,
+        )
+    closing = None
+    if task.status in (VisitStatus.CANCELLED, VisitStatus.MISSED):
+        closing = next(
+            (e.reason for e in reversed(repo.history(task.id)) if e.kind == task.status.value),
+            None,
+        )
+    return AlertVisit(
+        id=task.id,
+        code=task.code,
+        kind=task.kind.value,
+        priority=task.priority,
+        status=task.status.value,
+        earliest=task.earliest,
+        latest=task.latest,
+        scheduled_at=task.scheduled_at,
+        assignee=task.assignee,
+        closed_at=task.closed_at,
+        classification=None if record is None else record.classification,
+        closing_reason=closing,
+        next_task=following,
+    )
+
+
+def _detail(session: Session, row: AlertRow, *, with_visits: bool = False) -> AlertDetail:
     events = AlertRepository(session).events(row.id)
+    visits: list[AlertVisit] = []
+    if with_visits:
+        repo = VisitRepository(session)
+        visits = [_visit(repo, task) for task in repo.tasks_of_alert(row.id)]
     return AlertDetail(
         **public(row).model_dump(),
         thresholds=json.loads(row.thresholds),
         fired_at=row.fired_at,
+        visits=visits,
         events=[
             AlertEventPublic(
                 at=e.at,
@@ -171,6 +255,11 @@ def _detail(session: Session, row: AlertRow) -> AlertDetail:
             for e in events
         ],
     )
+
+
+def _sees_visits(grant: PatientGrant) -> bool:
+    decision = decide(grant.facts, Action.READ_VISITS)
+    return decision.verdict is Verdict.ALLOW and decision.basis in _VISIT_READERS
 
 
 def _require_alert(context: ApiContext, grant: PatientGrant, alert_id: int, action: str) -> None:
@@ -214,10 +303,12 @@ def list_alerts(
 @router.get("/{patient_id}/alerts/{alert_id}", response_model=AlertDetail)
 def alert_detail(grant: ReadAlerts, alert_id: int, context: ContextDep) -> AlertDetail:
     """One alert: the readings behind it (ids), rule id and version, the thresholds in
-    force, the explanation's key and parameters, and every event."""
+    force, the explanation's key and parameters, every event, and its visit tasks with
+    their outcome (to those who may read the patient's visits)."""
     _require_alert(context, grant, alert_id, "alert.read")
+    with_visits = _sees_visits(grant)
     with context.read() as session:
-        return _detail(session, session.get_one(AlertRow, alert_id))
+        return _detail(session, session.get_one(AlertRow, alert_id), with_visits=with_visits)
 
 
 @router.post(
@@ -291,7 +382,7 @@ def snooze_alert(
         except LifecycleError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
         session.flush()
-        return _detail(session, row)
+        return _detail(session, row, with_visits=_sees_visits(grant))
 
 
 @router.post(

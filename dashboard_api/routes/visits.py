@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from alerts.lifecycle import LifecycleError
 from alerts.model import Severity
@@ -28,6 +29,7 @@ from dashboard_api.schemas import ErrorBody
 from ingest.stores.base import StoreError
 from readings.model import (
     BloodPressureValues,
+    BodyTemperatureValues,
     GlucoseValues,
     Reading,
     Spo2Values,
@@ -41,6 +43,7 @@ from registry.alert_models import AlertRow
 from registry.alerts_repo import AlertRepository
 from registry.audit import AuditOutcome
 from registry.errors import InvalidRegistryInput, NotFound
+from registry.models import Patient
 from registry.visit_models import VisitKind
 from registry.visit_policy import FollowUpClass, Programme
 from registry.visits import (
@@ -126,15 +129,24 @@ class Closing(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+Meal = Literal["fasting", "preprandial", "postprandial", "bedtime", "casual"]
+"""The meal context of a glucose value, in the names the meters' drivers use (GATT 0x2A34)."""
+
+
 class Vitals(BaseModel):
-    """What the nurse measured, in canonical units (mmHg, mmol/L, kg, %)."""
+    """What the nurse measured, in canonical units (mmHg, mmol/L, kg, %, °C)."""
 
     systolic_mmhg: float | None = Field(default=None, gt=0, le=300)
     diastolic_mmhg: float | None = Field(default=None, gt=0, le=250)
     pulse_per_min: float | None = Field(default=None, gt=0, le=300)
     glucose_mmol_l: float | None = Field(default=None, gt=0, le=40)
+    glucose_meal: Meal | None = None
+    """Stored as the glucose reading's ``meal`` context, as a meter would report it."""
     weight_kg: float | None = Field(default=None, gt=0, le=400)
     spo2_percent: float | None = Field(default=None, ge=0, le=100)
+    temperature_c: float | None = Field(default=None, ge=25, le=45)
+    """The ingest plausibility bounds (ingest.validate: below 25 °C or above 45 °C is not a
+    living body's temperature)."""
 
 
 class VisitForm(BaseModel):
@@ -148,7 +160,8 @@ class VisitForm(BaseModel):
     programme: Programme | None = None
     classification: FollowUpClass | None = None
     resolve_alert: bool = False
-    """Resolve the task's alert, with the assessment as the note."""
+    """Resolve the task's alert, with ``resolve_note`` (else the assessment) as the note."""
+    resolve_note: str = Field(default="", max_length=1000)
 
 
 class VisitDone(BaseModel):
@@ -161,10 +174,19 @@ class VisitDone(BaseModel):
     alert_resolved: bool
 
 
+class QueueItem(VisitPublic):
+    """A task in the queue, with whose it is (the queue spans patients) and why in a key."""
+
+    patient_id: str
+    patient_name: str | None
+    reason_key: str
+    """``rule:B2``, ``request:home_visit``, ``routine:hypertension``, ``referral:…``."""
+
+
 class Queue(BaseModel):
     """The caller's queue: open tasks of the patients she may manage visits for."""
 
-    data: list[VisitPublic]
+    data: list[QueueItem]
     count: int
 
 
@@ -231,6 +253,13 @@ def visit_queue(caller: CallerDep, context: ContextDep) -> Queue:
             pid for pid, each in facts.items() if decide(each, Action.MANAGE_VISITS).basis
         )
         tasks = VisitRepository(session).queue(allowed)
+        wanted = sorted({t.patient_id for t in tasks})
+        names: dict[str, str | None] = {
+            found.id: found.display_name
+            for found in session.execute(
+                select(Patient.id, Patient.display_name).where(Patient.id.in_(wanted))
+            )
+        }
     context.audit(
         actor=caller.actor.username,
         actor_role=caller.primary_role,
@@ -240,7 +269,15 @@ def visit_queue(caller: CallerDep, context: ContextDep) -> Queue:
         patient_ids=sorted({t.patient_id for t in tasks}),
         detail={"status": 200, "count": len(tasks)},
     )
-    data = [_public(t, staff=True) for t in tasks]
+    data = [
+        QueueItem(
+            **_public(t, staff=True).model_dump(),
+            patient_id=t.patient_id,
+            patient_name=names.get(t.patient_id),
+            reason_key=t.reason_key,
+        )
+        for t in tasks
+    ]
     return Queue(data=data, count=len(data))
 
 
@@ -397,6 +434,15 @@ def _vital_readings(
         values.append((WeightValues(weight=vitals.weight_kg), Unit.KG))
     if vitals.spo2_percent is not None:
         values.append((Spo2Values(spo2=vitals.spo2_percent), Unit.PERCENT))
+    if vitals.temperature_c is not None:
+        values.append((BodyTemperatureValues(temperature=vitals.temperature_c), Unit.CELSIUS))
+    context: dict[str, str] = {"entered_by": nurse, "visit_code": task.code}
+
+    def context_of(value: Values) -> dict[str, str]:
+        if isinstance(value, GlucoseValues) and vitals.glucose_meal is not None:
+            return {**context, "meal": vitals.glucose_meal}
+        return context
+
     return [
         new_reading(
             values=value,
@@ -406,7 +452,7 @@ def _vital_readings(
             device_id=_visit_device(task.code),
             patient_id=task.patient_id,
             gateway_id=VISIT_GATEWAY,
-            context={"entered_by": nurse, "visit_code": task.code},
+            context=context_of(value),
             flags=(MANUAL_FLAG,),
         )
         for value, unit in values
@@ -470,7 +516,11 @@ def complete_visit(
                     AlertRepository(session).resolve(
                         task.alert_id,
                         actor=nurse,
-                        note=body.assessment or f"visit {task.code} completed",
+                        note=(
+                            body.resolve_note.strip()
+                            or body.assessment[:1000]
+                            or f"visit {task.code} completed"
+                        ),
                         now=now,
                     )
                     resolved = True

@@ -8,6 +8,8 @@ import { portalPage } from "./portal.js";
 import { loginPage, smsLinkPage } from "./login.js";
 import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
+import { visitQueuePage } from "./visits_pages.js";
+import { visitFormPage } from "./visit_form.js";
 
 const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "admin", "it_operator"];
 
@@ -33,6 +35,8 @@ const ROUTES = [
   [/^#\/login$/, () => loginPage()],
   [/^#\/patients$/, () => patientListPage()],
   [/^#\/inbox(?:\?unread=1)?$/, () => inboxPage()],
+  [/^#\/visits$/, () => visitQueuePage()],
+  [/^#\/visit\/(\d+)$/, (id) => visitFormPage(id)],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
@@ -90,6 +94,7 @@ function header() {
       bar.append(
         h("a", { href: "#/patients", id: "nav-patients" }, t("nav.patients")),
         h("a", { href: "#/inbox", id: "nav-inbox" }, t("nav.inbox")),
+        h("a", { href: "#/visits", id: "nav-visits" }, t("nav.visits")),
       );
     }
     bar.append(

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from alerts.lifecycle import decide
 from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
+from readings.model import Kind
 from registry.alert_models import EscalationStep
 from registry.alerts_repo import AlertRepository
 from registry.audit import AuditRecord
@@ -198,3 +199,75 @@ def test_inbox_lists_only_patients_one_may_read_alerts_of_and_tracks_read(
         ).all()
     assert sorted(seen) == ["dr.zhang", "dr.zhang"]
     assert len(inbox_rows) == 10  # every inbox answer audited
+
+
+def test_detail_carries_the_alerts_visit_task_and_its_outcome_to_staff_only(
+    deployment: Deployment,
+) -> None:
+    alert_id = _fire_one(deployment, "p-wang")
+    url = f"/api/v1/patients/p-wang/alerts/{alert_id}"
+    visits = "/api/v1/patients/p-wang/visits"
+    doctor = _bearer(deployment.login("dr.zhang"))
+    nurse = _bearer(deployment.login("nurse.liu"))
+    patient = _bearer(deployment.sms_login("13800000001"))
+    assert deployment.client.get(url, headers=doctor).json()["visits"] == []
+    body = {"alert_id": alert_id, "kind": "home_visit", "assignee": "nurse.liu"}
+    first = deployment.client.post(visits, headers=doctor, json=body).json()["task"]
+    at = (deployment.clock() + timedelta(hours=3)).isoformat()
+    post = deployment.client.post
+    assert post(f"{visits}/{first['id']}/schedule", headers=nurse, json={"at": at}).is_success
+    missed = post(f"{visits}/{first['id']}/missed", headers=nurse, json={"reason": "家中无人"})
+    assert missed.status_code == 200, missed.text
+    [shown] = deployment.client.get(url, headers=doctor).json()["visits"]
+    assert (shown["id"], shown["status"], shown["closing_reason"]) == (
+        first["id"],
+        "missed",
+        "家中无人",
+    )
+    # The patient reads the alert, not the staff's reason for the missed visit.
+    assert deployment.client.get(url, headers=patient).json()["visits"] == []
+
+    second = post(visits, headers=doctor, json=body).json()["task"]
+    assert post(f"{visits}/{second['id']}/schedule", headers=nurse, json={"at": at}).is_success
+    # The nurse's queue names the patient (it spans her team's patients) and the reason.
+    [queued] = deployment.client.get("/api/v1/visits/queue", headers=nurse).json()["data"]
+    assert (queued["id"], queued["patient_id"], queued["patient_name"], queued["reason_key"]) == (
+        second["id"],
+        "p-wang",
+        "王芳",
+        "rule:G2",
+    )
+    form = {
+        "check_in_at": at,
+        "check_out_at": at,
+        "consent": True,
+        "assessment": "空腹血糖已正常",
+        "vitals": {"glucose_mmol_l": 6.1, "glucose_meal": "fasting", "temperature_c": 36.8},
+        "programme": "diabetes_type2",
+        "classification": "controlled",
+        "resolve_alert": True,
+        "resolve_note": "上门复测已好转",
+    }
+    done = post(f"{visits}/{second['id']}/complete", headers=nurse, json=form)
+    assert done.status_code == 200, done.text
+    assert done.json()["alert_resolved"] is True
+    stored = {
+        r.kind: r for r in deployment.store.last_readings("p-wang").values()
+        if r.id in done.json()["reading_ids"]
+    }  # fmt: skip
+    assert set(stored) == {Kind.GLUCOSE, Kind.BODY_TEMPERATURE}
+    assert stored[Kind.GLUCOSE].context["meal"] == "fasting"
+    assert "meal" not in stored[Kind.BODY_TEMPERATURE].context
+    resolved = deployment.client.get(url, headers=doctor).json()
+    assert [e["reason"] for e in resolved["events"] if e["kind"] == "resolve"] == ["上门复测已好转"]
+    following = done.json()["next_task"]
+    listed = deployment.client.get(url, headers=doctor).json()["visits"]
+    assert [(v["id"], v["status"]) for v in listed] == [
+        (first["id"], "missed"),
+        (second["id"], "completed"),
+    ]
+    assert listed[1]["classification"] == "controlled"
+    assert listed[1]["closing_reason"] is None
+    assert listed[1]["next_task"] == {
+        k: following[k] for k in ("id", "code", "kind", "status", "earliest", "latest")
+    }
