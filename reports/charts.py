@@ -8,8 +8,10 @@ Numbers are formatted here; nothing that comes from outside (names, ids) enters 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 from typing import Final
 
+from reports.daily_profiles import DayProfile
 from reports.summaries import TimeInRanges, TimeOfDayBand
 
 RANGE_COLOURS: Final = {
@@ -124,3 +126,68 @@ def _runs(bands: Sequence[TimeOfDayBand], band_minutes: int) -> list[list[TimeOf
         else:
             runs.append([band])
     return runs
+
+
+DAILY_COLUMNS: Final = 7
+"""Small multiples per row: a week a row."""
+
+
+def daily_profiles_chart(days: Sequence[DayProfile], no_data: str) -> str:
+    """Small multiples: one tiny chart per day (00–24 h, 0–22.2 mmol/L) with the target band.
+
+    Each day is a ``<g class="day" data-day="YYYY-MM-DD">``; a day without readings shows
+    ``no_data`` in an empty frame. A single point (one reading between gaps) is a dot.
+    """
+    panel_w, panel_h, gap, label_h = 96.0, 38.0, 4.0, 9.0
+    rows = max(1, -(-len(days) // DAILY_COLUMNS))
+    width = DAILY_COLUMNS * (panel_w + gap)
+    height = rows * (panel_h + label_h + gap)
+    low, high = TARGET_BAND_MMOL_L
+
+    def y(mmol: float) -> float:
+        return panel_h * (1 - min(mmol, CHART_MAX_MMOL_L) / CHART_MAX_MMOL_L)
+
+    def x(minute: float) -> float:
+        return panel_w * minute / 1440
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}">']
+    for index, profile in enumerate(days):
+        left = (index % DAILY_COLUMNS) * (panel_w + gap)
+        top = (index // DAILY_COLUMNS) * (panel_h + label_h + gap)
+        parts.append(
+            f'<g class="day" data-day="{profile.day.isoformat()}" '
+            f'transform="translate({left:.1f},{top:.1f})">'
+        )
+        parts.append(f'<text x="1" y="7" font-size="7">{profile.day.strftime("%m-%d")}</text>')
+        parts.append(f'<g transform="translate(0,{label_h})">')
+        parts.append(
+            f'<rect x="0" y="{y(high):.2f}" width="{panel_w}" height="{y(low) - y(high):.2f}" '
+            'fill="#dff0d8"/>'
+        )
+        for segment in profile.segments:
+            if len(segment) == 1:
+                ((minute, mmol),) = segment
+                parts.append(
+                    f'<circle cx="{x(minute):.2f}" cy="{y(mmol):.2f}" r="0.9" fill="#1f3f66"/>'
+                )
+                continue
+            points = " ".join(f"{x(m):.2f},{y(v):.2f}" for m, v in segment)
+            parts.append(
+                f'<polyline points="{points}" fill="none" stroke="#1f3f66" stroke-width="0.7"/>'
+            )
+        if not profile.segments:
+            parts.append(
+                f'<text x="{panel_w / 2:.1f}" y="{panel_h / 2 + 3:.1f}" font-size="7" '
+                f'text-anchor="middle" fill="#8a4b00">{escape(no_data)}</text>'
+            )
+        parts.append(
+            f'<line x1="{panel_w / 2:.1f}" y1="0" x2="{panel_w / 2:.1f}" y2="{panel_h}" '
+            'stroke="#ccc" stroke-width="0.4"/>'
+        )
+        parts.append(
+            f'<rect x="0" y="0" width="{panel_w}" height="{panel_h}" fill="none" '
+            'stroke="#999" stroke-width="0.5"/>'
+        )
+        parts.append("</g></g>")
+    parts.append("</svg>")
+    return "".join(parts)
