@@ -36,7 +36,7 @@ TARGET_BAND_MMOL_L: Final = (3.9, 10.0)
 
 def time_in_ranges_bar(tir: TimeInRanges, labels: dict[str, str]) -> str:
     """A stacked vertical bar of the five ranges, with the percentage of each beside it."""
-    width, height, bar_width = 230, 150, 36
+    width, height, bar_width = 135, 150, 30
     y = 0.0
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">']
     for name in RANGE_ORDER:
@@ -53,7 +53,7 @@ def time_in_ranges_bar(tir: TimeInRanges, labels: dict[str, str]) -> str:
         share = getattr(tir, name)
         ty = row * index + row / 2 + 4
         parts.append(
-            f'<text x="{bar_width + 8}" y="{ty:.1f}" font-size="9">'
+            f'<text x="{bar_width + 5}" y="{ty:.1f}" font-size="8">'
             f"{labels[name]} {share:.0f}%</text>"
         )
     parts.append("</svg>")
@@ -64,13 +64,16 @@ def percentile_band_chart(
     bands: Sequence[TimeOfDayBand],
     band_minutes: int,
     target: tuple[float, float] = TARGET_BAND_MMOL_L,
+    *,
+    width: int = 440,
+    height: int = 170,
 ) -> str:
     """Glucose by time of day: 5–95 % and 25–75 % bands, the median, and the target band.
 
     Bins without readings leave a gap (the polygons are drawn per contiguous run), so a
     night with no sensor does not appear as a straight line across it.
     """
-    width, height, left, bottom = 440, 170, 28, 16
+    left, bottom = 28, 16
     plot_w, plot_h = width - left - 4, height - bottom - 4
 
     def x(minute: float) -> float:
@@ -91,9 +94,11 @@ def percentile_band_chart(
             f"{mark:g}</text>"
         )
     for hour in range(0, 25, 6):
+        # the last label ends at the frame, so it is not clipped at the chart's edge
+        anchor = "end" if hour == 24 else "middle"
         parts.append(
             f'<text x="{x(hour * 60):.1f}" y="{height - 4}" font-size="7" '
-            f'text-anchor="middle">{hour:02d}:00</text>'
+            f'text-anchor="{anchor}">{hour:02d}:00</text>'
         )
     for run in _runs(bands, band_minutes):
         centres = [b.start_minute + band_minutes / 2 for b in run]

@@ -47,6 +47,11 @@ T = TypeVar("T")
 MAX_ALERT_ROWS: Final = 6
 """Alerts listed on the page; more are counted, so the report stays one page."""
 
+BAND_WIDTH_PX: Final = 270
+BAND_HEIGHT_PX: Final = 165
+"""CSS px (1/96 in) of the glucose-by-time-of-day chart: beside the CGM metrics and the
+time-in-ranges bar, so the daily profiles below still fit on the one page."""
+
 MAX_VISIT_ROWS: Final = 6
 """Visits listed on the page, like the alerts; more are counted."""
 
@@ -346,7 +351,9 @@ def report_html(report: ReportInput, lang: str) -> str:
                 labels = {k: text(k, language) for k in ("very_low", "low", "target", "high")}
                 labels["very_high"] = text("very_high", language)
                 tir_svg = time_in_ranges_bar(tir, labels)
-                band_svg = percentile_band_chart(bands, DEFAULT_BAND_MINUTES)
+                band_svg = percentile_band_chart(
+                    bands, DEFAULT_BAND_MINUTES, width=BAND_WIDTH_PX, height=BAND_HEIGHT_PX
+                )
                 # daily profiles only beside sufficient CGM data: a fortnight of traces
                 # over two days of wear would show twelve empty frames as if meaningful
                 daily_svg, daily_caption = _daily_svg(report, language)
