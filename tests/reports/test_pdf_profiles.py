@@ -47,7 +47,7 @@ def test_days_are_local_and_gaps_break_the_trace() -> None:
     readings = [
         cgm(6.0, day + timedelta(hours=8)),
         cgm(6.2, day + timedelta(hours=8, minutes=30)),  # 30 min: still joined
-        cgm(6.4, day + timedelta(hours=9, minutes=5)),  # 35 min: a gap
+        cgm(6.4, day + timedelta(hours=9, minutes=20)),  # next bin 45 min on: a gap
         cgm(9.0, day + timedelta(hours=23, minutes=50)),  # late evening: same local day
         cgm(5.0, day - timedelta(minutes=10)),  # 23:50 on the 2nd
     ]
