@@ -4,8 +4,8 @@ Every header carries its unit (``glucose_mmol_l``, ``systolic_mmhg``), because a
 no other place for it and a receiving clinician must never guess mmol/L from mg/dL.
 
 Formula injection (CWE-1236, OWASP "CSV Injection"): a spreadsheet runs a cell that starts
-with ``=``, ``+``, ``-`` or ``@`` as a formula, and a tab or carriage return lets a cell
-start one after the spreadsheet splits it. Any such cell is written with a leading
+with ``=``, ``+``, ``-`` or ``@`` as a formula, and a tab, carriage return or NUL lets a
+cell start one after the spreadsheet splits or strips it. Any such cell is written with a leading
 apostrophe, which spreadsheets show as text. This applies to every text cell, including
 device ids, flags and context that came from a device; numbers are written by this module
 and never start with a formula character except a negative sign, so negative numbers
@@ -25,8 +25,9 @@ from readings.model import Reading
 from registry.alert_models import AlertRow
 from reports.visits import VisitLine
 
-FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
-"""Cell starts that a spreadsheet may evaluate (OWASP CSV Injection)."""
+FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r", "\0")
+"""Cell starts that a spreadsheet may evaluate: OWASP CSV Injection's list (``=``, ``+``,
+``-``, ``@``, tab, CR) and the NUL that OWASP ASVS 5.0 requirement 1.2.10 adds."""
 
 FLAG_CLOCK_CORRECTED: Final = "clock_corrected"
 """The gateway's flag for a reading whose time it corrected (``gateway.clock``)."""

