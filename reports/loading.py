@@ -21,6 +21,7 @@ from ingest.stores.base import ReadingStore
 from readings.model import Kind, Reading
 from registry.alert_models import AlertRow
 from registry.care import PatientCareRepository
+from registry.care_models import UserAccount
 from registry.models import Patient
 from registry.visit_models import VisitStatus
 from registry.visits import VisitRepository
@@ -52,6 +53,9 @@ class PatientData:
     readings: tuple[Reading, ...]
     alerts: tuple[AlertRow, ...]
     visits: tuple[VisitLine, ...] = ()
+    patient_accounts: frozenset[str] = frozenset()
+    """Usernames of the patient's own account (at most one): a manual reading whose
+    ``entered_by`` is one of them was typed in by the patient (``reports.fhir``)."""
 
 
 def report_period(first: date | None, last: date | None, zone: ZoneInfo, today: date) -> Period:
@@ -109,6 +113,11 @@ def load_patient_data(
         readings=readings,
         alerts=alerts,
         visits=load_visits(session, patient_id, period),
+        patient_accounts=frozenset(
+            session.scalars(
+                select(UserAccount.username).where(UserAccount.patient_id == patient_id)
+            )
+        ),
     )
 
 

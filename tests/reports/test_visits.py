@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from ingest.stores.sqlite_store import SqliteReadingStore
 from registry.care import AccountRepository, ContractRepository, TeamRepository
 from registry.care_models import AccountKind, Role, TeamPosition
 from registry.db import create_engine_for, session_scope, upgrade
@@ -20,7 +21,7 @@ from registry.visit_models import VisitKind
 from registry.visit_policy import FollowUpClass, Programme
 from registry.visits import Reason, VisitInput, VisitRepository
 from reports.csv_export import visits_csv
-from reports.loading import load_visits
+from reports.loading import load_patient_data, load_visits
 from reports.summaries import Period
 from reports.visits import visits_of_period
 from tests.fakes import ManualClock
@@ -118,6 +119,7 @@ def registry(tmp_path: Path) -> Iterator[tuple[Engine, ManualClock]]:
         doctor = [Role.FAMILY_DOCTOR]
         accounts.add("dr.zhang", display_name="张", kind=AccountKind.STAFF, roles=doctor)
         accounts.add("nurse.liu", display_name="刘", kind=AccountKind.STAFF, roles=[Role.NURSE])
+        accounts.add("li.qiang", display_name="李强", kind=AccountKind.PATIENT, patient_id=P)
         teams = TeamRepository(s, clock=clock)
         teams.add("team-a", name="一", organisation="东城")
         teams.add_member("team-a", "dr.zhang", TeamPosition.DOCTOR)
@@ -186,3 +188,18 @@ def test_period_in_the_patient_zone() -> None:
     after = visit(task_id=10, check_in_at=datetime(2026, 3, 15, 0, 30, tzinfo=SHANGHAI))
     period = Period.local_days(date(2026, 3, 1), date(2026, 3, 15), SHANGHAI)
     assert [v.task_id for v in visits_of_period([last, after], period)] == [9]
+
+
+def test_load_patient_data_has_visits_and_the_patients_own_account(
+    registry: tuple[Engine, ManualClock], tmp_path: Path
+) -> None:
+    engine, clock = registry
+    with session_scope(engine) as s:
+        repo = VisitRepository(s, clock=clock)
+        _open(repo, clock, "routine:hypertension")
+    with session_scope(engine) as s:
+        store = SqliteReadingStore(tmp_path / "readings.db")
+        data = load_patient_data(s, store, P, date(2026, 3, 1), date(2026, 3, 14), clock=clock)
+    assert data.patient_accounts == frozenset({"li.qiang"})
+    assert [v.status for v in data.visits] == ["requested"]
+    assert data.readings == ()
