@@ -1,11 +1,11 @@
-"""CSV export of a patient's readings and alerts, safe to open in a spreadsheet.
+"""CSV export of a patient's readings, alerts and nurse visits, safe to open in a spreadsheet.
 
 Every header carries its unit (``glucose_mmol_l``, ``systolic_mmhg``), because a CSV has
 no other place for it and a receiving clinician must never guess mmol/L from mg/dL.
 
 Formula injection (CWE-1236, OWASP "CSV Injection"): a spreadsheet runs a cell that starts
-with ``=``, ``+``, ``-`` or ``@`` as a formula, and a tab or carriage return lets a cell
-start one after the spreadsheet splits it. Any such cell is written with a leading
+with ``=``, ``+``, ``-`` or ``@`` as a formula, and a tab, carriage return or NUL lets a
+cell start one after the spreadsheet splits or strips it. Any such cell is written with a leading
 apostrophe, which spreadsheets show as text. This applies to every text cell, including
 device ids, flags and context that came from a device; numbers are written by this module
 and never start with a formula character except a negative sign, so negative numbers
@@ -23,9 +23,11 @@ from typing import Final
 
 from readings.model import Reading
 from registry.alert_models import AlertRow
+from reports.visits import VisitLine
 
-FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
-"""Cell starts that a spreadsheet may evaluate (OWASP CSV Injection)."""
+FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r", "\0")
+"""Cell starts that a spreadsheet may evaluate: OWASP CSV Injection's list (``=``, ``+``,
+``-``, ``@``, tab, CR) and the NUL that OWASP ASVS 5.0 requirement 1.2.10 adds."""
 
 FLAG_CLOCK_CORRECTED: Final = "clock_corrected"
 """The gateway's flag for a reading whose time it corrected (``gateway.clock``)."""
@@ -164,4 +166,50 @@ def alerts_csv(alerts: Iterable[AlertRow]) -> str:
             )
             for a in ordered
         ),
+    )
+
+
+VISIT_COLUMNS: Final[tuple[tuple[str, Callable[[VisitLine], CellValue]], ...]] = (
+    ("visit_task_id", lambda v: v.task_id),
+    ("visit_code", lambda v: v.code),
+    ("patient_id", lambda v: v.patient_id),
+    ("kind_home_visit_phone_clinic", lambda v: v.kind),
+    ("status", lambda v: v.status),
+    ("reason_kind", lambda v: v.reason_kind),
+    ("rule_id", lambda v: v.rule_id),
+    ("alert_id", lambda v: v.alert_id),
+    ("priority_1_most_urgent_to_3", lambda v: v.priority),
+    ("request_note_text", lambda v: v.note),
+    ("due_earliest_utc", lambda v: v.earliest),
+    ("due_latest_utc", lambda v: v.latest),
+    ("scheduled_at_utc", lambda v: v.scheduled_at),
+    ("assignee", lambda v: v.assignee),
+    ("requested_at_utc", lambda v: v.created_at),
+    ("requested_by", lambda v: v.created_by),
+    ("closed_at_utc", lambda v: v.closed_at),
+    ("closing_reason_text", lambda v: v.closing_reason),
+    ("check_in_at_utc", lambda v: v.check_in_at),
+    ("check_out_at_utc", lambda v: v.check_out_at),
+    ("consent_true_false", lambda v: v.consent),
+    ("programme", lambda v: v.programme),
+    ("follow_up_classification", lambda v: v.classification),
+    ("assessment_text", lambda v: v.assessment),
+    ("recorded_by", lambda v: v.recorded_by),
+    ("reading_ids_json", lambda v: json.dumps(list(v.reading_ids)) if v.reading_ids else None),
+    ("next_task_id", lambda v: v.next_task_id),
+)
+"""Visits: times in UTC (ISO 8601), staff free text in the ``*_text`` columns; the vitals
+measured at a visit are readings (``reading_ids_json``) and are in the readings CSV."""
+
+
+def visits_csv(visits: Iterable[VisitLine]) -> str:
+    """The visit tasks as CSV, in the order of their :attr:`VisitLine.when` (then id).
+
+    The staff's free text (request note, closing reason, assessment) goes through the same
+    formula-injection escaping as every other cell.
+    """
+    ordered = sorted(visits, key=lambda v: (v.when, v.task_id))
+    return write_csv(
+        [name for name, _ in VISIT_COLUMNS],
+        ([get(v) for _, get in VISIT_COLUMNS] for v in ordered),
     )

@@ -11,8 +11,17 @@ One transaction ``Bundle`` per patient and period holds:
   where a FHIR vital-signs profile exists, its LOINC code and the ``vital-signs`` category;
   values in UCUM. Blood pressure is one Observation with systolic, diastolic and mean
   components; the pulse a cuff or oximeter reports is its own heart-rate Observation;
-- ``Provenance`` per gateway, naming the gateway as the agent and saying whether the
-  gateway corrected the device's clock.
+  a meter reading's meal context is its own PhdCodedEnumerationObservation
+  (MDC_CTXT_GLU_MEAL) ``derivedFrom`` the glucose Observation, as the IG's example does;
+  a meter "HI"/"LO" result carries the meter's limit with a comparator and an
+  ``interpretation``;
+- a reading typed in by a person (flag ``manual_entry``) is no PHD observation: no
+  ``device``, no gateway, a ``performer`` (the nurse as ``Practitioner``, or the patient)
+  and a ``note`` saying it was entered manually, as the PHD IG's Measurement-Status table
+  asks for "manually-entered";
+- ``Provenance`` per gateway and clock state, naming the gateway as the assembler and
+  saying whether the gateway corrected the device's clock; and per person who entered
+  readings by hand, naming them as the enterer.
 
 Idempotent re-export: every entry is a conditional create (``ifNoneExist`` on its
 identifier). An Observation's identifier is the reading id (a UUID 5 derived from the
@@ -21,13 +30,14 @@ overlapping one, creates nothing new at the receiving server.
 
 Every resource and the Bundle are validated with ``fhir.resources`` (its R4B models; 8.x
 ships R5 and R4B, and R4B's Observation, Device, Patient and Provenance are R4's).
+The code tables are in :mod:`reports.fhir_codes`.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -36,155 +46,48 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.practitioner import Practitioner
 from fhir.resources.R4B.provenance import Provenance
 
 from readings.model import Kind, Reading
 from reports.errors import ReportsError
+from reports.fhir_codes import (
+    BP_COMPONENTS,
+    BP_PANEL,
+    CRITICAL_HIGH,
+    CRITICAL_HIGH_MMOL_L,
+    CRITICAL_LOW,
+    CRITICAL_LOW_MMOL_L,
+    GATEWAY_EXTENSION,
+    HEART_RATE_LOINC,
+    HIGH,
+    LOW,
+    MDC,
+    MDC_GATEWAY,
+    MDC_MDS_SIMPLE,
+    MDC_MEAL_CONTEXT,
+    MEAL_CODES,
+    MEASURES,
+    OFF_SCALE_HIGH,
+    OFF_SCALE_LOW,
+    PHD,
+    PROVENANCE_PARTICIPANT,
+    PULSE_BY_KIND,
+    SPECIALIZATION,
+    UCUM,
+    URN_URI,
+    VITAL_SIGNS,
+    Code,
+)
 from reports.summaries import Period
 
-LOINC: Final = "http://loinc.org"
-MDC: Final = "urn:iso:std:iso:11073:10101"
-UCUM: Final = "http://unitsofmeasure.org"
-OBSERVATION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
-URN_URI: Final = "urn:ietf:rfc:3986"
-"""Identifier system of a URI value: the reading id as ``urn:uuid:…``."""
-
-PHD: Final = "http://hl7.org/fhir/uv/phd/StructureDefinition"
-GATEWAY_EXTENSION: Final = f"{PHD}/GatewayDevice"
-"""PHD IG extension on an Observation referencing the gateway (PhgDevice)."""
-
-MDC_MDS_SIMPLE: Final = "65573"
-"""MDC_MOC_VMS_MDS_SIMP: the ``Device.type`` of every PHD (PHD IG, PhdDevice)."""
-
-MDC_GATEWAY: Final = "531981"
-"""MDC_MOC_VMS_MDS_AHD: an application-hosting device, the PHD IG's gateway type."""
-
-SPECIALIZATION: Final[Mapping[Kind, tuple[str, str]]] = {
-    Kind.BLOOD_PRESSURE: ("528391", "MDC_DEV_SPEC_PROFILE_BPM"),
-    Kind.GLUCOSE: ("528401", "MDC_DEV_SPEC_PROFILE_GLUCOSE"),
-    Kind.SPO2: ("528388", "MDC_DEV_SPEC_PROFILE_PULS_OXIM"),
-    Kind.WEIGHT: ("528399", "MDC_DEV_SPEC_PROFILE_SCALE"),
-    Kind.BODY_TEMPERATURE: ("528392", "MDC_DEV_SPEC_PROFILE_TEMP"),
-    Kind.CGM_GLUCOSE: ("528409", "MDC_DEV_SPEC_PROFILE_CGM"),
-    Kind.HEART_RATE: ("528405", "MDC_DEV_SPEC_PROFILE_HF_CARDIO"),
-}
-"""11073-20601 device specialisations (PHD IG PhdDevice.specialization)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Code:
-    """One coding: system, code and display."""
-
-    system: str
-    code: str
-    display: str
-
-    def as_fhir(self) -> dict[str, str]:
-        """The FHIR ``Coding``."""
-        return {"system": self.system, "code": self.code, "display": self.display}
-
-
-@dataclass(frozen=True, slots=True)
-class Measure:
-    """How one value of a reading is coded: codes, the values field, the UCUM unit."""
-
-    codes: tuple[Code, ...]
-    field: str
-    ucum: str
-    vital_sign: bool
-
-
-MEASURES: Final[Mapping[Kind, Measure]] = {
-    Kind.GLUCOSE: Measure(
-        (
-            Code(MDC, "160184", "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"),
-            Code(LOINC, "14743-9", "Glucose [Moles/volume] in Capillary blood by Glucometer"),
-        ),
-        "glucose",
-        "mmol/L",
-        vital_sign=False,
-    ),
-    Kind.CGM_GLUCOSE: Measure(
-        (Code(LOINC, "105272-9", "Glucose [Moles/volume] in Interstitial fluid"),),
-        "glucose",
-        "mmol/L",
-        vital_sign=False,
-    ),
-    Kind.HEART_RATE: Measure(
-        (
-            Code(MDC, "147842", "MDC_ECG_HEART_RATE"),
-            Code(LOINC, "8867-4", "Heart rate"),
-        ),
-        "heart_rate",
-        "/min",
-        vital_sign=True,
-    ),
-    Kind.SPO2: Measure(
-        (
-            Code(MDC, "150456", "MDC_PULS_OXIM_SAT_O2"),
-            Code(LOINC, "2708-6", "Oxygen saturation in Arterial blood"),
-            Code(LOINC, "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
-        ),
-        "spo2",
-        "%",
-        vital_sign=True,
-    ),
-    Kind.WEIGHT: Measure(
-        (Code(MDC, "188736", "MDC_MASS_BODY_ACTUAL"), Code(LOINC, "29463-7", "Body weight")),
-        "weight",
-        "kg",
-        vital_sign=True,
-    ),
-    Kind.BODY_TEMPERATURE: Measure(
-        (
-            Code(MDC, "150364", "MDC_TEMP_BODY"),
-            Code(LOINC, "8310-5", "Body temperature"),
-        ),
-        "temperature",
-        "Cel",
-        vital_sign=True,
-    ),
-}
-"""Single-value kinds. CGM has no MDC term in the PHD IG, so it carries LOINC only."""
-
-BP_PANEL: Final = (
-    Code(MDC, "150020", "MDC_PRESS_BLD_NONINV"),
-    Code(LOINC, "85354-9", "Blood pressure panel with all children optional"),
-)
-BP_COMPONENTS: Final = (
-    (
-        "systolic",
-        (
-            Code(MDC, "150021", "MDC_PRESS_BLD_NONINV_SYS"),
-            Code(LOINC, "8480-6", "Systolic blood pressure"),
-        ),
-    ),
-    (
-        "diastolic",
-        (
-            Code(MDC, "150022", "MDC_PRESS_BLD_NONINV_DIA"),
-            Code(LOINC, "8462-4", "Diastolic blood pressure"),
-        ),
-    ),
-    (
-        "mean_arterial",
-        (
-            Code(MDC, "150023", "MDC_PRESS_BLD_NONINV_MEAN"),
-            Code(LOINC, "8478-0", "Mean blood pressure"),
-        ),
-    ),
-)
-PULSE_BY_KIND: Final = {
-    Kind.BLOOD_PRESSURE: Code(MDC, "149546", "MDC_PULS_RATE_NON_INV"),
-    Kind.SPO2: Code(MDC, "149530", "MDC_PULS_OXIM_PULS_RATE"),
-}
-"""The pulse a cuff or an oximeter reports: a heart-rate Observation with its own MDC."""
-
-HEART_RATE_LOINC: Final = Code(LOINC, "8867-4", "Heart rate")
-VITAL_SIGNS: Final = {
-    "coding": [{"system": OBSERVATION_CATEGORY, "code": "vital-signs", "display": "Vital Signs"}]
-}
 FLAG_CLOCK_CORRECTED: Final = "clock_corrected"
+FLAG_MANUAL: Final = "manual_entry"
+"""A reading typed in by a person (a nurse at a visit), not read from a device."""
+FLAG_RESULT_HIGH: Final = "result_high"
+FLAG_RESULT_LOW: Final = "result_low"
+"""A meter's "HI"/"LO": the true value is beyond the meter's range; the reading's value is
+the limit the meter reports (``readings.model.GlucoseReading``)."""
 
 _NAMESPACE: Final = uuid.UUID("6f1e8f52-5a0c-5d4e-9a57-13f1c0de0013")
 """Namespace of the Bundle's internal ``urn:uuid`` full URLs (stable across exports)."""
@@ -198,8 +101,11 @@ def _urn(*parts: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_NAMESPACE, '/'.join(parts))}"
 
 
-def _quantity(value: float, ucum: str) -> dict[str, Any]:
-    return {"value": value, "unit": ucum, "system": UCUM, "code": ucum}
+def _quantity(value: float, ucum: str, comparator: str | None = None) -> dict[str, Any]:
+    quantity: dict[str, Any] = {"value": value, "unit": ucum, "system": UCUM, "code": ucum}
+    if comparator is not None:
+        quantity["comparator"] = comparator
+    return quantity
 
 
 def _identifier(system: str, value: str) -> dict[str, str]:
@@ -210,6 +116,7 @@ _MODELS: Final[dict[str, Any]] = {
     "Patient": Patient,
     "Device": Device,
     "Observation": Observation,
+    "Practitioner": Practitioner,
     "Provenance": Provenance,
 }
 """fhir.resources R4B model per resource type (typed ``Any``: its metaclass hides
@@ -257,37 +164,58 @@ def _gateway(gateway_id: str, system: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """Who or what produced a reading, as the Observation and its Provenance say it.
+
+    A device reading has the PHD and its gateway; a manual one has the person who typed it
+    (``performer`` is None when the reading does not say who).
+    """
+
+    manual: bool
+    performer: str | None = None
+    """Reference (fullUrl) of the Practitioner or Patient who entered a manual reading."""
+    enterer: str = ""
+    """Who entered it, in words, for the Provenance (``a nurse (nurse.liu)`` …)."""
+
+
 def _observation(
     reading: Reading,
     refs: Mapping[str, str],
+    source: _Source,
     identifier: dict[str, str],
     codes: Iterable[Code],
     vital_sign: bool,
     value: dict[str, Any] | None,
+    *,
     components: list[dict[str, Any]] | None = None,
+    profile: str = "PhdNumericObservation",
 ) -> dict[str, Any]:
-    compound = components is not None
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
-        "meta": {
-            "profile": [
-                f"{PHD}/PhdCompoundNumericObservation"
-                if compound
-                else f"{PHD}/PhdNumericObservation"
-            ]
-        },
-        "extension": [
+    resource: dict[str, Any] = {"resourceType": "Observation"}
+    if not source.manual:
+        # the PHD profiles require a device; a hand-typed reading has none, so it claims
+        # no PHD profile (a plain R4 Observation, vital-signs category where it applies)
+        resource["meta"] = {"profile": [f"{PHD}/{profile}"]}
+        resource["extension"] = [
             {"url": GATEWAY_EXTENSION, "valueReference": {"reference": refs[reading.gateway_id]}}
-        ],
+        ]
+    resource |= {
         "identifier": [identifier],
         "status": "final",
         "code": {"coding": [code.as_fhir() for code in codes]},
         "subject": {"reference": refs[reading.patient_id]},
         "effectiveDateTime": reading.measured_at.isoformat(),
-        "device": {"reference": refs[reading.device_id]},
     }
     if vital_sign:
         resource["category"] = [VITAL_SIGNS]
+    if source.manual:
+        if source.performer is not None:
+            resource["performer"] = [{"reference": source.performer}]
+        resource["note"] = [
+            {"text": f"Entered manually by {source.enterer}; not read from a device."}
+        ]
+    else:
+        resource["device"] = {"reference": refs[reading.device_id]}
     if value is not None:
         resource["valueQuantity"] = value
     if components is not None:
@@ -295,12 +223,32 @@ def _observation(
     return resource
 
 
+def _off_scale(reading: Reading) -> tuple[str, list[dict[str, Any]]] | None:
+    """A meter HI/LO: the comparator and the interpretations, else None.
+
+    The value is the meter's limit, so ``>``/``<`` says what is known without a made-up
+    number; ``HH``/``LL`` only when the limit itself lies in the consensus level-2 range.
+    """
+    if reading.kind is not Kind.GLUCOSE:
+        return None
+    limit = float(reading.values.glucose)  # type: ignore[attr-defined]
+    if FLAG_RESULT_HIGH in reading.flags:
+        level = CRITICAL_HIGH if limit >= CRITICAL_HIGH_MMOL_L else HIGH
+        return ">", [{"coding": [OFF_SCALE_HIGH.as_fhir()]}, {"coding": [level.as_fhir()]}]
+    if FLAG_RESULT_LOW in reading.flags:
+        level = CRITICAL_LOW if limit <= CRITICAL_LOW_MMOL_L else LOW
+        return "<", [{"coding": [OFF_SCALE_LOW.as_fhir()]}, {"coding": [level.as_fhir()]}]
+    return None
+
+
 def _observations(
-    reading: Reading, refs: Mapping[str, str]
+    reading: Reading, refs: Mapping[str, str], source: _Source
 ) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
-    """(fullUrl, Observation, identifier) for one reading: one, or two with a pulse."""
+    """(fullUrl, Observation, identifier) for one reading: the measurement, and a pulse or
+    a meal context when the reading has one."""
     values = reading.values
     main_id = _identifier(URN_URI, f"urn:uuid:{reading.id}")
+    main_url = main_id["value"]
     out = []
     if reading.kind is Kind.BLOOD_PRESSURE:
         components = [
@@ -311,23 +259,21 @@ def _observations(
             for field, codes in BP_COMPONENTS
             if (v := getattr(values, field, None)) is not None
         ]
-        out.append(
-            (
-                main_id["value"],
-                _observation(reading, refs, main_id, BP_PANEL, True, None, components),
-                main_id,
-            )
-        )
+        observation = _observation(
+            reading, refs, source, main_id, BP_PANEL, True, None,
+            components=components, profile="PhdCompoundNumericObservation",
+        )  # fmt: skip
     else:
         measure = MEASURES[reading.kind]
-        value = _quantity(getattr(values, measure.field), measure.ucum)
-        out.append(
-            (
-                main_id["value"],
-                _observation(reading, refs, main_id, measure.codes, measure.vital_sign, value),
-                main_id,
-            )
+        off_scale = _off_scale(reading)
+        comparator = off_scale[0] if off_scale else None
+        value = _quantity(getattr(values, measure.field), measure.ucum, comparator)
+        observation = _observation(
+            reading, refs, source, main_id, measure.codes, measure.vital_sign, value
         )
+        if off_scale:
+            observation["interpretation"] = off_scale[1]
+    out.append((main_url, observation, main_id))
     pulse = getattr(values, "pulse", None)
     if pulse is not None and reading.kind in PULSE_BY_KIND:
         # a second Observation from the same reading; its identifier is a UUID 5 of the
@@ -335,14 +281,33 @@ def _observations(
         pulse_url = _urn(reading.id, "pulse")
         pulse_id = _identifier(URN_URI, pulse_url)
         codes = (PULSE_BY_KIND[reading.kind], HEART_RATE_LOINC)
-        out.append(
-            (
-                _urn(reading.id, "pulse"),
-                _observation(reading, refs, pulse_id, codes, True, _quantity(pulse, "/min")),
-                pulse_id,
-            )
+        pulse_obs = _observation(
+            reading, refs, source, pulse_id, codes, True, _quantity(pulse, "/min")
         )
+        out.append((pulse_url, pulse_obs, pulse_id))
+    meal = MEAL_CODES.get(str(reading.context.get("meal", "")))
+    if meal is not None and reading.kind is Kind.GLUCOSE:
+        meal_url = _urn(reading.id, "meal")
+        meal_id = _identifier(URN_URI, meal_url)
+        meal_obs = _observation(
+            reading, refs, source, meal_id, (MDC_MEAL_CONTEXT,), False, None,
+            profile="PhdCodedEnumerationObservation",
+        )  # fmt: skip
+        meal_obs["valueCodeableConcept"] = {"coding": [meal.as_fhir()]}
+        meal_obs["derivedFrom"] = [{"reference": main_url}]
+        out.append((meal_url, meal_obs, meal_id))
     return out
+
+
+def _manual_source(
+    reading: Reading, refs: dict[str, str], patient_accounts: Collection[str]
+) -> _Source:
+    entered_by = reading.context.get("entered_by")
+    if not isinstance(entered_by, str) or not entered_by:
+        return _Source(manual=True, enterer="a person not recorded")
+    if entered_by in patient_accounts:
+        return _Source(True, refs[reading.patient_id], "the patient")
+    return _Source(True, refs[f"practitioner/{entered_by}"], f"a nurse or doctor ({entered_by})")
 
 
 def fhir_bundle(
@@ -352,6 +317,7 @@ def fhir_bundle(
     *,
     generated_at: datetime,
     identifier_system: str = "urn:vitalgate",
+    patient_accounts: Collection[str] = (),
 ) -> dict[str, Any]:
     """The transaction Bundle of ``patient_id``'s readings with ``start <= measured_at < end``.
 
@@ -360,8 +326,11 @@ def fhir_bundle(
         readings: any order; meter quality-control tests (``control_solution``) are left out.
         period: the half-open period of the export.
         generated_at: recorded in ``Provenance.recorded`` and ``Bundle.timestamp``.
-        identifier_system: prefix of the patient, device and gateway identifier systems
-            (``{prefix}:patient`` …); a deployment sets its own URI.
+        identifier_system: prefix of the patient, device, gateway and practitioner
+            identifier systems (``{prefix}:patient`` …); a deployment sets its own URI.
+        patient_accounts: usernames of the patient's own accounts: a manual reading whose
+            ``context["entered_by"]`` is one of them was entered by the patient (performer
+            ``Patient``); any other ``entered_by`` is staff (performer ``Practitioner``).
 
     Returns:
         The Bundle as JSON-ready dicts, validated with ``fhir.resources`` (R4B).
@@ -379,7 +348,10 @@ def fhir_bundle(
         ),
         key=lambda r: (r.measured_at, r.id),
     )
-    systems = {name: f"{identifier_system}:{name}" for name in ("patient", "device", "gateway")}
+    systems = {
+        name: f"{identifier_system}:{name}"
+        for name in ("patient", "device", "gateway", "practitioner")
+    }
     refs: dict[str, str] = {patient_id: _urn("patient", patient_id)}
     entries = [
         _entry(
@@ -392,10 +364,11 @@ def fhir_bundle(
             _identifier(systems["patient"], patient_id),
         )
     ]
+    by_device = [r for r in chosen if FLAG_MANUAL not in r.flags]
     kinds_by_device: dict[str, set[Kind]] = {}
-    for r in chosen:
+    for r in by_device:
         kinds_by_device.setdefault(r.device_id, set()).add(r.kind)
-    for gateway_id in sorted({r.gateway_id for r in chosen}):
+    for gateway_id in sorted({r.gateway_id for r in by_device}):
         refs[gateway_id] = _urn("gateway", gateway_id)
         ident = _identifier(systems["gateway"], gateway_id)
         entries.append(_entry(_gateway(gateway_id, systems["gateway"]), refs[gateway_id], ident))
@@ -403,41 +376,39 @@ def fhir_bundle(
         refs[device_id] = _urn("device", device_id)
         ident = _identifier(systems["device"], device_id)
         entries.append(_entry(_device(device_id, kinds, systems["device"]), refs[device_id], ident))
-    targets: dict[tuple[str, bool], list[str]] = {}
-    for reading in chosen:
-        corrected = FLAG_CLOCK_CORRECTED in reading.flags
-        for full_url, observation, ident in _observations(reading, refs):
-            entries.append(_entry(observation, full_url, ident))
-            targets.setdefault((reading.gateway_id, corrected), []).append(full_url)
-    for (gateway_id, corrected), urls in sorted(targets.items()):
-        activity = (
-            "Uploaded by the gateway; measurement time corrected from the device clock"
-            if corrected
-            else "Uploaded by the gateway; device clock within tolerance"
-        )
-        key = f"{gateway_id}/{corrected}/{period.start.isoformat()}/{period.end.isoformat()}"
-        provenance = {
-            "resourceType": "Provenance",
-            "target": [{"reference": url} for url in urls],
-            "recorded": generated_at.isoformat(),
-            "activity": {"text": activity},
-            "agent": [
-                {
-                    "type": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                "code": "assembler",
-                            }
-                        ]
-                    },
-                    "who": {"reference": refs[gateway_id]},
-                }
-            ],
+    staff = sorted(
+        {
+            entered_by
+            for r in chosen
+            if FLAG_MANUAL in r.flags
+            and isinstance(entered_by := r.context.get("entered_by"), str)
+            and entered_by
+            and entered_by not in patient_accounts
         }
-        # Provenance has no identifier: a conditional create on a stable _id-less search
-        # is not possible, so it is keyed by a stable fullUrl and a plain create.
-        entries.append(_provenance_entry(provenance, _urn("provenance", key)))
+    )
+    for username in staff:
+        key = f"practitioner/{username}"
+        refs[key] = _urn("practitioner", username)
+        ident = _identifier(systems["practitioner"], username)
+        practitioner = {"resourceType": "Practitioner", "identifier": [ident]}
+        entries.append(_entry(practitioner, refs[key], ident))
+    targets: dict[tuple[str, ...], list[str]] = {}
+    for reading in chosen:
+        if FLAG_MANUAL in reading.flags:
+            source = _manual_source(reading, refs, patient_accounts)
+            group: tuple[str, ...] = ("manual", source.performer or "", source.enterer)
+        else:
+            source = _Source(manual=False)
+            corrected = "corrected" if FLAG_CLOCK_CORRECTED in reading.flags else "within"
+            group = ("device", reading.gateway_id, corrected)
+        for full_url, observation, ident in _observations(reading, refs, source):
+            entries.append(_entry(observation, full_url, ident))
+            targets.setdefault(group, []).append(full_url)
+    for group, urls in sorted(targets.items()):
+        key = "/".join((*group, period.start.isoformat(), period.end.isoformat()))
+        entries.append(
+            _provenance_entry(_provenance(group, urls, refs, generated_at), _urn("provenance", key))
+        )
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -452,7 +423,44 @@ def fhir_bundle(
     return result
 
 
+def _agent(role: str, who: dict[str, str]) -> dict[str, Any]:
+    return {
+        "type": {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": role}]},
+        "who": who,
+    }
+
+
+def _provenance(
+    group: tuple[str, ...], urls: list[str], refs: Mapping[str, str], generated_at: datetime
+) -> dict[str, Any]:
+    """Provenance of one group: a gateway and clock state, or one person's manual entries."""
+    if group[0] == "manual":
+        _, performer, enterer = group
+        activity = f"Entered manually by {enterer}; no device or gateway transmitted these values"
+        # Provenance.agent.who is required; an enterer the reading does not name is said
+        # so in words rather than attributed to anyone
+        who = {"reference": performer} if performer else {"display": "enterer not recorded"}
+        agent = _agent("enterer", who)
+    else:
+        _, gateway_id, corrected = group
+        activity = (
+            "Uploaded by the gateway; measurement time corrected from the device clock"
+            if corrected == "corrected"
+            else "Uploaded by the gateway; device clock within tolerance"
+        )
+        agent = _agent("assembler", {"reference": refs[gateway_id]})
+    return {
+        "resourceType": "Provenance",
+        "target": [{"reference": url} for url in urls],
+        "recorded": generated_at.isoformat(),
+        "activity": {"text": activity},
+        "agent": [agent],
+    }
+
+
 def _provenance_entry(resource: dict[str, Any], full_url: str) -> dict[str, Any]:
+    # Provenance has no identifier, so it cannot be a conditional create: it is keyed by a
+    # stable fullUrl and sent as a plain create.
     try:
         Provenance.model_validate(resource)
     except ValueError as error:

@@ -21,14 +21,21 @@ from ingest.stores.base import ReadingStore
 from readings.model import Kind, Reading
 from registry.alert_models import AlertRow
 from registry.care import PatientCareRepository
+from registry.care_models import UserAccount
 from registry.models import Patient
+from registry.visit_models import VisitStatus
+from registry.visits import VisitRepository
 from reports.errors import ReportsError
 from reports.summaries import Period, Targets
+from reports.visits import VisitLine, visit_line, visits_of_period
 
 DEFAULT_DAYS: Final = 14
 """The consensus reporting period (Battelino et al., Diabetes Care 2019)."""
 
 TARGET_METRICS: Final = ("glucose", "systolic", "diastolic", "spo2")
+
+_CLOSED_WITH_REASON: Final = frozenset({VisitStatus.CANCELLED, VisitStatus.MISSED})
+"""Statuses whose task history holds the staff's reason for closing."""
 
 
 class UnknownPatient(ReportsError, LookupError):
@@ -37,7 +44,7 @@ class UnknownPatient(ReportsError, LookupError):
 
 @dataclass(frozen=True, slots=True)
 class PatientData:
-    """One patient's readings, alerts, targets and name over a period."""
+    """One patient's readings, alerts, visits, targets and name over a period."""
 
     patient_id: str
     display_name: str | None
@@ -45,6 +52,10 @@ class PatientData:
     targets: Targets
     readings: tuple[Reading, ...]
     alerts: tuple[AlertRow, ...]
+    visits: tuple[VisitLine, ...] = ()
+    patient_accounts: frozenset[str] = frozenset()
+    """Usernames of the patient's own account (at most one): a manual reading whose
+    ``entered_by`` is one of them was typed in by the patient (``reports.fhir``)."""
 
 
 def report_period(first: date | None, last: date | None, zone: ZoneInfo, today: date) -> Period:
@@ -101,4 +112,22 @@ def load_patient_data(
         targets=targets,
         readings=readings,
         alerts=alerts,
+        visits=load_visits(session, patient_id, period),
+        patient_accounts=frozenset(
+            session.scalars(
+                select(UserAccount.username).where(UserAccount.patient_id == patient_id)
+            )
+        ),
     )
+
+
+def load_visits(session: Session, patient_id: str, period: Period) -> tuple[VisitLine, ...]:
+    """The patient's visit tasks of ``period`` (:func:`reports.visits.visits_of_period`),
+    each with its visit record and closing reason; read-only."""
+    visits = VisitRepository(session)
+    lines = []
+    for task in visits.tasks_of_patient(patient_id):
+        record = visits.record_of(task.id) if task.status is VisitStatus.COMPLETED else None
+        history = visits.history(task.id) if task.status in _CLOSED_WITH_REASON else ()
+        lines.append(visit_line(task, record, history))
+    return tuple(visits_of_period(lines, period))

@@ -17,12 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
+from zoneinfo import ZoneInfo
 
 import jinja2
 
+from readings.model import Reading
 from registry.alert_models import AlertRow
-from reports.charts import percentile_band_chart, time_in_ranges_bar
+from reports.charts import daily_profiles_chart, percentile_band_chart, time_in_ranges_bar
+from reports.daily_profiles import daily_profiles
 from reports.errors import ReportsError
 from reports.report_text import LANGS, TEXT, Lang, text
 from reports.summaries import (
@@ -34,11 +37,23 @@ from reports.summaries import (
     TimeInRanges,
 )
 from reports.summaries.cgm import DEFAULT_BAND_MINUTES
+from reports.visits import VisitLine
+
+if TYPE_CHECKING:
+    from reports.loading import PatientData
 
 T = TypeVar("T")
 
 MAX_ALERT_ROWS: Final = 6
 """Alerts listed on the page; more are counted, so the report stays one page."""
+
+BAND_WIDTH_PX: Final = 270
+BAND_HEIGHT_PX: Final = 165
+"""CSS px (1/96 in) of the glucose-by-time-of-day chart: beside the CGM metrics and the
+time-in-ranges bar, so the daily profiles below still fit on the one page."""
+
+MAX_VISIT_ROWS: Final = 6
+"""Visits listed on the page, like the alerts; more are counted."""
 
 MAX_MEAL_ROWS: Final = 6
 """There are six meal contexts (fasting … unspecified), so all of them fit."""
@@ -79,12 +94,30 @@ class ReportInput:
         patient_name: shown in the header if given; the id is always shown.
         generated_at: when the report was made (aware), shown in the patient's zone.
         alerts: the patient's alerts opened in the period, any order.
+        visits: the period's visit tasks (``reports.visits.visits_of_period``).
+        readings: the period's readings; the CGM ones draw the daily profiles (the
+            summary alone has no per-day trace). Without them no profiles are drawn.
     """
 
     summary: PatientSummary
     generated_at: datetime
     patient_name: str | None = None
     alerts: Sequence[AlertRow] = ()
+    visits: Sequence[VisitLine] = ()
+    readings: Sequence[Reading] = ()
+
+    @classmethod
+    def of(cls, data: PatientData, summary: PatientSummary, generated_at: datetime) -> ReportInput:
+        """Everything the page shows from what :func:`reports.loading.load_patient_data`
+        loaded: name, alerts, visits and readings, with the summary made from them."""
+        return cls(
+            summary=summary,
+            generated_at=generated_at,
+            patient_name=data.display_name,
+            alerts=data.alerts,
+            visits=data.visits,
+            readings=data.readings,
+        )
 
 
 def _env() -> jinja2.Environment:
@@ -251,6 +284,48 @@ def _sufficiency_line(summary: PatientSummary, lang: Lang) -> str:
     return "; ".join(parts)
 
 
+def _visit_outcome(visit: VisitLine, zone: ZoneInfo, lang: Lang) -> str:
+    if visit.status == "completed":
+        parts = []
+        if visit.programme:
+            parts.append(_word(f"visit_prog_{visit.programme}", visit.programme, lang))
+        if visit.classification:
+            parts.append(_word(f"visit_class_{visit.classification}", visit.classification, lang))
+        return " · ".join(parts) if parts else text("visit_no_class", lang)
+    if visit.is_open:
+        due = visit.latest.astimezone(zone).strftime("%m-%d")
+        return text("visit_due_by", lang).format(date=due)
+    return ""
+
+
+def _word(key: str, fallback: str, lang: Lang) -> str:
+    return TEXT[key][lang] if key in TEXT else fallback
+
+
+def _visit_rows(visits: Sequence[VisitLine], zone: ZoneInfo, lang: Lang) -> list[Row]:
+    rows = []
+    for visit in visits[:MAX_VISIT_ROWS]:
+        kind = _word(f"visit_kind_{visit.kind}", visit.kind, lang)
+        status = _word(f"visit_status_{visit.status}", visit.status, lang)
+        outcome = _visit_outcome(visit, zone, lang)
+        value = f"{kind} · {status}" + (f" · {outcome}" if outcome else "")
+        rows.append(Row(visit.when.astimezone(zone).strftime("%m-%d %H:%M"), value))
+    return rows
+
+
+def _daily_svg(report: ReportInput, lang: Lang) -> tuple[str | None, str]:
+    """The daily profiles and their caption; None when no CGM reading was given."""
+    profiles = daily_profiles(report.readings, report.summary.period)
+    if not any(day.readings for day in profiles.days):
+        return None, ""
+    caption = text("daily_profiles", lang)
+    if profiles.truncated:
+        caption += " — " + text("daily_last", lang).format(
+            shown=len(profiles.days), total=profiles.period_days
+        )
+    return daily_profiles_chart(profiles.days, text("no_data_day", lang)), caption
+
+
 def report_html(report: ReportInput, lang: str) -> str:
     """The report as a self-contained HTML page (what :func:`report_pdf` renders).
 
@@ -266,7 +341,8 @@ def report_html(report: ReportInput, lang: str) -> str:
     first = period.start.astimezone(zone).date()
     last = (period.end - timedelta(microseconds=1)).astimezone(zone).date()
     cgm = summary.cgm
-    tir_svg = band_svg = None
+    tir_svg = band_svg = daily_svg = None
+    daily_caption = ""
     cgm_shortfall = None
     if cgm is not None:
         match cgm.time_in_ranges_percent, cgm.percentile_bands:
@@ -275,12 +351,18 @@ def report_html(report: ReportInput, lang: str) -> str:
                 labels = {k: text(k, language) for k in ("very_low", "low", "target", "high")}
                 labels["very_high"] = text("very_high", language)
                 tir_svg = time_in_ranges_bar(tir, labels)
-                band_svg = percentile_band_chart(bands, DEFAULT_BAND_MINUTES)
+                band_svg = percentile_band_chart(
+                    bands, DEFAULT_BAND_MINUTES, width=BAND_WIDTH_PX, height=BAND_HEIGHT_PX
+                )
+                # daily profiles only beside sufficient CGM data: a fortnight of traces
+                # over two days of wear would show twelve empty frames as if meaningful
+                daily_svg, daily_caption = _daily_svg(report, language)
             case Insufficient() as missing, _:
                 cgm_shortfall = _shortfall(missing, language)
             case _, Insufficient() as missing:
                 cgm_shortfall = _shortfall(missing, language)
     alerts = sorted(report.alerts, key=lambda a: a.opened_at)
+    visits = sorted(report.visits, key=lambda v: (v.when, v.task_id))
     alert_rows = [
         Row(
             a.opened_at.astimezone(zone).strftime("%m-%d %H:%M"),
@@ -326,6 +408,10 @@ def report_html(report: ReportInput, lang: str) -> str:
             vital_rows=_vital_rows(summary, language),
             alert_rows=alert_rows,
             more_alerts=max(0, len(alerts) - MAX_ALERT_ROWS),
+            daily_svg=daily_svg,
+            daily_caption=daily_caption,
+            visit_rows=_visit_rows(visits, zone, language),
+            more_visits=max(0, len(visits) - MAX_VISIT_ROWS),
         )
     )
 
