@@ -273,7 +273,7 @@ def pdf_report(rng: np.random.Generator, repeat: int) -> None:
 
     def report() -> None:
         summary = summarise_patient("p-long", long, period, targets)
-        report_pdf(ReportInput(summary=summary, generated_at=made), "zh")
+        report_pdf(ReportInput(summary=summary, generated_at=made, readings=tuple(long)), "zh")
 
     def summaries_only() -> None:
         summarise_patient("p-long", long, period, targets)

@@ -18,7 +18,7 @@ from dashboard_api.authz import Action
 from dashboard_api.config import API_PREFIX
 from dashboard_api.deps import ContextDep, PatientGrant, patient_access
 from ingest.stores.base import StoreError
-from reports.csv_export import alerts_csv, readings_csv
+from reports.csv_export import alerts_csv, readings_csv, visits_csv
 from reports.errors import InvalidPeriod
 from reports.fhir import fhir_bundle
 from reports.loading import PatientData, UnknownPatient, load_patient_data
@@ -78,15 +78,7 @@ def get_report_pdf(
     """The one-page report over the local days ``from`` … ``to`` (default: last 14 days)."""
     data = _load(grant, context, first, last)
     summary = summarise_patient(data.patient_id, data.readings, data.period, data.targets)
-    pdf = report_pdf(
-        ReportInput(
-            summary=summary,
-            generated_at=context.clock(),
-            patient_name=data.display_name,
-            alerts=data.alerts,
-        ),
-        lang,
-    )
+    pdf = report_pdf(ReportInput.of(data, summary, context.clock()), lang)
     return Response(pdf, media_type="application/pdf", headers=_attachment("report.pdf"))
 
 
@@ -98,13 +90,19 @@ def get_report_pdf(
 def get_export_csv(
     grant: Export,
     context: ContextDep,
-    what: Annotated[Literal["readings", "alerts"], Query()] = "readings",
+    what: Annotated[Literal["readings", "alerts", "visits"], Query()] = "readings",
     first: FromDate = None,
     last: ToDate = None,
 ) -> Response:
-    """The patient's readings or alerts of the period as CSV (units in the headers)."""
+    """The patient's readings, alerts or visits of the period as CSV (units in the headers,
+    staff free text escaped against spreadsheet formulas)."""
     data = _load(grant, context, first, last)
-    body = readings_csv(data.readings) if what == "readings" else alerts_csv(data.alerts)
+    if what == "readings":
+        body = readings_csv(data.readings)
+    elif what == "alerts":
+        body = alerts_csv(data.alerts)
+    else:
+        body = visits_csv(data.visits)
     return Response(
         body.encode("utf-8-sig"),  # the BOM makes spreadsheets read UTF-8 (names, context)
         media_type="text/csv; charset=utf-8",
@@ -122,7 +120,13 @@ def get_export_fhir(
 ) -> Response:
     """A FHIR R4 transaction Bundle of the period's readings (idempotent at the receiver)."""
     data = _load(grant, context, first, last)
-    bundle = fhir_bundle(data.patient_id, data.readings, data.period, generated_at=context.clock())
+    bundle = fhir_bundle(
+        data.patient_id,
+        data.readings,
+        data.period,
+        generated_at=context.clock(),
+        patient_accounts=data.patient_accounts,
+    )
     return Response(
         json.dumps(bundle, ensure_ascii=False).encode(),
         media_type="application/fhir+json",

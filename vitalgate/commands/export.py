@@ -4,7 +4,7 @@ Usage::
 
     vitalgate export fhir --patient p-wang --from 2026-03-01 --to 2026-03-14 \\
         --registry sqlite:///./registry.db --store sqlite:///./readings.db --out bundle.json
-    vitalgate export csv --what alerts --patient p-wang … --out alerts.csv
+    vitalgate export csv --what alerts|visits --patient p-wang … --out alerts.csv
 
 Dates are local days in the patient's zone (inclusive; default the last 14 days). Each
 export is recorded in the registry's audit log. Exit 0 done, 1 registry or store unusable,
@@ -61,7 +61,11 @@ def fhir(
 
     def build(data: PatientData) -> str:
         bundle = fhir_bundle(
-            data.patient_id, data.readings, data.period, generated_at=datetime.now(UTC)
+            data.patient_id,
+            data.readings,
+            data.period,
+            generated_at=datetime.now(UTC),
+            patient_accounts=data.patient_accounts,
         )
         return json.dumps(bundle, ensure_ascii=False, indent=1)
 
@@ -86,17 +90,22 @@ def csv(
     store: Store,
     first: First = None,
     last: Last = None,
-    what: Annotated[str, typer.Option("--what", help="readings or alerts.")] = "readings",
+    what: Annotated[str, typer.Option("--what", help="readings, alerts or visits.")] = "readings",
 ) -> None:
-    """Readings or alerts as CSV (units in the headers, formula cells escaped)."""
-    from reports.csv_export import alerts_csv, readings_csv
+    """Readings, alerts or visits as CSV (units in the headers, formula cells escaped)."""
+    from reports.csv_export import alerts_csv, readings_csv, visits_csv
 
-    if what not in ("readings", "alerts"):
-        raise typer.BadParameter("use readings or alerts", param_hint="--what")
+    builders = {
+        "readings": lambda d: readings_csv(d.readings),
+        "alerts": lambda d: alerts_csv(d.alerts),
+        "visits": lambda d: visits_csv(d.visits),
+    }
+    if what not in builders:
+        raise typer.BadParameter("use readings, alerts or visits", param_hint="--what")
     options: RegistryOptions = ctx.obj
 
     def build(data: PatientData) -> str:
-        return readings_csv(data.readings) if what == "readings" else alerts_csv(data.alerts)
+        return builders[what](data)
 
     text = run_export(
         options,

@@ -63,13 +63,7 @@ def report(
 
     def build(data: PatientData) -> bytes:
         summary = summarise_patient(data.patient_id, data.readings, data.period, data.targets)
-        report_input = ReportInput(
-            summary=summary,
-            generated_at=datetime.now(UTC),
-            patient_name=data.display_name,
-            alerts=data.alerts,
-        )
-        return report_pdf(report_input, lang)
+        return report_pdf(ReportInput.of(data, summary, datetime.now(UTC)), lang)
 
     pdf = run_export(
         options,
