@@ -8,6 +8,7 @@ import { portalPage } from "./portal.js";
 import { loginPage, smsLinkPage } from "./login.js";
 import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
+import { triagePage } from "./triage.js";
 
 const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "admin", "it_operator"];
 
@@ -26,6 +27,7 @@ const ROUTES = [
   [/^#\/login$/, () => loginPage()],
   [/^#\/patients$/, () => patientListPage()],
   [/^#\/inbox(?:\?unread=1)?$/, () => inboxPage()],
+  [/^#\/triage$/, () => triagePage()],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
@@ -83,6 +85,7 @@ function header() {
       bar.append(
         h("a", { href: "#/patients", id: "nav-patients" }, t("nav.patients")),
         h("a", { href: "#/inbox", id: "nav-inbox" }, t("nav.inbox")),
+        h("a", { href: "#/triage", id: "nav-triage" }, t("nav.triage")),
       );
     }
     bar.append(
