@@ -186,7 +186,8 @@ export async function triagePage() {
         : h("p", { class: "note" }, t("triage.no_issues")),
       data.data_issues_beyond_cap ? h("p", { class: "note" }, t("triage.beyond", { n: data.data_issues_beyond_cap })) : null);
     root.replaceChildren(
-      h("h1", {}, t("triage.title"), " ", h("span", { class: "note" }, t("triage.period", { first: data.period_first, last: data.period_last, pfirst: data.previous_first, plast: data.previous_last }))),
+      h("h1", {}, t("triage.title")),
+      h("p", { class: "note", id: "triage-period" }, t("triage.period", { first: data.period_first, last: data.period_last, pfirst: data.previous_first, plast: data.previous_last })),
       filters(data, load),
       h("p", { class: "inline" }, ...copyBox(data.text, message)),
       message,
