@@ -394,7 +394,12 @@ def _audit_change(
     )
 
 
-@router.post("/{patient_id}/reviewed", response_model=ReviewPublic, status_code=201)
+@router.post(
+    "/{patient_id}/reviewed",
+    response_model=ReviewPublic,
+    status_code=201,
+    responses={200: {"model": ReviewPublic, "description": "Already reviewed today: that review"}},
+)
 def mark_reviewed(
     grant: ReviewTriage, context: ContextDep, response: Response, body: ReviewBody | None = None
 ) -> ReviewPublic:
