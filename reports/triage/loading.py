@@ -10,16 +10,18 @@ kinds judged), so 300 patients cost well under a second on the benchmark's figur
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.window import reading_from_stored
-from ingest.stores.base import ReadingStore
+from ingest.stores.base import ReadingStore, StoredReading
 from readings.model import Kind, Reading
 from registry.care import PatientCareRepository
 from registry.care_models import PatientTarget
@@ -43,6 +45,39 @@ _IDS_PER_QUERY: Final = 500
 
 Bounds: TypeAlias = tuple[float | None, float | None]
 """A target's (low, high) in canonical units; ``None`` is an open side."""
+
+
+def readings_of(stored: Iterable[StoredReading]) -> list[Reading]:
+    """The store's readings as :class:`Reading` values, equal to
+    :func:`alerts.window.reading_from_stored`'s, at a tenth of its cost.
+
+    The first reading of each device, kind and unit goes through the full contract check
+    (``reading_from_stored``); the others are copies of it with their own id, values, time,
+    flags and context. The store only holds readings that passed that check when ingest
+    wrote them, and re-deriving every id (a UUIDv5) and re-validating every field was
+    80 % of the triage view's time for a CGM wearer's 8,000 readings.
+    """
+    templates: dict[tuple[Kind, str, str, str, str], Reading] = {}
+    out: list[Reading] = []
+    set_field = msgspec.structs.force_setattr
+    for one in stored:
+        key = (one.kind, one.device_id, one.source_unit, one.patient_id, one.gateway_id)
+        template = templates.get(key)
+        if template is None:
+            template = templates[key] = reading_from_stored(one)
+            out.append(template)
+            continue
+        reading = copy.copy(template)
+        set_field(reading, "id", one.id)
+        set_field(reading, "values", type(template.values)(**one.values))
+        set_field(reading, "measured_at", one.measured_at)
+        set_field(reading, "received_at", one.measured_at)  # as reading_from_stored does
+        set_field(reading, "flags", tuple(one.flags))
+        set_field(reading, "context", dict(one.context) if one.context else {})
+        set_field(reading, "seq", one.seq)
+        set_field(reading, "device_time", one.device_time)
+        out.append(reading)
+    return out
 
 
 def periods(today: date, days: int, zone: ZoneInfo) -> tuple[Period, Period]:
@@ -151,10 +186,7 @@ def load_triage_facts(
             newest = last.get(kind)
             if newest is None or newest.measured_at < previous.start:
                 continue  # nothing of this kind in either period: skip the query
-            readings += (
-                reading_from_stored(stored)
-                for stored in store.readings(patient_id, kind, previous.start, current.end)
-            )
+            readings += readings_of(store.readings(patient_id, kind, previous.start, current.end))
         review = reviews.get(patient_id)
         facts.append(
             PatientFacts(
