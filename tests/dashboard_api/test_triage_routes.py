@@ -83,6 +83,24 @@ def test_a_doctor_sees_her_teams_patients_only_and_the_view_is_audited(
     assert deployment.client.get(TRIAGE).status_code == 401
 
 
+def test_the_list_is_the_teams_work_list_not_everyone_who_may_read(
+    deployment: Deployment,
+) -> None:
+    # The duty doctor (on shift now), the patient herself and a consented daughter may all
+    # read p-wang's readings, but she is on none of their triage lists.
+    callers = {
+        "duty doctor": _auth(deployment, "dr.duty"),
+        "patient": {"Authorization": f"Bearer {deployment.sms_login('13800000001')}"},
+        "family": {"Authorization": f"Bearer {deployment.sms_login('13800000002')}"},
+    }
+    for who, headers in callers.items():
+        assert deployment.client.get("/api/v1/patients/p-wang", headers=headers).status_code == 200
+        body = deployment.client.get(TRIAGE, headers=headers).json()
+        assert (body["prioritised"], body["data_issues"]) == ([], []), who
+    nurse = deployment.client.get(TRIAGE, headers=_auth(deployment, "nurse.liu")).json()
+    assert [e["patient_id"] for e in nurse["prioritised"]] == ["p-wang"]
+
+
 def test_buckets_reasons_text_and_the_plain_text_copy(deployment: Deployment) -> None:
     _lows(deployment)
     headers = _auth(deployment, "dr.zhang")
