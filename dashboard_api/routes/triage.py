@@ -165,6 +165,8 @@ class TriagePublic(BaseModel):
     data_issues: list[IssueEntryPublic]
     data_issues_total: int
     data_issues_beyond_cap: int
+    paused_total: int
+    """Patients left out: monitoring paused (hospitalised, transferred …)."""
     choices: FilterChoices
     text: str
     """The list as plain text in the requested language, for the hospital EMR."""
@@ -312,6 +314,7 @@ def _public(
         ],
         data_issues_total=listing.data_issues_total,
         data_issues_beyond_cap=listing.data_issues_beyond_cap,
+        paused_total=listing.paused_total,
         choices=_choices(everyone),
         text=triage_text(listing, lang, first, last),
     )

@@ -184,7 +184,8 @@ export async function triagePage() {
             h("td", {}, h("a", { href: `#/patient/${encodeURIComponent(p.patient_id)}` }, name(p))),
             h("td", {}, h("ul", { class: "reasons" }, p.issues.map((i) => h("li", {}, issueText(i, data.data_issue_labels)))))))))
         : h("p", { class: "note" }, t("triage.no_issues")),
-      data.data_issues_beyond_cap ? h("p", { class: "note" }, t("triage.beyond", { n: data.data_issues_beyond_cap })) : null);
+      data.data_issues_beyond_cap ? h("p", { class: "note" }, t("triage.beyond", { n: data.data_issues_beyond_cap })) : null,
+      data.paused_total ? h("p", { class: "note", id: "triage-paused" }, t("triage.paused", { n: data.paused_total })) : null);
     root.replaceChildren(
       h("h1", {}, t("triage.title")),
       h("p", { class: "note", id: "triage-period" }, t("triage.period", { first: data.period_first, last: data.period_last, pfirst: data.previous_first, plast: data.previous_last })),

@@ -101,6 +101,9 @@ class PatientFacts:
     gateways: tuple[GatewayFact, ...] = ()
     devices: tuple[DeviceFact, ...] = ()
     reviewed: ReviewMark | None = None
+    status: str = "active"
+    """The care model's monitoring status; anything else (hospitalised, transferred …)
+    pauses triage as it pauses alerts: a patient in hospital is not "not measured"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,8 @@ class TriageList:
     """Patients per bucket over the whole population (before the cap)."""
     prioritised_total: int
     data_issues_total: int
+    paused_total: int = 0
+    """Patients left out because their monitoring is paused (status not ``active``)."""
 
     @property
     def prioritised_beyond_cap(self) -> int:
@@ -281,12 +286,17 @@ def build_triage(
 ) -> TriageList:
     """The triage list of ``patients`` at ``now``.
 
+    Patients whose monitoring is paused are left out (counted in ``paused_total``).
     Order: patients not reviewed today first; then bucket priority; then the worst figure of
     the bucket's rule; then name and id (stable for equal figures).
     """
     entries: list[TriageEntry] = []
     issues: list[tuple[DataIssueEntry, int, float]] = []
+    paused = 0
     for facts in patients:
+        if facts.status != "active":
+            paused += 1
+            continue
         entry = judge(facts)
         if entry is not None:
             entries.append(entry)
@@ -320,4 +330,5 @@ def build_triage(
         bucket_counts=counts,
         prioritised_total=len(entries),
         data_issues_total=len(issues),
+        paused_total=paused,
     )

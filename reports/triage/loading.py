@@ -41,6 +41,10 @@ TRIAGE_KINDS: Final = (
 )
 """The kinds a triage rule judges (heart rate and temperature have no triage bucket)."""
 
+COMPARED_KINDS: Final = frozenset({Kind.CGM_GLUCOSE, Kind.GLUCOSE, Kind.BLOOD_PRESSURE})
+"""The kinds whose previous period is read: the TIR drop and the changes shown (TIR, meter
+in target, home BP mean). Weight and SpO₂ are judged on the current period only."""
+
 _IDS_PER_QUERY: Final = 500
 
 Bounds: TypeAlias = tuple[float | None, float | None]
@@ -170,6 +174,7 @@ def load_triage_facts(
         )
     care = PatientCareRepository(session, clock=lambda: now)
     conditions = care.conditions_of(list(rows))
+    statuses = care.statuses_at(list(rows), now)
     bounds = _targets(session, list(rows), now)
     gateways, devices = _fleet(session, list(rows), now)
     latest = store.last_readings_of(list(rows))
@@ -202,6 +207,7 @@ def load_triage_facts(
                 gateways=gateways.get(patient_id, ()),
                 devices=devices.get(patient_id, ()),
                 reviewed=ReviewMark(review.reviewed_by, review.reviewed_at) if review else None,
+                status=statuses[patient_id].status.value if patient_id in statuses else "active",
             )
         )
     return facts

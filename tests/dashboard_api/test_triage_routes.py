@@ -10,7 +10,7 @@ from sqlalchemy import select
 from readings.model import GlucoseValues, new_reading
 from readings.units import Unit
 from registry.care import PatientCareRepository
-from registry.care_models import Condition
+from registry.care_models import Condition, PatientStatus
 from registry.db import session_scope
 from registry.fleet_models import DeviceStatusRow, GatewayStatusRow
 from registry.models import AuditRecord, Patient
@@ -165,6 +165,13 @@ def test_filters_and_data_issues(deployment: Deployment) -> None:
     assert ids("tag=一村") == {"p-other"}
     assert ids("team=team-b") == set()
     assert ids("team=team-a") == {"p-wang", "p-other"}
+    with session_scope(deployment.registry) as session:
+        PatientCareRepository(session, clock=deployment.clock).set_status(
+            "p-other", PatientStatus.HOSPITALISED, reason="admitted", recorded_by="nurse.liu"
+        )
+    paused = deployment.client.get(TRIAGE, headers=headers).json()
+    assert paused["paused_total"] == 1
+    assert ids("team=team-a") == {"p-wang"}  # in hospital: not "not measured"
     assert deployment.client.get(f"{TRIAGE}?period_days=7", headers=headers).status_code == 422
 
 

@@ -349,3 +349,12 @@ def test_end_to_end_from_readings_through_the_shared_summaries() -> None:
     (entry,) = build_triage([facts], NOW).prioritised
     assert entry.bucket is Bucket.CGM_VERY_LOW
     assert entry.reasons[0].value == 2.0
+
+
+def test_patients_with_paused_monitoring_are_left_out_and_counted() -> None:
+    hospitalised = replace(_facts("p-h", cgm=_cgm(5.0, 0, 0, 0)), last_measured=None)
+    listing = build_triage([replace(hospitalised, status="hospitalised"), _facts("p-1")], NOW)
+    assert [e.patient_id for e in listing.prioritised] == []  # p-1 has no data to judge
+    assert [p.patient_id for p in listing.data_issues] == []
+    assert listing.paused_total == 1
+    assert build_triage([hospitalised], NOW).prioritised[0].bucket is Bucket.CGM_VERY_LOW
