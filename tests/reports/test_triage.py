@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from reports.summaries import (
     HomeMean,
     Insufficient,
     MeterSummary,
+    PatientSummary,
     Period,
     Spo2Summary,
     Sufficient,
@@ -108,12 +110,18 @@ def _spo2(readings: int, below_percent: float) -> Spo2Summary:
     )
 
 
-def _summary(period: Period = PERIOD, **sections: object):  # type: ignore[no-untyped-def]
+def _summary(period: Period = PERIOD, **sections: Any) -> PatientSummary:
     empty = summarise_patient("p-1", [], period, Targets())
     return replace(empty, **sections)
 
 
-def _facts(patient: str = "p-1", *, previous=None, conditions=(), **sections) -> PatientFacts:  # type: ignore[no-untyped-def]
+def _facts(
+    patient: str = "p-1",
+    *,
+    previous: PatientSummary | None = None,
+    conditions: tuple[str, ...] = (),
+    **sections: Any,
+) -> PatientFacts:
     return PatientFacts(
         patient_id=patient,
         display_name=f"name-{patient}",
@@ -160,7 +168,11 @@ CASES = [
 
 @pytest.mark.parametrize(("bucket", "below", "at", "above", "at_flags"), CASES, ids=str)
 def test_each_bucket_at_above_and_below_its_threshold(
-    bucket: Bucket, below: dict, at: dict, above: dict, at_flags: bool
+    bucket: Bucket,
+    below: dict[str, Any],
+    at: dict[str, Any],
+    above: dict[str, Any],
+    at_flags: bool,
 ) -> None:
     assert _bucket(_facts(**below)) is Bucket.MEETING_TARGETS
     assert (_bucket(_facts(**at)) is bucket) is at_flags

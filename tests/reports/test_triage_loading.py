@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts.window import reading_from_stored
@@ -14,6 +15,7 @@ from readings.model import (
     CgmGlucoseValues,
     GlucoseValues,
     Kind,
+    Reading,
     new_reading,
 )
 from registry.care import PatientCareRepository
@@ -26,7 +28,9 @@ NOW = datetime(2026, 3, 30, 2, 0, tzinfo=UTC)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-def _reading(values, unit, at, device, seq, **kw):  # type: ignore[no-untyped-def]
+def _reading(
+    values: Any, unit: str, at: datetime, device: str, seq: int | None, **kw: Any
+) -> Reading:
     return new_reading(
         values=values,
         source_unit=unit,
