@@ -93,7 +93,7 @@ function filters(data, reload) {
     select("triage-tag", "tag", t("triage.filter.tag"), [all, ...data.choices.tags.map((c) => [c, c])]),
     select("triage-condition", "condition", t("triage.filter.condition"), [all, ...data.choices.conditions.map((c) => [c, t(`condition.${c}`)])]),
     select("triage-period", "periodDays", t("triage.filter.period"), [["14", t("triage.days", { n: 14 })], ["28", t("triage.days", { n: 28 })]]),
-    h("label", {}, h("input", { type: "checkbox", id: "triage-hide-reviewed", checked: state.hideReviewed,
+    h("label", { class: "check" }, h("input", { type: "checkbox", id: "triage-hide-reviewed", checked: state.hideReviewed,
       onchange: async (e) => {
         state.hideReviewed = e.target.checked;
         await reload();
