@@ -436,10 +436,18 @@ def undo_reviewed(grant: ReviewTriage, context: ContextDep) -> ReviewPublic:
                 grant.patient_id, undone_by=grant.caller.actor.username
             )
             _audit_change(session, context, grant, "triage.review_undone", record.review_day)
-    except NotFound as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail="no review to undo") from exc
-    except ReviewUndoExpired as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, detail="a review can be undone on the same day only"
-        ) from exc
+    except (NotFound, ReviewUndoExpired) as exc:
+        expired = isinstance(exc, ReviewUndoExpired)
+        # The gate's row says the access was allowed; this one says the change was refused.
+        context.audit(
+            actor=grant.caller.actor.username,
+            actor_role=grant.basis.value,
+            action="triage.review_undone",
+            target=f"triage:{grant.patient_id}",
+            outcome=AuditOutcome.DENIED,
+            patient_ids=[grant.patient_id],
+            detail={"status": 409, "problem": "expired" if expired else "none"},
+        )
+        detail = "a review can be undone on the same day only" if expired else "no review to undo"
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=detail) from exc
     return _public_review(record)

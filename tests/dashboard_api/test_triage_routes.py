@@ -231,6 +231,8 @@ def test_mark_reviewed_sinks_the_patient_undo_the_same_day_not_the_next(
     late = deployment.client.delete(f"{TRIAGE}/p-wang/reviewed", headers=headers)
     assert late.status_code == 409
     assert late.json() == {"detail": "a review can be undone on the same day only"}
+    refused = [r.outcome for r in _audit_rows(deployment, "triage.review_undone")]
+    assert refused == ["ok", "denied", "denied"]  # the undo, nothing to undo, too late
     assert order()[0] == "p-wang"
 
 
