@@ -34,6 +34,7 @@ from dashboard_api.routes import (
     quarantine,
     reports,
     stream,
+    triage,
     visits,
 )
 from dashboard_api.schemas import ErrorBody
@@ -151,6 +152,7 @@ def create_app(
         reports,
         visits,
         calendar,
+        triage,
     ):
         app.include_router(module.router)
     mount_web(app)

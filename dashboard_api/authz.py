@@ -45,6 +45,9 @@ class Action(StrEnum):
     """The patient's visit tasks: kind, due window, status, scheduled time."""
     MANAGE_VISITS = "manage_visits"
     """Request, schedule, complete, cancel or mark missed a visit task."""
+    REVIEW_TRIAGE = "review_triage"
+    """Be listed on the caller's triage view, and mark the patient reviewed (or undo it):
+    the contracted team's work list, not the duty doctor's or a break-glass reader's."""
 
 
 class Verdict(StrEnum):
@@ -78,6 +81,7 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
         Action.EXPORT,
         Action.READ_VISITS,
         Action.MANAGE_VISITS,
+        Action.REVIEW_TRIAGE,
     },
     Relationship.TEAM_LEAD: _CLINICAL_READ
     | {
@@ -88,6 +92,7 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
         Action.EXPORT,
         Action.READ_VISITS,
         Action.MANAGE_VISITS,
+        Action.REVIEW_TRIAGE,
     },
     Relationship.TEAM_NURSE: _CLINICAL_READ
     | {
@@ -96,6 +101,7 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
         Action.ACT_ON_ALERT,
         Action.READ_VISITS,
         Action.MANAGE_VISITS,
+        Action.REVIEW_TRIAGE,
     },
     # The duty doctor sees whether a nurse is on her way; planning visits is the team's.
     Relationship.DUTY_DOCTOR: _CLINICAL_READ | {Action.ACT_ON_ALERT, Action.READ_VISITS},

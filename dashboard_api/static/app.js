@@ -10,6 +10,7 @@ import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
 import { visitQueuePage } from "./visits_pages.js";
 import { visitFormPage } from "./visit_form.js";
+import { triagePage } from "./triage.js";
 
 const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "admin", "it_operator"];
 
@@ -37,6 +38,7 @@ const ROUTES = [
   [/^#\/inbox(?:\?unread=1)?$/, () => inboxPage()],
   [/^#\/visits$/, () => visitQueuePage()],
   [/^#\/visit\/(\d+)$/, (id) => visitFormPage(id)],
+  [/^#\/triage$/, () => triagePage()],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
@@ -94,6 +96,7 @@ function header() {
       bar.append(
         h("a", { href: "#/patients", id: "nav-patients" }, t("nav.patients")),
         h("a", { href: "#/inbox", id: "nav-inbox" }, t("nav.inbox")),
+        h("a", { href: "#/triage", id: "nav-triage" }, t("nav.triage")),
         h("a", { href: "#/visits", id: "nav-visits" }, t("nav.visits")),
       );
     }

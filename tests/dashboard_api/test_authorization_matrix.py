@@ -166,6 +166,8 @@ R_VISIT_TASK = tuple(
     for verb in ("schedule", "complete", "cancel", "missed")
 )
 R_CALENDAR = ("get", "/api/v1/calendar/{token}.ics")
+R_REVIEWED = ("post", "/api/v1/triage/{patient_id}/reviewed")
+R_UNREVIEW = ("delete", "/api/v1/triage/{patient_id}/reviewed")
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -188,6 +190,8 @@ ROUTES_WITH_PATIENT_GATE = {
     R_VISITS,
     R_VISIT_NEW,
     *R_VISIT_TASK,
+    R_REVIEWED,
+    R_UNREVIEW,
 }
 """Routes decided by the one gate; break-glass (any doctor) and the gateway route (fleet
 roles, or a gateway of one's patients) are the documented exceptions."""
@@ -217,6 +221,8 @@ ALL = (
     R_VISIT_NEW,
     *R_VISIT_TASK,
     R_CALENDAR,
+    R_REVIEWED,
+    R_UNREVIEW,  # after marking: undoes the review just made
     R_BREAK_GLASS,  # last: the access it opens would change the answers after it
 )
 NOT_FOUND_DETAIL = {R_GATEWAY: "gateway not found", R_CALENDAR: "calendar not found"}
@@ -355,6 +361,31 @@ _VISITS: dict[str, tuple[int, int, int]] = {
 for _persona, (_list, _new, _task) in _VISITS.items():
     EXPECTED[_persona] |= {R_VISITS: _list, R_VISIT_NEW: _new, R_CALENDAR: 404}
     EXPECTED[_persona] |= dict.fromkeys(R_VISIT_TASK, _task)
+
+
+# Triage: marking a patient reviewed and undoing it (review_triage: the team's doctor, nurse
+# and lead only). The undo follows the mark in the same run, so it finds a review to undo.
+_TRIAGE: dict[str, int] = {
+    "own doctor": 201,
+    "team lead": 201,
+    "doctor of another team": 404,
+    "nurse of the team": 201,
+    "the patient": 403,
+    "consented family member": 403,
+    "family, consent revoked": 404,
+    "family, consent expired": 404,
+    "admin": 404,
+    "IT operator": 404,
+    "duty doctor during duty": 403,
+    "duty doctor after duty": 404,
+    "doctor after break-glass": 403,
+    "no token": 401,
+    "expired token": 401,
+    "forged token": 401,
+    "alg=none token": 401,
+}
+for _persona, _mark in _TRIAGE.items():
+    EXPECTED[_persona] |= {R_REVIEWED: _mark, R_UNREVIEW: 200 if _mark == 201 else _mark}
 
 
 def _forge(token: str, *, alg_none: bool = False) -> str:
