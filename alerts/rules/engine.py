@@ -34,6 +34,12 @@ def _never(rule: Rule, readings: Sequence[Reading], context: Context) -> list[Fi
     return []
 
 
+def _reported(rule: Rule, readings: Sequence[Reading], context: Context) -> list[Finding]:
+    # Symptom rules: a symptom is reported, not measured; the report itself makes the
+    # finding (alerts.symptoms.symptom_finding), so readings never raise one.
+    return []
+
+
 EVALUATORS: dict[str, Evaluator] = {
     "threshold": evaluate_threshold,
     "window_mean": evaluate_window_mean,
@@ -45,6 +51,7 @@ EVALUATORS: dict[str, Evaluator] = {
     "missing": evaluate_missing,
     "gateway_offline": evaluate_gateway_offline,
     "plausibility": _never,
+    "symptom": _reported,
 }
 """One function per rule kind (``kind`` in the rule file)."""
 
