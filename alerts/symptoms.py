@@ -34,7 +34,13 @@ class UnknownSymptom(ValueError):
 
 
 def symptom_finding(
-    rules: RuleSet, patient_id: str, symptom: str, *, at: datetime, report_id: int
+    rules: RuleSet,
+    patient_id: str,
+    symptom: str,
+    *,
+    at: datetime,
+    report_id: int,
+    note: str = "",
 ) -> Finding:
     """The firing finding of a symptom report (the most urgent rule that lists it).
 
@@ -60,7 +66,9 @@ def symptom_finding(
         at=at,
         reading_ids=(),
         thresholds={},
+        # The patient's words go to the doctor with the alert (the inbox shows them).
         explanation=Explanation(
-            "symptom.reported", {"symptom": symptom, "report_id": report_id}
+            "symptom.reported_note" if note else "symptom.reported",
+            {"symptom": symptom, "report_id": report_id, **({"note": note} if note else {})},
         ),
     )

@@ -414,7 +414,9 @@ class _Parser:
             raise self.fail(key, "expected a list of symptom codes")
         for code in value:
             if code not in known:
-                raise self.fail(key, f"unknown symptom {code!r} (known: {', '.join(sorted(known))})")
+                raise self.fail(
+                    key, f"unknown symptom {code!r} (known: {', '.join(sorted(known))})"
+                )
         return frozenset(value)
 
     def params(self, kind: str, raw: object) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Notification preferences of patients: the channel for non-urgent messages and quiet hours.
+"""Notification preferences of patients (the channel for non-urgent messages, quiet hours)
+and the symptoms patients report from the portal.
 
 Revision ID: 0013_notification_prefs
 Revises: 0009_visits
@@ -44,7 +45,37 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("patient_id", name=op.f("pk_notification_preferences")),
     )
+    op.create_table(
+        "symptom_reports",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("symptom", sa.String(length=32), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("reported_at", _TIMESTAMP, nullable=False),
+        sa.Column("reported_by", sa.String(length=64), nullable=False),
+        sa.Column("alert_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["alert_id"], ["alerts.id"], name=op.f("fk_symptom_reports_alert_id_alerts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_id"], ["patients.id"], name=op.f("fk_symptom_reports_patient_id_patients")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_symptom_reports")),
+    )
+    op.create_index(
+        "ix_symptom_reports_patient_id_reported_at",
+        "symptom_reports",
+        ["patient_id", "reported_at"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_symptom_reports_patient_id_reported_at", table_name="symptom_reports")
+    op.drop_table("symptom_reports")
     op.drop_table("notification_preferences")
