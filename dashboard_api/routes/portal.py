@@ -1,7 +1,8 @@
 """The portal's own patient routes: what to do now, report a symptom, notification settings.
 
-* ``GET …/what-to-do`` (``read_alerts``): the patient's open P1/P2 alerts and any P1/P2
-  condition her latest readings meet right now, each with the advice in words
+* ``GET …/what-to-do`` (``read_patient``): the patient's open P1/P2 alerts (only for callers
+  who may ``read_alerts``) and any P1/P2 condition her latest readings meet right now (only
+  for callers who may ``read_readings``), each with the advice in words
   (:mod:`alerts.advice`, the words the SMS uses), whether it is an emergency (call 120 if
   nobody answers) and whether her doctor has been told. Rule, severity and advice only: no
   staff note, no assignee, no event history.
@@ -35,7 +36,7 @@ from alerts.rules.loader import default_rules
 from alerts.rules.model import RuleSet
 from alerts.symptoms import MAX_NOTE_LENGTH
 from alerts.window import reading_from_stored
-from dashboard_api.authz import Action
+from dashboard_api.authz import Action, Verdict, decide
 from dashboard_api.config import API_PREFIX
 from dashboard_api.deps import ContextDep, PatientGrant, patient_access
 from dashboard_api.schemas import ErrorBody, RequestModel
@@ -51,7 +52,7 @@ from registry.symptoms import RATE_WINDOW, report_symptom, reports_since
 
 router = APIRouter(prefix=f"{API_PREFIX}/patients", tags=["portal"])
 
-ReadAlerts = Annotated[PatientGrant, Depends(patient_access(Action.READ_ALERTS))]
+ReadPatient = Annotated[PatientGrant, Depends(patient_access(Action.READ_PATIENT))]
 ReportSymptom = Annotated[PatientGrant, Depends(patient_access(Action.REPORT_SYMPTOM))]
 ManageNotifications = Annotated[PatientGrant, Depends(patient_access(Action.MANAGE_NOTIFICATIONS))]
 
@@ -149,19 +150,29 @@ def _profile(session: Session, patient_id: str) -> PatientProfile:
 
 
 @router.get("/{patient_id}/what-to-do", response_model=WhatToDo)
-def what_to_do(grant: ReadAlerts, context: ContextDep) -> WhatToDo:
-    """What the patient should do now: her open P1/P2 alerts and her latest readings'."""
+def what_to_do(grant: ReadPatient, context: ContextDep) -> WhatToDo:
+    """What the patient should do now: her open P1/P2 alerts and her latest readings'.
+
+    Each part only for a caller who may see it: a relative whose consent covers readings
+    only is told what the readings call for, never what the alerts say, and the reverse.
+    """
     now = context.clock()
+    may_alerts = decide(grant.facts, Action.READ_ALERTS).verdict is Verdict.ALLOW
+    may_readings = decide(grant.facts, Action.READ_READINGS).verdict is Verdict.ALLOW
     with context.read() as session:
-        rows = session.scalars(
-            select(AlertRow)
-            .where(
-                AlertRow.patient_id == grant.patient_id,
-                AlertRow.resolved_at.is_(None),
-                AlertRow.severity.in_([s.value for s in URGENT]),
-            )
-            .order_by(AlertRow.id)
-        ).all()
+        rows = (
+            session.scalars(
+                select(AlertRow)
+                .where(
+                    AlertRow.patient_id == grant.patient_id,
+                    AlertRow.resolved_at.is_(None),
+                    AlertRow.severity.in_([s.value for s in URGENT]),
+                )
+                .order_by(AlertRow.id)
+            ).all()
+            if may_alerts
+            else []
+        )
         notified = _notified(session, [row.id for row in rows])
         profile = _profile(session, grant.patient_id)
     items = [
@@ -177,7 +188,7 @@ def what_to_do(grant: ReadAlerts, context: ContextDep) -> WhatToDo:
         for row in rows
     ]
     covered = {row.rule_id for row in rows}
-    latest = context.store.last_readings(grant.patient_id)
+    latest = context.store.last_readings(grant.patient_id) if may_readings else {}
     recent = [
         reading_from_stored(r) for r in latest.values() if now - r.measured_at <= LATEST_WINDOW
     ]

@@ -5,6 +5,8 @@ import { ApiError, get, hasSession, openStream, post } from "./api.js";
 import { LANGUAGES, loadLanguage, prefs, t } from "./i18n.js";
 import { h } from "./dom.js";
 import { portalPage } from "./portal.js";
+import { familyPage } from "./portal_family.js";
+import { settingsPage } from "./portal_settings.js";
 import { loginPage, smsLinkPage } from "./login.js";
 import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
@@ -34,6 +36,8 @@ const ROUTES = [
   [/^#\/patients$/, () => patientListPage()],
   [/^#\/inbox(?:\?unread=1)?$/, () => inboxPage()],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
+  [/^#\/portal\/([\w.-]+)\/family$/, (id) => familyPage(id)],
+  [/^#\/portal\/([\w.-]+)\/settings$/, (id) => settingsPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
 

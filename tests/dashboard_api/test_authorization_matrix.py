@@ -373,7 +373,7 @@ for _persona, (_list, _new, _task) in _VISITS.items():
 
 
 # The portal's routes: inviting a relative (manage_consents: the patient alone), what to do
-# now (read_alerts), reporting a symptom and notification preferences (the patient, or a
+# now (read_patient; its alert part only with read_alerts), reporting a symptom and notification preferences (the patient, or a
 # relative who acts for her: the seeded daughter only views readings, 403).
 _PORTAL: dict[str, tuple[int, int, int, int]] = {
     "own doctor": (403, 200, 403, 403),
@@ -381,7 +381,7 @@ _PORTAL: dict[str, tuple[int, int, int, int]] = {
     "doctor of another team": (404, 404, 404, 404),
     "nurse of the team": (403, 200, 403, 403),
     "the patient": (201, 200, 201, 200),
-    "consented family member": (403, 403, 403, 403),
+    "consented family member": (403, 200, 403, 403),
     "family, consent revoked": (404, 404, 404, 404),
     "family, consent expired": (404, 404, 404, 404),
     "admin": (404, 404, 404, 404),

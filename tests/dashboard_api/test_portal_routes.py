@@ -295,9 +295,14 @@ def test_what_to_do_is_the_patients_own(deployment: Deployment) -> None:
     for headers in (son, other):
         answer = deployment.client.get(f"{PATIENT}/what-to-do", headers=headers)
         assert (answer.status_code, answer.json()) == (404, {"detail": "patient not found"})
-    # A relative whose consent covers readings only: no alerts (403).
+    # A relative whose consent covers readings only: what her readings call for, never the
+    # alerts (the SYM1 alert is not in her answer).
     daughter = _bearer(deployment.sms_login("13800000002"))
-    assert deployment.client.get(f"{PATIENT}/what-to-do", headers=daughter).status_code == 403
+    answer = deployment.client.get(f"{PATIENT}/what-to-do", headers=daughter)
+    assert answer.json() == {"items": []}
+    _low_glucose(deployment, 2.7, 3, 901)
+    answer = deployment.client.get(f"{PATIENT}/what-to-do", headers=daughter)
+    assert [(i["source"], i["rule_id"]) for i in answer.json()["items"]] == [("reading", "G1")]
     with session_scope(deployment.registry, write=False) as session:
         assert session.scalars(select(AlertRow.rule_id)).all() == ["SYM1"]
 
