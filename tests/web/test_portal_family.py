@@ -20,6 +20,7 @@ from registry.alerts_repo import AlertRepository
 from registry.care import FamilyRepository
 from registry.care_models import ConsentScope
 from registry.db import session_scope
+from registry.notification_prefs import NotificationPrefsRepository
 from tests.web.conftest import SCREENSHOTS, Watched, WebServer, watched_page
 from tests.web.test_browser import staff_login
 
@@ -227,3 +228,32 @@ def test_a_symptom_reported_on_the_portal_reaches_the_doctors_inbox(
             assert "P1" in text
     finally:
         _resolve(web_server, alert_id)
+
+
+def test_notification_settings_say_urgent_alerts_always_come_and_are_saved(
+    watched: Watched, web_server: WebServer
+) -> None:
+    page = watched.page
+    sms_login(watched, web_server, "13800000001")
+    page.locator("#nav-settings").click()
+    urgent = page.locator("#settings-urgent")
+    urgent.wait_for()
+    assert "紧急提醒" in urgent.inner_text()
+    assert "总会立即通知您和您的医生" in urgent.inner_text()
+    page.get_by_label("微信").check()
+    page.get_by_label("开启免打扰").check()
+    page.get_by_label("开始").fill("21:30")
+    page.get_by_label("结束").fill("06:30")
+    page.get_by_role("button", name="保存设置").click()
+    page.locator("#settings-message", has_text="设置已保存").wait_for()
+    _no_untranslated_key(watched)
+    page.reload()
+    page.locator("#channel-wechat:checked").wait_for()
+    assert page.locator("#quiet-start").input_value() == "21:30"
+    with session_scope(web_server.registry, write=False) as session:
+        prefs = NotificationPrefsRepository(session).get("p-wang")
+    assert (prefs.channel.value, str(prefs.quiet_start), prefs.updated_by) == (
+        "wechat",
+        "21:30:00",
+        "wang.fang",
+    )
