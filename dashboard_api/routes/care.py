@@ -69,14 +69,12 @@ def _consents(context: ContextDep, patient_id: str) -> list[ConsentPublic]:
     now = context.clock()
     with context.read() as session:
         records = FamilyRepository(session, clock=context.clock).consents(patient_id)
-        phones: dict[str, str | None] = {
-            username: phone
-            for username, phone in session.execute(
-                select(UserAccount.username, UserAccount.phone).where(
-                    UserAccount.username.in_({r.family_username for r in records})
-                )
+        rows = session.execute(
+            select(UserAccount.username, UserAccount.phone).where(
+                UserAccount.username.in_({r.family_username for r in records})
             )
-        }
+        )
+        phones: dict[str, str | None] = {username: phone for username, phone in rows}  # noqa: C416
     return [
         ConsentPublic(
             username=record.family_username,

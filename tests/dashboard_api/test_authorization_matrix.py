@@ -373,8 +373,9 @@ for _persona, (_list, _new, _task) in _VISITS.items():
 
 
 # The portal's routes: inviting a relative (manage_consents: the patient alone), what to do
-# now (read_patient; its alert part only with read_alerts), reporting a symptom and notification preferences (the patient, or a
-# relative who acts for her: the seeded daughter only views readings, 403).
+# now (read_patient; its alert part only with read_alerts), reporting a symptom and the
+# notification preferences (the patient, or a relative who acts for her: the seeded
+# daughter only views readings, 403).
 _PORTAL: dict[str, tuple[int, int, int, int]] = {
     "own doctor": (403, 200, 403, 403),
     "team lead": (403, 200, 403, 403),
