@@ -101,6 +101,12 @@ def test_a_revoked_family_member_gets_not_found_and_reads_nothing_about_the_pati
         _no_untranslated_key(mother)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "portal-family-zh.png"), full_page=True)
+        page.select_option("#pref-lang", "en")
+        page.locator("h2", has_text="Who can see what").wait_for()
+        assert "See readings and devices" in page.locator("#consents").inner_text()
+        _no_untranslated_key(mother)
+        page.select_option("#pref-lang", "zh-CN")
+        page.locator("h2", has_text="谁可以看到什么").wait_for()
         # Revoke, with a confirmation first.
         item = page.locator("li.consent[data-username='wang.daughter']")
         item.get_by_role("button", name="撤销授权").click()
