@@ -5,6 +5,8 @@ import { ApiError, get, hasSession, openStream, post } from "./api.js";
 import { LANGUAGES, loadLanguage, prefs, t } from "./i18n.js";
 import { h } from "./dom.js";
 import { portalPage } from "./portal.js";
+import { familyPage } from "./portal_family.js";
+import { settingsPage } from "./portal_settings.js";
 import { loginPage, smsLinkPage } from "./login.js";
 import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
@@ -40,6 +42,8 @@ const ROUTES = [
   [/^#\/visit\/(\d+)$/, (id) => visitFormPage(id)],
   [/^#\/triage$/, () => triagePage()],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
+  [/^#\/portal\/([\w.-]+)\/family$/, (id) => familyPage(id)],
+  [/^#\/portal\/([\w.-]+)\/settings$/, (id) => settingsPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
 
