@@ -47,6 +47,7 @@ from registry import care_models as _care_models  # noqa: F401
 from registry import evaluation_models as _evaluation_models  # noqa: F401
 from registry import fleet_models as _fleet_models  # noqa: F401
 from registry import visit_models as _visit_models  # noqa: F401 - their tables are in Base
+from registry import visit_schedule_models as _visit_schedule_models  # noqa: F401
 from registry.audit import refuse_audit_rewrites
 from registry.errors import InvalidRegistryInput, MigrationError, RegistryUnavailable
 
