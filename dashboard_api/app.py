@@ -32,6 +32,7 @@ from dashboard_api.routes import (
     quarantine,
     reports,
     stream,
+    visit_routes,
     visits,
 )
 from dashboard_api.schemas import ErrorBody
@@ -126,6 +127,7 @@ def create_app(
         quarantine,
         reports,
         visits,
+        visit_routes,
         calendar,
     ):
         app.include_router(module.router)
