@@ -18,21 +18,31 @@ feed follow. See docs/visit-routes.md.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Final
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from dashboard_api.authz import Action, decide
 from dashboard_api.config import API_PREFIX
 from dashboard_api.deps import Caller, CallerDep, ContextDep, route_template
-from dashboard_api.schemas import RequestModel
+from dashboard_api.visit_route_schemas import (
+    FIRST_DAY,
+    LAST_DAY,
+    CapacityIn,
+    CapacityOut,
+    DayRoute,
+    RouteOrder,
+    Stop,
+    Suggestion,
+    SuggestRequest,
+    Week,
+    WeekDay,
+)
 from registry.access import Actor, Relationship, load_actor, related_facts
 from registry.audit import AuditOutcome
 from registry.care_models import Role, TeamMembership, TeamPosition, UserAccount
@@ -61,116 +71,17 @@ from registry.visits import TaskRecord, VisitRepository, VisitStateError
 
 router = APIRouter(prefix=f"{API_PREFIX}/visits", tags=["visits"])
 
-# Visits are planned for now and the coming weeks; bounded days keep the time arithmetic
-# in range (as the report routes bound theirs).
-_FIRST_DAY: Final = date(2000, 1, 1)
-_LAST_DAY: Final = date(2099, 12, 31)
-_HHMM: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
-MAX_ORDER: Final = 50
-"""More ids than any capacity allows: the planner names the problem, the body stays small."""
 WEEK_DAYS: Final = 7
 
 DayQuery = Annotated[
-    date, Query(alias="date", description="the local day", ge=_FIRST_DAY, le=_LAST_DAY)
+    date, Query(alias="date", description="the local day", ge=FIRST_DAY, le=LAST_DAY)
 ]
 StartQuery = Annotated[
-    date, Query(description="the first local day of the week", ge=_FIRST_DAY, le=_LAST_DAY)
+    date, Query(description="the first local day of the week", ge=FIRST_DAY, le=LAST_DAY)
 ]
 NurseQuery = Annotated[
     str | None, Query(description="the nurse (default: the caller)", min_length=1, max_length=64)
 ]
-
-
-class CapacityOut(BaseModel):
-    """A nurse's working day as the planner uses it."""
-
-    nurse: str
-    work_start: str
-    work_end: str
-    max_visits: int
-    minutes_per_visit: int
-    travel_minutes: int
-    time_zone: str
-
-
-class CapacityIn(RequestModel):
-    """A new capacity (``HH:MM`` civil times in the nurse's time zone)."""
-
-    work_start: str = Field(pattern=_HHMM)
-    work_end: str = Field(pattern=_HHMM)
-    max_visits: int = Field(ge=1, le=20)
-    minutes_per_visit: int = Field(ge=5, le=240)
-    travel_minutes: int = Field(ge=0, le=180)
-    time_zone: str = Field(default="Asia/Shanghai", min_length=1, max_length=64)
-
-
-class Stop(BaseModel):
-    """One visit of a route; ``start``/``end`` are empty for a suggestion (not placed)."""
-
-    task_id: int
-    visit_code: str
-    patient_id: str
-    patient_name: str | None
-    kind: str
-    priority: int
-    status: str
-    district: str | None
-    community: str | None
-    village: str | None
-    due_earliest: datetime
-    due_latest: datetime
-    start: datetime | None
-    end: datetime | None
-    reason_label: str
-
-
-class DayRoute(BaseModel):
-    """The nurse's day: her stops in order, what could be added, and room left."""
-
-    date: dt.date
-    nurse: str
-    capacity: CapacityOut
-    stops: list[Stop]
-    suggestions: list[Stop]
-    free_slots: int
-
-
-class RouteOrder(RequestModel):
-    """The day's visits in the order the nurse will make them."""
-
-    date: dt.date = Field(ge=_FIRST_DAY, le=_LAST_DAY)
-    nurse: str | None = Field(default=None, min_length=1, max_length=64)
-    task_ids: list[int] = Field(max_length=MAX_ORDER)
-    reason: str = Field(default="", max_length=2000)
-    """Recorded on each rescheduled visit; a default names the route when left empty."""
-
-
-class SuggestRequest(RequestModel):
-    """The day to suggest an order for."""
-
-    date: dt.date = Field(ge=_FIRST_DAY, le=_LAST_DAY)
-    nurse: str | None = Field(default=None, min_length=1, max_length=64)
-
-
-class Suggestion(BaseModel):
-    """A full order for the day (its stops and what fits), ready to ``PUT``."""
-
-    task_ids: list[int]
-
-
-class WeekDay(BaseModel):
-    """One day of the week view."""
-
-    date: dt.date
-    stops: list[Stop]
-
-
-class Week(BaseModel):
-    """Seven days of a nurse's scheduled visits, from ``start``."""
-
-    start: date
-    nurse: str
-    days: list[WeekDay]
 
 
 _PROBLEMS: Final[dict[int | str, dict[str, object]]] = {
@@ -589,7 +500,7 @@ def get_week(
     nurse: NurseQuery = None,
 ) -> Week:
     """Seven days of the nurse's scheduled visits from ``start``, each day in route order."""
-    if start + timedelta(days=WEEK_DAYS - 1) > _LAST_DAY:
+    if start + timedelta(days=WEEK_DAYS - 1) > LAST_DAY:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="start: too late")
     scope = _scope(request, caller, context, nurse)
     days: list[WeekDay] = []
