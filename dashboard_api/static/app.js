@@ -8,6 +8,7 @@ import { portalPage } from "./portal.js";
 import { loginPage, smsLinkPage } from "./login.js";
 import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
+import { dayRoutePage, weekPage } from "./visit_route.js";
 
 const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "admin", "it_operator"];
 
@@ -27,6 +28,8 @@ const ROUTES = [
   [/^#\/patients$/, () => patientListPage()],
   [/^#\/inbox(?:\?unread=1)?$/, () => inboxPage()],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
+  [/^#\/visits\/route(?:\?[\w=&.%-]*)?$/, () => dayRoutePage()],
+  [/^#\/visits\/week(?:\?[\w=&.%-]*)?$/, () => weekPage()],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
 
@@ -84,6 +87,9 @@ function header() {
         h("a", { href: "#/patients", id: "nav-patients" }, t("nav.patients")),
         h("a", { href: "#/inbox", id: "nav-inbox" }, t("nav.inbox")),
       );
+      if (session.me.roles.includes("nurse") || session.me.roles.includes("team_lead")) {
+        bar.append(h("a", { href: "#/visits/route", id: "nav-route" }, t("nav.route")));
+      }
     }
     bar.append(
       h("span", { class: "live-badge", id: "live-state" }, session.live ? t("live.on") : t("live.off")),
