@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from icalendar import Calendar
 from sqlalchemy import select
 
-from registry.care import ContractRepository
+from registry.care import ContractRepository, TeamRepository
+from registry.care_models import TeamPosition
 from registry.db import session_scope
 from registry.models import AuditRecord, Patient
 from registry.repositories import PatientRepository
@@ -294,3 +295,37 @@ def test_a_window_not_open_that_day_and_a_day_over_are_refused(deployment: Deplo
         "/api/v1/visits/route", headers=nurse, json={"date": yesterday, "task_ids": []}
     )
     assert [p["problem"] for p in over.json()["detail"]] == ["day_over"]
+
+
+def test_a_lead_sees_only_her_teams_visits_of_a_nurse_of_two_teams(
+    deployment: Deployment,
+) -> None:
+    tasks = _seed_tasks(deployment)
+    with session_scope(deployment.registry) as s:
+        TeamRepository(s, clock=deployment.clock).add_member(
+            "team-b", "nurse.liu", TeamPosition.NURSE
+        )
+    deployment.clock.advance(minutes=1)
+    with session_scope(deployment.registry) as s:
+        VisitRepository(s, clock=deployment.clock).schedule(
+            tasks["p-li"], FIRST, actor="nurse.liu", reason="", assignee="nurse.liu"
+        )
+    nurse = _bearer(deployment.login("nurse.liu"))
+    lead = _bearer(deployment.login("lead.zhou"))
+    own = deployment.client.get("/api/v1/visits/route", headers=nurse, params={"date": DAY})
+    assert [s["patient_id"] for s in own.json()["stops"]] == ["p-li"]
+    seen = deployment.client.get(
+        "/api/v1/visits/route", headers=lead, params={"date": DAY, "nurse": "nurse.liu"}
+    ).json()
+    # team-b's visit is not shown to team-a's lead, but it still takes one of the six slots.
+    assert (seen["stops"], seen["free_slots"]) == ([], 5)
+    assert "p-li" not in {s["patient_id"] for s in seen["suggestions"]}
+    refused = deployment.client.put(
+        "/api/v1/visits/route",
+        headers=lead,
+        json={"date": DAY, "nurse": "nurse.liu", "task_ids": [tasks["p-a1"]]},
+    )
+    assert refused.status_code == 422
+    [problem] = refused.json()["detail"]
+    assert (problem["problem"], problem["task_id"]) == ("missing_stop", None)
+    assert "V-" not in problem["message"]
