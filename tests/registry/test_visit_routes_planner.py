@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from registry.errors import InvalidRegistryInput
@@ -266,8 +266,17 @@ def test_a_suggested_order_always_passes_validation(
         assert planned.assignee in (None, NURSE)
 
 
+_INTERLEAVED = [
+    task(1, priority=1, community="A"),
+    task(2, priority=2, community="B"),
+    task(3, priority=3, community="A"),
+]
+"""By urgency alone A, B, A: the case the grouping exists for, tried on every run."""
+
+
 @PROPERTY
 @given(capacity=CAPACITIES, tasks=open_tasks())
+@example(capacity=DEFAULT_CAPACITY, tasks=_INTERLEAVED)
 def test_a_suggested_order_keeps_each_community_together(
     capacity: Capacity, tasks: list[RouteTask]
 ) -> None:
