@@ -426,40 +426,38 @@ def put_route(
     time; 422 lists every problem (over capacity, past the working day, outside a due
     window, a task not open or not of the team, a stop of the day left out)."""
     scope = _scope(request, caller, context, body.nurse)
-    with context.read() as session:
-        loaded, problems, involved = _order_problems(session, scope, body, context.clock())
+    problems: list[RouteProblem] = []
+    involved: list[str] = []
+    try:
+        # The check and the scheduling in one transaction: what was checked is what is
+        # written (the audit rows follow in their own transactions, after it ends).
+        with context.write() as session:
+            loaded, problems, involved = _order_problems(session, scope, body, context.clock())
+            if not problems:
+                apply_route(
+                    session,
+                    body.date,
+                    loaded.capacity,
+                    body.task_ids,
+                    nurse=scope.nurse.username,
+                    actor=caller.actor.username,
+                    reason=body.reason.strip() or f"day route {body.date.isoformat()}",
+                    clock=context.clock,
+                )
+    except VisitStateError as exc:
+        problems = [
+            RouteProblem(Problem.NOT_OPEN, exc.task_id, f"task {exc.task_id} is {exc.status}")
+        ]
+    except InvalidRegistryInput as exc:
+        # The repository refused what the planner let through (the nurse is no longer on
+        # the patient's team); the transaction rolled back, nothing was scheduled.
+        problems = [RouteProblem(Problem.UNKNOWN_TASK, None, str(exc))]
     if problems:
         _audit(
             context, request, scope, outcome=AuditOutcome.REJECTED, code=422,
             patient_ids=involved, count=len(problems),
         )  # fmt: skip
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=_problems(problems))
-    failure = ""
-    try:
-        with context.write() as session:
-            apply_route(
-                session,
-                body.date,
-                loaded.capacity,
-                body.task_ids,
-                nurse=scope.nurse.username,
-                actor=caller.actor.username,
-                reason=body.reason.strip() or f"day route {body.date.isoformat()}",
-                clock=context.clock,
-            )
-    except (VisitStateError, InvalidRegistryInput) as exc:
-        # Another request closed or reassigned a task between the check and the write;
-        # the transaction rolled back, nothing was scheduled.
-        failure = str(exc)
-    if failure:
-        _audit(
-            context, request, scope, outcome=AuditOutcome.REJECTED, code=422,
-            patient_ids=involved,
-        )  # fmt: skip
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[{"problem": "changed_meanwhile", "task_id": None, "message": failure}],
-        )
     with context.read() as session:
         route = _day_route(body.date, scope, _load_day(session, scope, body.date))
     _audit(
