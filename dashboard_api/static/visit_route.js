@@ -156,7 +156,7 @@ export async function dayRoutePage() {
   draw();
   return h("section", { class: "day-route" },
     h("h1", {}, t("route.title"), " ", h("span", { class: "note" }, `${day} · ${route.nurse}`)),
-    h("p", { class: "inline" }, picker(day, nurse, "#/visits/route"), " ",
+    h("div", { class: "inline" }, picker(day, nurse, "#/visits/route"), " ",
       h("a", { href: `#/visits/week?${href({ start: monday(day), nurse })}`, id: "route-to-week" }, t("route.week_link"))),
     h("p", { id: "route-capacity", class: "note" }, t("route.capacity", {
       start: capacity.work_start, end: capacity.work_end, max: capacity.max_visits,
@@ -193,7 +193,7 @@ export async function weekPage() {
       : h("p", { class: "note" }, t("week.free"))));
   return h("section", { class: "week" },
     h("h1", {}, t("week.title"), " ", h("span", { class: "note" }, `${start} · ${week.nurse}`)),
-    h("p", { class: "inline" }, picker(start, nurse, "#/visits/week"), " ",
+    h("div", { class: "inline" }, picker(start, nurse, "#/visits/week"), " ",
       h("a", { href: `#/visits/week?${href({ start: addDays(start, -7), nurse })}`, id: "week-prev" }, t("week.prev")), " ",
       h("a", { href: `#/visits/week?${href({ start: addDays(start, 7), nurse })}`, id: "week-next" }, t("week.next"))),
     h("div", { class: "week-grid", id: "week-grid" }, columns));

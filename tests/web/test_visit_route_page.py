@@ -18,7 +18,7 @@ from registry.visit_models import VisitKind, VisitTask
 from registry.visit_routes import Capacity
 from registry.visit_schedule import CapacityRepository
 from registry.visits import Reason, VisitRepository
-from tests.web.conftest import Watched, WebServer
+from tests.web.conftest import SCREENSHOTS, Watched, WebServer
 from tests.web.test_browser import staff_login
 
 pytestmark = pytest.mark.browser
@@ -106,6 +106,8 @@ def test_a_nurse_plans_her_day_with_the_keyboard(watched: Watched, web_server: W
     assert start.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M") == "09:00"
     assert planned[ids["p-route3"]][0] == "requested"
 
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "day-route-zh.png"), full_page=True)
     page.locator("#route-to-week").click()
     column = page.locator(f"#week-grid .week-day[data-date='{day}']")
     column.locator("li").first.wait_for()
