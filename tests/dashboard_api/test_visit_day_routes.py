@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
@@ -23,6 +24,7 @@ from registry.repositories import PatientRepository
 from registry.visit_models import VisitKind
 from registry.visits import Reason, VisitRepository
 from tests.dashboard_api.conftest import T0, Deployment
+from tests.dashboard_api.test_authorization_matrix import _headers
 
 DAY = "2026-03-04"
 # 08:30 in Shanghai is 00:30 UTC; 30 min travel, 45 min visits.
@@ -329,3 +331,48 @@ def test_a_lead_sees_only_her_teams_visits_of_a_nurse_of_two_teams(
     [problem] = refused.json()["detail"]
     assert (problem["problem"], problem["task_id"]) == ("missing_stop", None)
     assert "V-" not in problem["message"]
+
+
+# Every kind of caller of the authorization matrix, naming nurse.liu: her route (and week,
+# and suggestion) only for herself and her team lead; her capacity also for an admin.
+# Written out by hand from docs/visit-routes.md, not computed from the code.
+_ROUTE_FOR: dict[str, tuple[int, int]] = {
+    "own doctor": (404, 404),
+    "team lead": (200, 200),
+    "doctor of another team": (404, 404),
+    "nurse of the team": (200, 200),
+    "the patient": (404, 404),
+    "consented family member": (404, 404),
+    "family, consent revoked": (404, 404),
+    "family, consent expired": (404, 404),
+    "admin": (404, 200),
+    "IT operator": (404, 404),
+    "duty doctor during duty": (404, 404),
+    "duty doctor after duty": (404, 404),
+    "doctor after break-glass": (404, 404),
+    "no token": (401, 401),
+    "expired token": (401, 401),
+    "forged token": (401, 401),
+    "alg=none token": (401, 401),
+}
+
+
+@pytest.mark.parametrize("persona", list(_ROUTE_FOR))
+def test_each_caller_naming_the_nurse_gets_what_the_doc_says(
+    deployment: Deployment, persona: str
+) -> None:
+    headers = _headers(deployment, persona)
+    deployment.client.cookies.clear()  # an SMS login leaves a cookie; the header decides
+    route, capacity = _ROUTE_FOR[persona]
+    nurse = {"nurse": "nurse.liu"}
+    calls = [
+        ("get", "/api/v1/visits/route", {**nurse, "date": DAY}, None, route),
+        ("get", "/api/v1/visits/week", {**nurse, "start": DAY}, None, route),
+        ("post", "/api/v1/visits/route/suggest", None, {**nurse, "date": DAY}, route),
+        ("get", "/api/v1/visits/capacity", nurse, None, capacity),
+    ]
+    for method, url, params, body, expected in calls:
+        answer = deployment.client.request(method, url, headers=headers, params=params, json=body)
+        assert answer.status_code == expected, (persona, url, answer.text)
+        if expected == 404:
+            assert answer.json() == {"detail": "nurse not found"}
