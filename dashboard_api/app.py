@@ -37,6 +37,7 @@ from dashboard_api.routes import (
     reports,
     stream,
     triage,
+    visit_routes,
     visits,
 )
 from dashboard_api.schemas import ErrorBody
@@ -155,6 +156,7 @@ def create_app(
         quarantine,
         reports,
         visits,
+        visit_routes,
         calendar,
         triage,
     ):

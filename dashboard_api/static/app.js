@@ -13,6 +13,7 @@ import { inboxPage } from "./inbox.js";
 import { visitQueuePage } from "./visits_pages.js";
 import { visitFormPage } from "./visit_form.js";
 import { triagePage } from "./triage.js";
+import { dayRoutePage, weekPage } from "./visit_route.js";
 
 const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "admin", "it_operator"];
 
@@ -44,6 +45,8 @@ const ROUTES = [
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
   [/^#\/portal\/([\w.-]+)\/family$/, (id) => familyPage(id)],
   [/^#\/portal\/([\w.-]+)\/settings$/, (id) => settingsPage(id)],
+  [/^#\/visits\/route(?:\?[\w=&.%-]*)?$/, () => dayRoutePage()],
+  [/^#\/visits\/week(?:\?[\w=&.%-]*)?$/, () => weekPage()],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
 
@@ -103,6 +106,9 @@ function header() {
         h("a", { href: "#/triage", id: "nav-triage" }, t("nav.triage")),
         h("a", { href: "#/visits", id: "nav-visits" }, t("nav.visits")),
       );
+      if (session.me.roles.includes("nurse") || session.me.roles.includes("team_lead")) {
+        bar.append(h("a", { href: "#/visits/route", id: "nav-route" }, t("nav.route")));
+      }
     }
     bar.append(
       h("span", { class: "live-badge", id: "live-state" }, session.live ? t("live.on") : t("live.off")),
