@@ -166,6 +166,8 @@ R_VISIT_TASK = tuple(
     for verb in ("schedule", "complete", "cancel", "missed")
 )
 R_CALENDAR = ("get", "/api/v1/calendar/{token}.ics")
+R_MANUAL = ("post", "/api/v1/patients/{patient_id}/readings/manual")
+SAMPLE_BODY[R_MANUAL] = {"kind": "weight", "weight_kg": 68.4}
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -188,6 +190,7 @@ ROUTES_WITH_PATIENT_GATE = {
     R_VISITS,
     R_VISIT_NEW,
     *R_VISIT_TASK,
+    R_MANUAL,
 }
 """Routes decided by the one gate; break-glass (any doctor) and the gateway route (fleet
 roles, or a gateway of one's patients) are the documented exceptions."""
@@ -216,6 +219,7 @@ ALL = (
     R_VISITS,
     R_VISIT_NEW,
     *R_VISIT_TASK,
+    R_MANUAL,
     R_CALENDAR,
     R_BREAK_GLASS,  # last: the access it opens would change the answers after it
 )
@@ -355,6 +359,31 @@ _VISITS: dict[str, tuple[int, int, int]] = {
 for _persona, (_list, _new, _task) in _VISITS.items():
     EXPECTED[_persona] |= {R_VISITS: _list, R_VISIT_NEW: _new, R_CALENDAR: 404}
     EXPECTED[_persona] |= dict.fromkeys(R_VISIT_TASK, _task)
+
+
+# Typing in a reading (enter_reading): the patient and the team; a family member whose
+# consent is to view readings only may not (403), nor the duty doctor or a break-glass reader.
+_MANUAL: dict[str, int] = {
+    "own doctor": 201,
+    "team lead": 201,
+    "doctor of another team": 404,
+    "nurse of the team": 201,
+    "the patient": 201,
+    "consented family member": 403,
+    "family, consent revoked": 404,
+    "family, consent expired": 404,
+    "admin": 404,
+    "IT operator": 404,
+    "duty doctor during duty": 403,
+    "duty doctor after duty": 404,
+    "doctor after break-glass": 403,
+    "no token": 401,
+    "expired token": 401,
+    "forged token": 401,
+    "alg=none token": 401,
+}
+for _persona, _manual in _MANUAL.items():
+    EXPECTED[_persona] |= {R_MANUAL: _manual}
 
 
 def _forge(token: str, *, alg_none: bool = False) -> str:
