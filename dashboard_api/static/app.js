@@ -5,6 +5,7 @@ import { ApiError, get, hasSession, openStream, post } from "./api.js";
 import { LANGUAGES, loadLanguage, prefs, t } from "./i18n.js";
 import { h } from "./dom.js";
 import { portalPage } from "./portal.js";
+import { pairingWizardPage } from "./pairing_wizard.js";
 import { loginPage, smsLinkPage } from "./login.js";
 import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
@@ -34,6 +35,7 @@ const ROUTES = [
   [/^#\/patients$/, () => patientListPage()],
   [/^#\/inbox(?:\?unread=1)?$/, () => inboxPage()],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
+  [/^#\/portal\/([\w.-]+)\/pair$/, (id) => pairingWizardPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
 
