@@ -7,7 +7,7 @@ import { h } from "./dom.js";
 import { dateTime } from "./format.js";
 import { t } from "./i18n.js";
 import { KINDS, latestInWords } from "./readings.js";
-import { notFoundPage, onLiveReading, render, session } from "./app.js";
+import { notFoundPage, onLiveReading, render } from "./app.js";
 
 // How long the gateway looks for the device. Two minutes is enough to press a meter's
 // Bluetooth button and hold it near the gateway, short enough that a Just-Works meter is
@@ -15,7 +15,8 @@ import { notFoundPage, onLiveReading, render, session } from "./app.js";
 export const WINDOW_SECONDS = 120;
 // How often the page asks how the window is going: the gateway scans in 3-second rounds.
 const POLL_MS = 1500;
-// Without the live stream, how often the page looks for the device's first reading.
+// How often the page also asks for the device's first reading, in case the live stream is
+// down or the reading came before this step was shown.
 const READING_POLL_MS = 10000;
 
 const enc = encodeURIComponent;
@@ -249,7 +250,7 @@ export async function pairingWizardPage(patientId) {
     const waiting = h("p", { class: "big-text", id: "pair-waiting", role: "status" }, t("pair.waiting"));
     show(5, waiting, h("p", { class: "note" }, t("pair.waiting_how")),
       h("p", {}, h("a", { href: `#/portal/${enc(patientId)}`, id: "pair-done", class: "button big" }, t("pair.to_portal"))));
-    const since = new Date(Date.now() - 60000);
+    const since = new Date(state.request.requested_at);
     const shown = (reading) => {
       clearTimers();
       const { judged, sentence } = latestInWords(reading, targets);
@@ -258,6 +259,7 @@ export async function pairingWizardPage(patientId) {
         h("span", { class: "when" }, " ", t("portal.measured", { when: dateTime(reading.measured_at || reading.t, zone) })));
       waiting.prepend(h("span", { class: "done-mark" }, t("pair.first_reading"), " "));
     };
+    let seen = false;
     // The live stream carries no device ids: ask the readings route whose a new one is.
     const isOurs = async (kind, id, at) => {
       const start = new Date(new Date(at).getTime() - 1000).toISOString();
@@ -267,19 +269,26 @@ export async function pairingWizardPage(patientId) {
     };
     state.stop = onLiveReading(async (reading) => {
       if (reading.patient_id !== patientId || !alive()) return;
-      if (await isOurs(reading.kind, reading.id, reading.measured_at)) shown(reading);
+      if (!seen && (await isOurs(reading.kind, reading.id, reading.measured_at))) {
+        seen = true;
+        shown(reading);
+      }
     });
     const look = async () => {
       if (!alive()) return clearTimers();
-      if (session.live) return;
+      if (seen) return;
       const end = new Date(Date.now() + 60000).toISOString();
       for (const kind of KINDS) {
         const series = await get(`${path}/readings?kind=${kind}&start=${enc(since.toISOString())}&end=${enc(end)}&points=10`);
         const point = series.points.find((p) => p.device_id === state.device.device_id);
-        if (point) return shown({ kind, values: point.values, measured_at: point.t });
+        if (point && !seen) {
+          seen = true;
+          return shown({ kind, values: point.values, measured_at: point.t });
+        }
       }
     };
     state.timer = setInterval(look, READING_POLL_MS);
+    look();
   };
 
   chooseGateway();
