@@ -185,6 +185,11 @@ def manual_values(body: ManualReading) -> tuple[Values, Unit, dict[str, str]]:
     raise TypeError(type(body).__name__)
 
 
+def entry_seq(now: datetime) -> int:
+    """The record number of a typed-in reading: the moment it was entered, in ms."""
+    return int(now.timestamp() * 1000)
+
+
 def _refused(field: str, message: str, kind: str = "implausible_value") -> HTTPException:
     # FastAPI's own validation shape, so a page shows both kinds of refusal the same way.
     return HTTPException(
@@ -216,6 +221,10 @@ def build_manual_reading(
             gateway_id=MANUAL_GATEWAY,
             context={"entered_by": entered_by, **context},
             flags=(MANUAL_FLAG,),
+            # The record key must survive the store, which keeps seq but not received_at:
+            # the alert window and the reports rebuild readings from the store and check
+            # each id against it. The entry moment in ms is unique per person and kind.
+            seq=entry_seq(now),
         )
     except InvalidReading as exc:
         raise _refused(body_field(body.kind, exc.field), exc.problem, "invalid_value") from exc

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from alerts.window import reading_from_stored
 from readings.model import Kind
 from registry.db import session_scope
 from registry.models import AuditRecord
@@ -62,6 +63,8 @@ def test_the_patient_types_in_a_blood_pressure_and_it_is_stored_as_manual(
     assert stored.gateway_id == "manual-entry"
     assert stored.context["entered_by"] == "wang.fang"
     assert stored.measured_at == at
+    # The alert window and the reports rebuild it from the store, its id checked again.
+    assert reading_from_stored(stored).id == stored.id
     # The chart series marks it as typed in, as it does a nurse's visit vitals.
     series = deployment.client.get(
         "/api/v1/patients/p-wang/readings",
