@@ -36,7 +36,7 @@ export function manualEntrySection(patientId) {
   const draw = () => {
     const chosen = kind.value;
     fields.replaceChildren(...fieldsOf(chosen).map(([name, label, unit, step]) => h("label", { for: `manual-${name}` },
-      `${t(label)}（${unit}）`,
+      t("manual.field", { label: t(label), unit }),
       h("span", { class: "with-unit" },
         h("input", { id: `manual-${name}`, name, type: "number", inputmode: "decimal", step, min: "0",
           required: !OPTIONAL.has(name), "aria-describedby": `manual-${name}-error` }),
