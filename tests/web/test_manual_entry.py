@@ -56,6 +56,14 @@ def test_a_patient_enters_a_temperature_by_hand(watched: Watched, web_server: We
     page.select_option("#manual-kind", "body_temperature")
     assert "体温（°C）" in form.inner_text()
     page.fill("#manual-temperature_c", "37.8")
+    # Measured five hours ago (older than her newest reading, so the other tests on this
+    # server still see her last contact hours ago), typed in the browser's local time.
+    local = page.evaluate(
+        "() => { const d = new Date(Date.now() - 5 * 3600e3);"
+        " d.setMinutes(d.getMinutes() - d.getTimezoneOffset());"
+        " return d.toISOString().slice(0, 16); }"
+    )
+    page.fill("#manual-when", local)
     page.locator("#manual-temperature_c").press("Enter")
     item = page.locator("#portal-latest li[data-kind=body_temperature]")
     item.wait_for()
@@ -67,6 +75,8 @@ def test_a_patient_enters_a_temperature_by_hand(watched: Watched, web_server: We
     assert stored.values["temperature"] == 37.8  # type: ignore[attr-defined]
     assert stored.context["entered_by"] == "wang.fang"  # type: ignore[attr-defined]
     assert stored.device_id == "VitalGate-ManualEntry-wang.fang"  # type: ignore[attr-defined]
+    hours_ago = (datetime.now(UTC) - stored.measured_at).total_seconds() / 3600  # type: ignore[attr-defined]
+    assert 4.9 < hours_ago < 5.1, hours_ago
 
     page.select_option("#pref-lang", "en")
     page.locator("#manual-title", has_text="Enter a reading by hand").wait_for()
