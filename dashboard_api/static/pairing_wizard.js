@@ -265,7 +265,7 @@ export async function pairingWizardPage(patientId) {
       const start = new Date(new Date(at).getTime() - 1000).toISOString();
       const end = new Date(new Date(at).getTime() + 1000).toISOString();
       const series = await get(`${path}/readings?kind=${kind}&start=${enc(start)}&end=${enc(end)}&points=10`);
-      return series.points.find((p) => p.id === id && p.device_id === "nobody");
+      return series.points.find((p) => p.id === id && p.device_id === state.device.device_id);
     };
     state.stop = onLiveReading(async (reading) => {
       if (reading.patient_id !== patientId || !alive()) return;
@@ -280,7 +280,7 @@ export async function pairingWizardPage(patientId) {
       const end = new Date(Date.now() + 60000).toISOString();
       for (const kind of KINDS) {
         const series = await get(`${path}/readings?kind=${kind}&start=${enc(since.toISOString())}&end=${enc(end)}&points=10`);
-        const point = series.points.find((p) => p.device_id === "nobody");
+        const point = series.points.find((p) => p.device_id === state.device.device_id);
         if (point && !seen) {
           seen = true;
           return shown({ kind, values: point.values, measured_at: point.t });
