@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ingest.stores.base import StoredReading
 from readings.model import Kind
 from tests.web.conftest import SCREENSHOTS, Watched, WebServer, web_store
 
 pytestmark = pytest.mark.browser
 
 
-def _typed_in(server: WebServer, kind: Kind) -> list[object]:
+def _typed_in(server: WebServer, kind: Kind) -> list[StoredReading]:
     now = datetime.now(UTC)
     readings = web_store(server).readings(
         "p-wang", kind, now - timedelta(days=1), now + timedelta(minutes=5)
@@ -72,10 +73,10 @@ def test_a_patient_enters_a_temperature_by_hand(watched: Watched, web_server: We
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#manual-entry").screenshot(path=str(SCREENSHOTS / "manual-entry-zh.png"))
     [stored] = _typed_in(web_server, Kind.BODY_TEMPERATURE)
-    assert stored.values["temperature"] == 37.8  # type: ignore[attr-defined]
-    assert stored.context["entered_by"] == "wang.fang"  # type: ignore[attr-defined]
-    assert stored.device_id == "VitalGate-ManualEntry-wang.fang"  # type: ignore[attr-defined]
-    hours_ago = (datetime.now(UTC) - stored.measured_at).total_seconds() / 3600  # type: ignore[attr-defined]
+    assert stored.values["temperature"] == 37.8
+    assert stored.context["entered_by"] == "wang.fang"
+    assert stored.device_id == "VitalGate-ManualEntry-wang.fang"
+    hours_ago = (datetime.now(UTC) - stored.measured_at).total_seconds() / 3600
     assert 4.9 < hours_ago < 5.1, hours_ago
 
     page.select_option("#pref-lang", "en")

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
+from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from dashboard_api.app import create_app
@@ -200,7 +201,7 @@ def pairing_stack(mosquitto: MosquittoServer, root: Path) -> Iterator[PairingSta
         sms_file = root / "sms.jsonl"
         app = create_app(
             ApiSettings(
-                token_secret="p" * 48,
+                token_secret=SecretStr("p" * 48),
                 secure_cookies=False,
                 login_attempts_per_minute=1000,
                 public_url=base_url,
@@ -349,6 +350,13 @@ def test_a_patient_pairs_a_meter_in_the_wizard_and_sees_its_first_reading(
         page.locator("#pair-next").click()
         assert "网关现在离线" in page.locator("#pair-body").inner_text()
         assert "⟦" not in page.locator("body").inner_text()
+        page.select_option("#pref-lang", "en")
+        page.locator("#pair-step", has_text="Step 1 of 5: Choose the home gateway").wait_for()
+        assert "offline" in page.locator("#pair-gateway-form").inner_text()
+        assert "⟦" not in page.locator("body").inner_text()
+        page.screenshot(path=str(SCREENSHOTS / "pairing-wizard-en.png"), full_page=True)
+        page.select_option("#pref-lang", "zh-CN")
+        page.locator("#pair-step", has_text="第 1 步").wait_for()
 
     with session_scope(stack.registry, write=False) as session:
         requests = FleetRepository(session).pairing_requests(PATIENT)
