@@ -59,7 +59,7 @@ from registry.fleet import FleetRepository
 from registry.models import AuditRecord
 from registry.repositories import DeviceRepository, GatewayRepository, PatientRepository
 from tests.harness.services import MosquittoServer
-from tests.web.conftest import SCREENSHOTS, _free_port, watched_page
+from tests.web.conftest import SCREENSHOTS, Watched, WebServer, _free_port, watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
@@ -366,3 +366,28 @@ def test_a_patient_pairs_a_meter_in_the_wizard_and_sees_its_first_reading(
     assert [(r.state.value, r.device_id) for r in requests] == [("paired", METER)]
     assert "device.pair_requested" in audited
     assert "device.unpaired" in audited
+
+
+def test_without_a_broker_the_wizard_says_the_gateway_cannot_be_reached(
+    watched: Watched, web_server: WebServer
+) -> None:
+    """The shared web server runs without a broker: the pairing call answers 503."""
+    page = watched.page
+    watched.allowed_errors.append("status of 503")  # the refused pairing call, on purpose
+    page.goto(web_server.base_url + "/")
+    page.get_by_label("手机号").fill("13800000001")
+    page.locator("#sms-request button[type=submit]").click()
+    page.get_by_text("短信已发出").wait_for()
+    page.goto(web_server.last_sms_link())
+    page.locator("#pair-start").click()
+    # Her gateway has never reported: its state is unknown, which does not stop pairing.
+    page.locator("#pair-gateway-form", has_text="状态未知").wait_for()
+    page.locator("#pair-next").click()
+    page.locator("#pair-search").click()
+    error = page.locator("#pair-error")
+    error.wait_for()
+    assert "现在联系不上网关" in error.inner_text()
+    page.locator("#pair-retry").wait_for()
+    # Nothing was left pending: without a broker no window was recorded at all.
+    with session_scope(web_server.registry, write=False) as session:
+        assert FleetRepository(session).pairing_requests("p-wang") == []
