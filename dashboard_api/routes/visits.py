@@ -443,6 +443,8 @@ def _vital_readings(
             return {**context, "meal": vitals.glucose_meal}
         return context
 
+    # The record key must survive the store, which keeps seq but not received_at: each
+    # visit is its own pseudo device, so the vital's place in the form is a unique seq.
     return [
         new_reading(
             values=value,
@@ -454,8 +456,9 @@ def _vital_readings(
             gateway_id=VISIT_GATEWAY,
             context=context_of(value),
             flags=(MANUAL_FLAG,),
+            seq=index,
         )
-        for value, unit in values
+        for index, (value, unit) in enumerate(values, start=1)
     ]
 
 

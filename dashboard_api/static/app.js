@@ -7,6 +7,7 @@ import { h } from "./dom.js";
 import { portalPage } from "./portal.js";
 import { familyPage } from "./portal_family.js";
 import { settingsPage } from "./portal_settings.js";
+import { pairingWizardPage } from "./pairing_wizard.js";
 import { loginPage, smsLinkPage } from "./login.js";
 import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
@@ -47,6 +48,7 @@ const ROUTES = [
   [/^#\/portal\/([\w.-]+)\/settings$/, (id) => settingsPage(id)],
   [/^#\/visits\/route(?:\?[\w=&.%-]*)?$/, () => dayRoutePage()],
   [/^#\/visits\/week(?:\?[\w=&.%-]*)?$/, () => weekPage()],
+  [/^#\/portal\/([\w.-]+)\/pair$/, (id) => pairingWizardPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
 ];
 

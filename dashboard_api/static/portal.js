@@ -7,7 +7,8 @@ import { h } from "./dom.js";
 import { dateTime, daysSince } from "./format.js";
 import { t } from "./i18n.js";
 import { charts, fetchSeries, latestInWords } from "./readings.js";
-import { devicesSection } from "./staff.js";
+import { portalDevicesSection } from "./pairing_wizard.js";
+import { manualEntrySection } from "./manual_entry.js";
 import { go, notFoundPage, onLiveReading, render } from "./app.js";
 
 // A device not used for this many days is worth a word to the family: daily measuring is
@@ -41,7 +42,9 @@ export async function portalPage(selected) {
       data.map((p) => h("option", { value: p.id, selected: p.id === patient.id }, p.display_name || p.id)))) : null;
   const latest = h("ul", { class: "big-readings", id: "portal-latest" }, patient.latest.map((reading) => {
     const { judged, sentence } = latestInWords(reading, targets);
-    return h("li", { class: `s-${judged.state}`, "data-kind": reading.kind }, sentence,
+    const manual = reading.flags.includes("manual_entry")
+      ? h("span", { class: "pill manual" }, t("flag.manual")) : null;
+    return h("li", { class: `s-${judged.state}`, "data-kind": reading.kind }, sentence, " ", manual,
       h("span", { class: "when" }, t("portal.measured", { when: dateTime(reading.measured_at, zone) })));
   }));
   const stale = patient.latest
@@ -65,5 +68,6 @@ export async function portalPage(selected) {
     h("h2", {}, t("portal.trends")),
     period,
     h("div", { class: "cards" }, charts(series, targets, zone)),
-    devicesSection(devices, zone));
+    manualEntrySection(patient.id),
+    portalDevicesSection(patient.id, devices, zone));
 }

@@ -181,6 +181,8 @@ SAMPLE_BODY[R_INVITE] = {
 }
 SAMPLE_BODY[R_SYMPTOM] = {"symptom": "dizziness", "note": "早上起床时"}
 SAMPLE_BODY[R_SET_PREFS] = {"channel": "wechat", "quiet_start": "22:00", "quiet_end": "07:00"}
+R_MANUAL = ("post", "/api/v1/patients/{patient_id}/readings/manual")
+SAMPLE_BODY[R_MANUAL] = {"kind": "weight", "weight_kg": 68.4}
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -206,6 +208,7 @@ ROUTES_WITH_PATIENT_GATE = {
     R_REVIEWED,
     R_UNREVIEW,
     *PORTAL_ROUTES,
+    R_MANUAL,
 }
 """Routes decided by the one gate; break-glass (any doctor) and the gateway route (fleet
 roles, or a gateway of one's patients) are the documented exceptions."""
@@ -235,6 +238,7 @@ ALL = (
     R_VISIT_NEW,
     *R_VISIT_TASK,
     *PORTAL_ROUTES,
+    R_MANUAL,
     R_CALENDAR,
     R_REVIEWED,
     R_UNREVIEW,  # after marking: undoes the review just made
@@ -432,6 +436,29 @@ for _persona, (_invite, _todo, _symptom, _prefs) in _PORTAL.items():
         R_PREFS: _prefs if _prefs != 201 else 200,
         R_SET_PREFS: _prefs if _prefs != 201 else 200,
     }
+# Typing in a reading (enter_reading): the patient and the team; a family member whose
+# consent is to view readings only may not (403), nor the duty doctor or a break-glass reader.
+_MANUAL: dict[str, int] = {
+    "own doctor": 201,
+    "team lead": 201,
+    "doctor of another team": 404,
+    "nurse of the team": 201,
+    "the patient": 201,
+    "consented family member": 403,
+    "family, consent revoked": 404,
+    "family, consent expired": 404,
+    "admin": 404,
+    "IT operator": 404,
+    "duty doctor during duty": 403,
+    "duty doctor after duty": 404,
+    "doctor after break-glass": 403,
+    "no token": 401,
+    "expired token": 401,
+    "forged token": 401,
+    "alg=none token": 401,
+}
+for _persona, _manual in _MANUAL.items():
+    EXPECTED[_persona] |= {R_MANUAL: _manual}
 
 
 def _forge(token: str, *, alg_none: bool = False) -> str:

@@ -4,6 +4,7 @@ her phone's calendar shows it without PHI, and the visit form closes it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from icalendar import Calendar
 
@@ -123,6 +124,16 @@ def test_alert_to_visit_to_calendar_to_record(deployment: Deployment) -> None:
     manual = [r for r in stored.values() if r.id in result["reading_ids"]]
     assert len(manual) == 2
     assert all("manual_entry" in r.flags for r in manual)
+    # Read back as the report and the alert window do, the id re-derived from what the store
+    # keeps (no received_at): the vitals' record key must survive that.
+    day = at.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    readings_csv = deployment.client.get(
+        "/api/v1/patients/p-wang/export.csv", params={"from": day, "to": day}, headers=doctor
+    )
+    assert readings_csv.status_code == 200, readings_csv.text
+    assert sum("manual_entry" in line for line in readings_csv.text.splitlines()) == 2, (
+        readings_csv.text[:3000]
+    )
     with session_scope(deployment.registry, write=False) as s:
         assert s.get_one(AlertRow, alert_id).resolved_at is not None
     # A closed task cannot be closed again.

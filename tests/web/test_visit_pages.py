@@ -147,7 +147,7 @@ def test_alert_to_task_to_schedule_to_visit_form_to_closed_task(
     for value in ("152/94 mmHg", "7.2 mmol/L", "70.5 kg", "96 %", "36.6 °C"):
         row = manual.filter(has_text=value)
         assert row.count() == 1, (value, manual.all_inner_texts())
-        assert "手工录入" in row.inner_text()
+        assert "手动录入" in row.inner_text()
     _translated(watched)
 
     with session_scope(web_server.registry, write=False) as s:
