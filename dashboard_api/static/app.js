@@ -10,8 +10,23 @@ import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
 import { visitQueuePage } from "./visits_pages.js";
 import { visitFormPage } from "./visit_form.js";
+import { accountsPage, contractsPage, teamsPage } from "./admin_pages.js";
+import { fleetPage, quarantinePage } from "./it_pages.js";
+import { auditPage } from "./audit_page.js";
+import { mayOpen } from "./admin_ui.js";
 
 const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "admin", "it_operator"];
+// Roles that care for patients: they see the patient list, the inbox and the visits.
+const CLINICAL_ROLES = ["family_doctor", "nurse", "team_lead", "public_health"];
+// The admin and IT pages, in the order of the header's links (admin_ui.PAGE_ROLES decides).
+const SYSTEM_NAV = [
+  ["accounts", "#/admin/accounts", "nav.accounts"],
+  ["teams", "#/admin/teams", "nav.teams"],
+  ["contracts", "#/admin/contracts", "nav.contracts"],
+  ["fleet", "#/it/fleet", "nav.fleet"],
+  ["quarantine", "#/it/quarantine", "nav.quarantine"],
+  ["audit", "#/audit", "nav.audit"],
+];
 
 export const session = { me: null, live: false, stopStream: null };
 const listeners = new Set();
@@ -30,6 +45,7 @@ export function onLiveAlert(listener) {
 }
 
 export const isStaff = () => !!session.me && session.me.roles.some((r) => STAFF_ROLES.includes(r));
+const isClinical = () => !!session.me && session.me.roles.some((r) => CLINICAL_ROLES.includes(r));
 
 const ROUTES = [
   [/^#\/login$/, () => loginPage()],
@@ -39,6 +55,12 @@ const ROUTES = [
   [/^#\/visit\/(\d+)$/, (id) => visitFormPage(id)],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
+  [/^#\/admin\/accounts(?:\?[\w=&]*)?$/, () => accountsPage()],
+  [/^#\/admin\/teams$/, () => teamsPage()],
+  [/^#\/admin\/contracts(?:\?[\w=&]*)?$/, () => contractsPage()],
+  [/^#\/it\/fleet$/, () => fleetPage()],
+  [/^#\/it\/quarantine(?:\?[\w=&]*)?$/, () => quarantinePage()],
+  [/^#\/audit(?:\?.*)?$/, () => auditPage()],
 ];
 
 export function go(hash) {
@@ -47,7 +69,10 @@ export function go(hash) {
 }
 
 function home() {
-  return isStaff() ? "#/patients" : "#/portal";
+  if (!isStaff()) return "#/portal";
+  if (isClinical()) return "#/patients";
+  const first = SYSTEM_NAV.find(([page]) => mayOpen(page));
+  return first ? first[1] : "#/patients";
 }
 
 export function notFoundPage() {
@@ -90,12 +115,15 @@ function header() {
     toggle("pref-contrast", "contrast", t("pref.contrast")),
   );
   if (session.me) {
-    if (isStaff()) {
+    if (isStaff() && (isClinical() || !SYSTEM_NAV.some(([page]) => mayOpen(page)))) {
       bar.append(
         h("a", { href: "#/patients", id: "nav-patients" }, t("nav.patients")),
         h("a", { href: "#/inbox", id: "nav-inbox" }, t("nav.inbox")),
         h("a", { href: "#/visits", id: "nav-visits" }, t("nav.visits")),
       );
+    }
+    for (const [page, href, key] of SYSTEM_NAV) {
+      if (mayOpen(page)) bar.append(h("a", { href, id: `nav-${page}` }, t(key)));
     }
     bar.append(
       h("span", { class: "live-badge", id: "live-state" }, session.live ? t("live.on") : t("live.off")),
