@@ -51,9 +51,8 @@ function verifyBlock() {
     out.replaceChildren(h("p", { class: "loading" }, t("audit.verify.running")));
     try {
       const said = verifyWords(await get("/audit/verify"));
-      out.replaceChildren(
-        h("p", { class: `pill ${said.failed ? "s-danger" : "s-ok"}`, id: "verify-words" }, `${said.failed ? "✕" : "✓"} ${said.text}`),
-        said.problems.length ? h("ul", { id: "verify-problems" }, said.problems.map((p) => h("li", {}, p))) : null);
+      const words = h("p", { class: `pill ${said.failed ? "s-danger" : "s-ok"}`, id: "verify-words" }, `${said.failed ? "✕" : "✓"} ${said.text}`);
+      out.replaceChildren(words, ...(said.problems.length ? [h("ul", { id: "verify-problems" }, said.problems.map((p) => h("li", {}, p)))] : []));
     } catch (error) {
       out.replaceChildren(h("p", { class: "error" }, refusal(error)));
     }

@@ -321,9 +321,31 @@ def test_audit_viewer_filters_and_verifies_the_chain(
         newest = max(session.scalars(select(AuditRecord.seq)).all())
     seq = int(words.inner_text().split("第 ")[1].split(" 条")[0])
     assert words.inner_text() == f"✓ 哈希链完整，直到第 {seq} 条。"
+    assert page.locator("#verify-result").inner_text() == words.inner_text()  # nothing else
     assert seq <= newest  # rows written after the verification are not in its answer
     _checked(watched, "audit, chain verified")
     page.screenshot(path=str(SCREENSHOTS / "audit-zh.png"), full_page=True)
+
+    # A broken chain as the API reports it (tests/dashboard_api/test_audit_query.py breaks a
+    # real one): the page names where it breaks and each problem.
+    problem = "row id=5 seq=5: content_changed: the row no longer hashes to its row_hash"
+    broken = {
+        "intact": False,
+        "rows": seq,
+        "head_hash": "0" * 64,
+        "problems": [problem],
+        "first_broken_seq": 5,
+    }
+    page.route(
+        "**/api/v1/audit/verify",
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(broken)
+        ),
+    )
+    page.locator("#verify-chain").click()
+    page.locator("#verify-words", has_text="断开").wait_for()
+    assert words.inner_text() == "✕ 哈希链在第 5 条处断开（1 个问题）。"
+    assert page.locator("#verify-problems li").all_inner_texts() == [problem]
 
 
 def test_a_doctor_sees_no_admin_link_and_the_admin_pages_answer_not_found(
