@@ -210,9 +210,7 @@ def enrol_totp(
             raise InvalidRegistryInput("totp", "patients and family log in by SMS link")
         accounts.set_totp_secret(username, secret)
 
-    change(
-        context, request, grant, operation, status_code=200, detail={"username": username}
-    )
+    change(context, request, grant, operation, status_code=200, detail={"username": username})
     return TotpEnrolment(
         username=username,
         secret=secret,

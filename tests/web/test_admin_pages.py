@@ -219,11 +219,13 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
     _checked(watched, "fleet")
     online = gateway.inner_text()
     assert "● 在线" in online
-    assert "12 条读数" in online and "最早一条已等待 10 分钟" in online
+    assert "12 条读数" in online
+    assert "最早一条已等待 10 分钟" in online
     assert "0.9.1" in online
     assert f"⚠ 电量低 {METER} (15 %)" in online
     offline = page.locator(f"#fleet-table tr[data-gateway={OFFLINE_GATEWAY}]").inner_text()
-    assert "○ 离线" in offline and "自 " in offline
+    assert "○ 离线" in offline
+    assert "自 " in offline
     # Sorted by connection, offline first; the filter keeps the offline one only.
     first = page.locator("#fleet-table tbody tr").first.get_attribute("data-gateway")
     assert first == OFFLINE_GATEWAY
@@ -248,7 +250,8 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
     page.locator(f"#confirm-inspect-{entry_id}-yes").click()
     raw = page.locator(f"#raw-{entry_id}")
     raw.wait_for()
-    assert NEW_METER in raw.inner_text() and "已记入审计" in raw.inner_text()
+    assert NEW_METER in raw.inner_text()
+    assert "已记入审计" in raw.inner_text()
     _checked(watched, "quarantine, payload shown")
 
     def release(reason: str) -> str:
@@ -258,7 +261,8 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
         page.locator(f"#confirm-release-{entry_id}-yes").click()
         result = page.locator(f"#result-{entry_id}")
         result.wait_for()
-        return result.inner_text()
+        said: str = result.inner_text()
+        return said
 
     assert release("试一下") == "⚠ 仍被拒绝：ownership: unknown_device"
     with session_scope(web_server.registry) as session:
@@ -266,14 +270,23 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
             NEW_METER, GATEWAY, "p-wang", at=datetime.now(UTC) - timedelta(days=1)
         )
     assert release("血糖仪已绑定到王芳") == "✓ 已通过检查，1 条读数已入库。"
+    page.select_option("#pref-lang", "en")  # the same pages in English
+    page.locator("html[lang=en]").wait_for(state="attached")
+    page.locator("#quarantine-table tbody tr[data-entry]").first.wait_for()
+    _checked(watched, "quarantine (en)")
+    page.locator("#nav-fleet").click()
+    page.locator(f"#fleet-table tr[data-gateway={GATEWAY}]", has_text="● online").wait_for()
+    assert "⚠ battery low" in _checked(watched, "fleet (en)")
+
     now = datetime.now(UTC)
     stored = web_store(web_server).readings(
         "p-wang", Kind.GLUCOSE, now - timedelta(hours=1), now + timedelta(hours=1)
     )
     assert [r.id for r in stored].count(reading_id) == 1
     with session_scope(web_server.registry, write=False) as session:
+        inspect_route = "GET /api/v1/quarantine/{quarantine_id}"
         inspected = session.scalars(
-            select(AuditRecord).where(AuditRecord.action == "GET /api/v1/quarantine/{quarantine_id}")
+            select(AuditRecord).where(AuditRecord.action == inspect_route)
         ).all()
         assert [json.loads(r.patient_ids) for r in inspected] == [["p-wang"]]
         assert json.loads(inspected[0].detail)["health_data"] is True
@@ -284,9 +297,10 @@ def test_audit_viewer_filters_and_verifies_the_chain(
 ) -> None:
     page = watched.page
     watch_accessibility(page)
-    staff_login(watched, web_server, "dr.zhang")
-    page.locator("#patient-list tr[data-patient=p-wang]").wait_for()
-    _logout(watched)
+    for doctor in ("nurse.liu", "dr.zhang"):  # both list their patients: the actor decides
+        staff_login(watched, web_server, doctor)
+        page.locator("#patient-list tr[data-patient=p-wang]").wait_for()
+        _logout(watched)
     staff_login(watched, web_server, "admin")
     page.locator("#accounts-table").wait_for()
     page.locator("#nav-audit").click()
@@ -306,7 +320,8 @@ def test_audit_viewer_filters_and_verifies_the_chain(
     rows = page.locator("#audit-table tbody tr[data-seq]")
     for index in range(rows.count()):
         text = rows.nth(index).inner_text()
-        assert "dr.zhang" in text and "GET /api/v1/patients" in text and "✓ 成功" in text, text
+        for expected in ("dr.zhang", "GET /api/v1/patients", "✓ 成功"):
+            assert expected in text, text
     assert page.locator("#audit-actor").input_value() == "dr.zhang"  # the filter stays shown
     page.select_option("#audit-outcome", "denied")
     page.locator("#audit-apply").click()
