@@ -102,7 +102,7 @@ function accountRow(account, teamsOf, message) {
     h("td", {}, h("span", { class: `pill ${account.active ? "s-ok" : "s-none"}` }, account.active ? `✓ ${t("accounts.active")}` : `✕ ${t("accounts.inactive")}`),
       account.kind === "staff" && !(account.has_password && account.totp_enrolled)
         ? h("span", { class: "pill s-warn" }, `⚠ ${t("accounts.not_enrolled")}`) : null),
-    h("td", {}, account.kind === "staff" || account.active ? toggle : null, holder));
+    h("td", {}, toggle, holder));
 }
 
 async function setActive(account, verb, message) {
@@ -190,6 +190,28 @@ function teamSection(team, members, message) {
     form, holder);
 }
 
+function newTeamForm(message) {
+  const holder = h("div", { id: "team-create-confirm" });
+  const form = h("form", { class: "inline", id: "team-form", onsubmit: (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const body = { code: String(data.get("code")).trim(), name: String(data.get("name")).trim(), organisation: String(data.get("organisation")).trim() };
+    confirmIn(holder, t("teams.confirm.create", { team: body.code }), async () => {
+      try {
+        await post("/admin/teams", body);
+        redrawWith(t("teams.done.created", { team: body.code }));
+      } catch (error) {
+        message.say(refusal(error), true);
+      }
+    }, "confirm-team");
+  } },
+  h("label", { for: "team-code" }, t("teams.code"), h("input", { id: "team-code", name: "code", required: true, maxlength: "64", autocomplete: "off" })),
+  h("label", { for: "team-name" }, t("teams.name"), h("input", { id: "team-name", name: "name", required: true, maxlength: "200" })),
+  h("label", { for: "team-org" }, t("teams.organisation"), h("input", { id: "team-org", name: "organisation", required: true, maxlength: "200" })),
+  h("button", { type: "submit", id: "team-create" }, t("teams.create")));
+  return h("details", { class: "new-team" }, h("summary", {}, t("teams.create_title")), form, holder);
+}
+
 /** #/admin/teams: each team with its current members and their positions. */
 export async function teamsPage() {
   if (!mayOpen("teams")) return notFoundPage();
@@ -201,6 +223,7 @@ export async function teamsPage() {
   return h("section", { id: "teams-page" },
     h("h1", {}, t("teams.title")),
     message,
+    newTeamForm(message),
     teams.length ? teams.map((team, index) => teamSection(team, members[index], message)) : h("p", { class: "note" }, t("teams.none")));
 }
 

@@ -187,6 +187,15 @@ def test_admin_creates_a_staff_account_that_logs_in_and_adds_it_to_a_team(
     page.locator("#confirm-add-team-b-yes").click()
     page.locator("#teams-message", has_text="输入被拒绝").wait_for()
 
+    page.locator("details.new-team summary").click()
+    page.fill("#team-code", "team-c")
+    page.fill("#team-name", "三团队")
+    page.fill("#team-org", "西城社区卫生服务中心")
+    page.locator("#team-create").click()
+    page.locator("#confirm-team-yes").click()
+    page.locator("section[data-team=team-c]", has_text="暂无成员。").wait_for()
+    assert "已创建团队 team-c。" in page.locator("#teams-message").inner_text()
+
     page.locator("#nav-contracts").click()
     page.locator("#contracts-table tr[data-contract]").first.wait_for()
     _checked(watched, "contracts")
