@@ -169,6 +169,23 @@ def test_admin_creates_a_staff_account_that_logs_in_and_adds_it_to_a_team(
     page.locator("#create-confirm-yes").click()
     page.locator("#accounts-message", has_text="与现有记录冲突").wait_for()
 
+    # By keyboard: Enter opens the confirmation with the focus on Confirm, Escape closes it
+    # without a change, Enter on Confirm disables; then the same to enable again.
+    page.focus("#disable-dr\\.glass")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "confirm-dr.glass-yes"
+    page.keyboard.press("Escape")
+    assert page.locator("#confirm-dr\\.glass-yes").count() == 0
+    page.focus("#disable-dr\\.glass")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    page.locator("#accounts-message", has_text="已停用账号 dr.glass。").wait_for()
+    assert "✕ 已停用" in page.locator("#accounts-table tr[data-user=dr\\.glass]").inner_text()
+    page.focus("#enable-dr\\.glass")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    page.locator("#accounts-message", has_text="已启用账号 dr.glass。").wait_for()
+
     page.locator("#nav-teams").click()
     section = page.locator("section[data-team=team-a]")
     section.wait_for()
