@@ -238,6 +238,7 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
     _seed_fleet(web_server)
     reading_id = _quarantine_reading(web_server)
     page = watched.page
+    page.clock.install()  # timers run on their own, and the test can jump 30 s ahead
     watch_accessibility(page)
     staff_login(watched, web_server, "it.ops")
     gateway = page.locator(f"#fleet-table tr[data-gateway={GATEWAY}]")
@@ -263,6 +264,18 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
     assert page.locator(f"#fleet-table tr[data-gateway={OFFLINE_GATEWAY}]").count() == 1
     page.uncheck("#offline-only")
     page.screenshot(path=str(SCREENSHOTS / "it-fleet-zh.png"), full_page=True)
+
+    # gw-0099 comes back; within the refresh period the page says so without a reload.
+    with session_scope(web_server.registry) as session:
+        back = datetime.now(UTC)
+        FleetRepository(session).record_status(
+            StatusMessage(gateway_id=OFFLINE_GATEWAY, state=GatewayState.ONLINE, at=back),
+            received_at=back,
+        )
+    row_99 = page.locator(f"#fleet-table tr[data-gateway={OFFLINE_GATEWAY}]")
+    assert "○ 离线" in row_99.inner_text()
+    page.clock.fast_forward(31_000)
+    page.locator(f"#fleet-table tr[data-gateway={OFFLINE_GATEWAY}]", has_text="● 在线").wait_for()
 
     page.locator("#nav-quarantine").click()
     row = page.locator("#quarantine-table tbody tr[data-entry]").first
