@@ -27,13 +27,17 @@ from dashboard_api.routes import (
     auth,
     calendar,
     care,
+    family,
     gateways,
     inbox,
     pairing,
     patients,
+    portal,
     quarantine,
     reports,
     stream,
+    triage,
+    visit_routes,
     visits,
 )
 from dashboard_api.schemas import ErrorBody
@@ -139,6 +143,8 @@ def create_app(
         auth,
         patients,
         care,
+        family,
+        portal,
         alerts,
         inbox,
         pairing,
@@ -150,7 +156,9 @@ def create_app(
         quarantine,
         reports,
         visits,
+        visit_routes,
         calendar,
+        triage,
     ):
         app.include_router(module.router)
     mount_web(app)

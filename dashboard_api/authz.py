@@ -45,6 +45,13 @@ class Action(StrEnum):
     """The patient's visit tasks: kind, due window, status, scheduled time."""
     MANAGE_VISITS = "manage_visits"
     """Request, schedule, complete, cancel or mark missed a visit task."""
+    REVIEW_TRIAGE = "review_triage"
+    """Be listed on the caller's triage view, and mark the patient reviewed (or undo it):
+    the contracted team's work list, not the duty doctor's or a break-glass reader's."""
+    REPORT_SYMPTOM = "report_symptom"
+    """Tell the doctor of a symptom from the portal (it opens an alert)."""
+    MANAGE_NOTIFICATIONS = "manage_notifications"
+    """Read and change the patient's notification preferences (channel, quiet hours)."""
 
 
 class Verdict(StrEnum):
@@ -68,6 +75,8 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
         Action.MANAGE_CONSENTS,
         Action.EXPORT,
         Action.READ_VISITS,
+        Action.REPORT_SYMPTOM,
+        Action.MANAGE_NOTIFICATIONS,
     },
     Relationship.TEAM_DOCTOR: _CLINICAL_READ
     | {
@@ -78,6 +87,7 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
         Action.EXPORT,
         Action.READ_VISITS,
         Action.MANAGE_VISITS,
+        Action.REVIEW_TRIAGE,
     },
     Relationship.TEAM_LEAD: _CLINICAL_READ
     | {
@@ -88,6 +98,7 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
         Action.EXPORT,
         Action.READ_VISITS,
         Action.MANAGE_VISITS,
+        Action.REVIEW_TRIAGE,
     },
     Relationship.TEAM_NURSE: _CLINICAL_READ
     | {
@@ -96,6 +107,7 @@ MATRIX: Final[Mapping[Relationship, frozenset[Action]]] = {
         Action.ACT_ON_ALERT,
         Action.READ_VISITS,
         Action.MANAGE_VISITS,
+        Action.REVIEW_TRIAGE,
     },
     # The duty doctor sees whether a nurse is on her way; planning visits is the team's.
     Relationship.DUTY_DOCTOR: _CLINICAL_READ | {Action.ACT_ON_ALERT, Action.READ_VISITS},
@@ -110,8 +122,16 @@ FAMILY_SCOPES: Final[Mapping[ConsentScope, frozenset[Action]]] = {
     ConsentScope.VIEW_READINGS: _READ,
     ConsentScope.RECEIVE_ALERTS: frozenset({Action.READ_PATIENT, Action.READ_ALERTS}),
     # Acting for the patient includes knowing when the nurse comes (someone must open the door).
+    # Acting for the patient includes telling the doctor how she feels and choosing how she
+    # is told of non-urgent news (ConsentScope.ACT_FOR_PATIENT).
     ConsentScope.ACT_FOR_PATIENT: _READ
-    | {Action.PAIR_DEVICE, Action.ENTER_READING, Action.READ_VISITS},
+    | {
+        Action.PAIR_DEVICE,
+        Action.ENTER_READING,
+        Action.READ_VISITS,
+        Action.REPORT_SYMPTOM,
+        Action.MANAGE_NOTIFICATIONS,
+    },
 }
 """What a family member may do, per consented scope."""
 

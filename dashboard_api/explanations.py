@@ -10,6 +10,7 @@ API and a test share one set of sentences: "7 天内 3 次血糖 < 3.9 mmol/L" /
 Two derived parameters are filled in here, never stored:
 
 * ``metric`` — the metric in words (``explain.metric.<metric>``);
+* ``symptom`` — a reported symptom's code in words (``symptom.<code>``: "胸闷");
 * ``limit`` — the rule's condition with the threshold *in force* (per-patient overrides
   included, taken from the alert's recorded thresholds), in the rule's first listed unit:
   ``< 3.9 mmol/L``, ``≥ 180 mmHg / ≥ 110 mmHg``. Numbers and units read the same in both
@@ -108,8 +109,10 @@ def explain(
     limit = limit_text(rule_id, severity, thresholds)
     out: dict[str, str] = {}
     for language in LANGUAGES:
-        metric_word = catalogue(language).get(f"{PREFIX}metric.{metric}", metric)
-        out[language] = render(
-            language, key, {"rule": rule_id, **params, "metric": metric_word, "limit": limit}
-        )
+        words = catalogue(language)
+        metric_word = words.get(f"{PREFIX}metric.{metric}", metric)
+        derived: dict[str, str | int | float] = {"metric": metric_word, "limit": limit}
+        if "symptom" in params:
+            derived["symptom"] = words.get(f"symptom.{params['symptom']}", str(params["symptom"]))
+        out[language] = render(language, key, {"rule": rule_id, **params, **derived})
     return out

@@ -315,6 +315,9 @@ class ConsentPublic(BaseModel):
 
     username: str
     relationship: str
+    phone_hint: str | None
+    """The last four digits of the family member's phone (how the patient recognises an
+    account she invited by phone); None without a phone."""
     scopes: list[str]
     granted_at: datetime
     expires_at: datetime | None

@@ -1,4 +1,4 @@
-"""The demo's alert worker: the same evaluator, lifecycle and escalation as `alerts run`.
+"""The demo's alert worker: the same parts as `alerts run` (:mod:`alerts.assembly`).
 
 Started in-process by :class:`vitalgate.demo.DemoStack` after ingest; messages that would
 go by SMS, voice or WeChat are written to ``notifications.jsonl`` in the data directory
@@ -14,21 +14,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from alerts.escalation import EscalationWorker
-from alerts.evaluator import Evaluator, RegistryPatientDirectory
+from alerts.assembly import assemble_worker
 from alerts.notify.inbox import InboxNotifier
-from alerts.pipeline import FileNotifier, LifecycleSink
-from alerts.recipients import registry_recipients
-from alerts.rules.engine import evaluate
+from alerts.pipeline import FileNotifier
 from alerts.rules.loader import default_rules
 from alerts.scheduler import wake_worker
 from alerts.service import EvaluatorService
-from alerts.summary_adapter import cgm_summary_for_rules
 from infra.mqtt import ClientSettings, MqttProtocol, parse_mqtt_url
 from ingest.stores import open_store
 from registry.alert_models import AlertRow
 from registry.db import create_engine_for, session_scope
-from registry.visit_alerts import visit_task_hook
 
 DEMO_LEASE: Final = timedelta(seconds=10)
 """Short leases: a restarted demo takes its partitions back within seconds."""
@@ -60,17 +55,17 @@ class DemoAlerts:
         self._engine = create_engine_for(registry_url)
         self._store = open_store(store_url)
         self.notifications = data_dir / "notifications.jsonl"
-        evaluator = Evaluator(
-            engine=self._engine,
-            store=self._store,
-            directory=RegistryPatientDirectory(self._engine),
+        notifiers: dict[str, Any] = {"inbox": InboxNotifier(lambda _event: None)}
+        for channel in ("sms", "voice", "wechat", "email"):
+            notifiers[channel] = FileNotifier(channel, self.notifications)
+        self._parts = assemble_worker(
+            self._engine,
+            self._store,
             rules=default_rules(),
-            evaluate=evaluate,
-            sink=LifecycleSink(self._engine, clock=_utc_now, on_fired=visit_task_hook(_utc_now)),
-            clock=_utc_now,
+            notifiers=notifiers,
             holder="demo-alerts",
+            clock=_utc_now,
             lease_ttl=DEMO_LEASE,
-            summary=cgm_summary_for_rules,
         )
         settings = ClientSettings(
             endpoint=parse_mqtt_url(mqtt_url),
@@ -80,17 +75,7 @@ class DemoAlerts:
             session_expiry_seconds=3600,
             manual_ack=True,
         )
-        self._service = EvaluatorService(evaluator, settings, tick=timedelta(minutes=1))
-        notifiers: dict[str, Any] = {"inbox": InboxNotifier(lambda _event: None)}
-        for channel in ("sms", "voice", "wechat", "email"):
-            notifiers[channel] = FileNotifier(channel, self.notifications)
-        self._escalation = EscalationWorker(
-            self._engine,
-            notifiers=notifiers,
-            recipients=registry_recipients,
-            clock=_utc_now,
-            worker_id="demo-alerts",
-        )
+        self._service = EvaluatorService(self._parts.evaluator, settings, tick=timedelta(minutes=1))
         self._thread: threading.Thread | None = None
         self._scheduler: Any = None
 
@@ -98,7 +83,11 @@ class DemoAlerts:
         """Start evaluating and escalating."""
         self._thread = threading.Thread(target=self._service.run, name="demo-alerts", daemon=True)
         self._thread.start()
-        self._scheduler = wake_worker(self._escalation, tick_seconds=DEMO_ESCALATION_TICK_SECONDS)
+        self._scheduler = wake_worker(
+            self._parts.escalation,
+            tick_seconds=DEMO_ESCALATION_TICK_SECONDS,
+            visit_reminders=self._parts.visit_reminders,
+        )
 
     def stop(self) -> None:
         """Stop both and close the registry and store."""

@@ -11,17 +11,14 @@ from typing import Final
 
 from jinja2 import Environment, StrictUndefined
 
+from alerts.advice import NO_ANSWER, RULE_ADVICE
+
 # Plain text for SMS/voice/WeChat, never HTML: there is nothing to escape.
 _ENV = Environment(undefined=StrictUndefined, autoescape=False)  # noqa: S701
 
-ACTIONS: Final[dict[str, str]] = {
-    "G1": "请立即吃 15 克快速升糖食物（如 3-4 块方糖或半杯果汁），15 分钟后复测血糖。",
-    "G2": "请吃 15 克快速升糖食物，15 分钟后复测血糖。",
-    "G4": "血糖极高：请立即复测；如有口渴、乏力、意识不清，请拨打 120。",
-    "G3": "血糖偏高：请多喝水，按医嘱检测酮体，2 小时后复测。",
-    "G6": "预测血糖将偏低：请现在吃少量快速升糖食物并留意症状。",
-}
-P1_NO_ANSWER: Final = "如联系不上患者或患者情况不好，请立即拨打 120。"
+# The words come from alerts.advice, the one source the portal's "what to do now" box uses.
+ACTIONS: Final[dict[str, str]] = {rule: words["zh-CN"] for rule, words in RULE_ADVICE.items()}
+P1_NO_ANSWER: Final = NO_ANSWER["family"]["zh-CN"]
 
 _TEMPLATE = _ENV.from_string(
     "【VitalGate】{{ patient_label }}有一条{{ tier }}提醒（{{ rule_id }}）。"

@@ -177,6 +177,11 @@ def _criteria(rule: Rule) -> list[str]:
             )
     if rule.kind == "gateway_offline":
         lines.append(f"**{severity}**: a gateway not seen for ≥ {_duration(params['after'])}")
+    if rule.kind == "symptom":
+        lines.append(
+            f"**{severity}**: the patient reports {', '.join(sorted(params['symptoms']))} "
+            "on the portal (one report fires at once)"
+        )
     if rule.kind == "plausibility":
         lines.append("never an alarm: dropped at ingest, the patient is asked to measure again")
     if rule.kind == "clinic_outage":

@@ -40,6 +40,12 @@ def _clinic_wide(rule: Rule, readings: Sequence[Reading], context: Context) -> l
     return []
 
 
+def _reported(rule: Rule, readings: Sequence[Reading], context: Context) -> list[Finding]:
+    # Symptom rules: a symptom is reported, not measured; the report itself makes the
+    # finding (alerts.symptoms.symptom_finding), so readings never raise one.
+    return []
+
+
 EVALUATORS: dict[str, Evaluator] = {
     "threshold": evaluate_threshold,
     "window_mean": evaluate_window_mean,
@@ -52,6 +58,7 @@ EVALUATORS: dict[str, Evaluator] = {
     "gateway_offline": evaluate_gateway_offline,
     "plausibility": _never,
     "clinic_outage": _clinic_wide,
+    "symptom": _reported,
 }
 """One function per rule kind (``kind`` in the rule file)."""
 

@@ -53,6 +53,7 @@ KINDS: Final[frozenset[str]] = frozenset(
         "gateway_offline",
         "plausibility",
         "clinic_outage",
+        "symptom",
     }
 )
 """The rule kinds the engine knows (``alerts.rules.engine``)."""
@@ -82,9 +83,10 @@ _PARAMS: Final[Mapping[str, Mapping[str, str]]] = {
     "stale": {"active_within": "duration"},
     "gateway_offline": {"after": "duration"},
     "clinic_outage": {"heartbeat_grace": "duration", "recovery_grace": "duration"},
+    "symptom": {"symptoms": "symptoms"},
 }
 """Each kind's ``params``: name → type (``OP:U`` is a per-unit threshold map of unit U,
-compared with OP)."""
+compared with OP; ``symptoms`` a list of codes of :data:`alerts.symptoms.SYMPTOMS`)."""
 
 _NEEDS_SEVERITY: Final = KINDS - {"threshold", "plausibility"}
 _RULE_KEYS: Final = frozenset(
@@ -408,6 +410,17 @@ class _Parser:
             self.bound("above", entry.get("above"), f"{key}.above", "kg"),
         )
 
+    def symptoms(self, value: object, key: str) -> frozenset[str]:
+        known = _symptom_codes()
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, "expected a list of symptom codes")
+        for code in value:
+            if code not in known:
+                raise self.fail(
+                    key, f"unknown symptom {code!r} (known: {', '.join(sorted(known))})"
+                )
+        return frozenset(value)
+
     def params(self, kind: str, raw: object) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise self.fail("params", "expected a mapping")
@@ -431,10 +444,19 @@ class _Parser:
                 result[name] = value
             elif type_ == "number":
                 result[name] = self.number(value, key)
+            elif type_ == "symptoms":
+                result[name] = self.symptoms(value, key)
             else:
                 op, canonical = type_.split(":", 1)
                 result[name] = self.bound(op, value, key, canonical)
         return result
+
+
+def _symptom_codes() -> frozenset[str]:
+    # Imported here: alerts.symptoms imports the rule model this module builds.
+    from alerts.symptoms import SYMPTOMS
+
+    return frozenset(SYMPTOMS)
 
 
 def _replace_profiles(rule: Rule, profiles: dict[str, Rule]) -> Rule:

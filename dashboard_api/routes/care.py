@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
+from sqlalchemy import select
 
 from dashboard_api.authz import Action
 from dashboard_api.config import API_PREFIX
@@ -20,6 +21,7 @@ from dashboard_api.schemas import (
     DevicePairingPublic,
 )
 from registry.care import FamilyRepository, parse_scopes
+from registry.care_models import UserAccount
 from registry.errors import InvalidRegistryInput, NotFound
 from registry.fleet import FleetRepository
 from registry.repositories import DeviceRepository
@@ -67,10 +69,17 @@ def _consents(context: ContextDep, patient_id: str) -> list[ConsentPublic]:
     now = context.clock()
     with context.read() as session:
         records = FamilyRepository(session, clock=context.clock).consents(patient_id)
+        rows = session.execute(
+            select(UserAccount.username, UserAccount.phone).where(
+                UserAccount.username.in_({r.family_username for r in records})
+            )
+        )
+        phones: dict[str, str | None] = {username: phone for username, phone in rows}  # noqa: C416
     return [
         ConsentPublic(
             username=record.family_username,
             relationship=record.relationship,
+            phone_hint=phone[-4:] if (phone := phones.get(record.family_username)) else None,
             scopes=sorted(scope.value for scope in record.scopes),
             granted_at=record.granted_at,
             expires_at=record.expires_at,

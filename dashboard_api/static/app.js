@@ -5,11 +5,15 @@ import { ApiError, get, hasSession, openStream, post } from "./api.js";
 import { LANGUAGES, loadLanguage, prefs, t } from "./i18n.js";
 import { h } from "./dom.js";
 import { portalPage } from "./portal.js";
+import { familyPage } from "./portal_family.js";
+import { settingsPage } from "./portal_settings.js";
 import { loginPage, smsLinkPage } from "./login.js";
 import { patientListPage, patientPage } from "./staff.js";
 import { inboxPage } from "./inbox.js";
 import { visitQueuePage } from "./visits_pages.js";
 import { visitFormPage } from "./visit_form.js";
+import { triagePage } from "./triage.js";
+import { dayRoutePage, weekPage } from "./visit_route.js";
 import { accountsPage, contractsPage, teamsPage } from "./admin_pages.js";
 import { fleetPage, quarantinePage } from "./it_pages.js";
 import { auditPage } from "./audit_page.js";
@@ -53,7 +57,12 @@ const ROUTES = [
   [/^#\/inbox(?:\?unread=1)?$/, () => inboxPage()],
   [/^#\/visits$/, () => visitQueuePage()],
   [/^#\/visit\/(\d+)$/, (id) => visitFormPage(id)],
+  [/^#\/triage$/, () => triagePage()],
   [/^#\/patient\/([\w.-]+)$/, (id) => patientPage(id)],
+  [/^#\/portal\/([\w.-]+)\/family$/, (id) => familyPage(id)],
+  [/^#\/portal\/([\w.-]+)\/settings$/, (id) => settingsPage(id)],
+  [/^#\/visits\/route(?:\?[\w=&.%-]*)?$/, () => dayRoutePage()],
+  [/^#\/visits\/week(?:\?[\w=&.%-]*)?$/, () => weekPage()],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
   [/^#\/admin\/accounts(?:\?[\w=&]*)?$/, () => accountsPage()],
   [/^#\/admin\/teams$/, () => teamsPage()],
@@ -119,8 +128,12 @@ function header() {
       bar.append(
         h("a", { href: "#/patients", id: "nav-patients" }, t("nav.patients")),
         h("a", { href: "#/inbox", id: "nav-inbox" }, t("nav.inbox")),
+        h("a", { href: "#/triage", id: "nav-triage" }, t("nav.triage")),
         h("a", { href: "#/visits", id: "nav-visits" }, t("nav.visits")),
       );
+      if (session.me.roles.includes("nurse") || session.me.roles.includes("team_lead")) {
+        bar.append(h("a", { href: "#/visits/route", id: "nav-route" }, t("nav.route")));
+      }
     }
     for (const [page, href, key] of SYSTEM_NAV) {
       if (mayOpen(page)) bar.append(h("a", { href, id: `nav-${page}` }, t(key)));

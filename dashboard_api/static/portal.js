@@ -2,6 +2,7 @@
 // devices and how long since each kind was last measured. A family member switches
 // between the patients who consented.
 import { get } from "./api.js";
+import { symptomForm, whatToDoBox } from "./portal_care.js";
 import { h } from "./dom.js";
 import { dateTime, daysSince } from "./format.js";
 import { t } from "./i18n.js";
@@ -23,10 +24,13 @@ export async function portalPage(selected) {
   if (!patient) return notFoundPage();
   const days = Number(sessionStorage.getItem("vg.portal_days") || 7);
   const path = `/patients/${encodeURIComponent(patient.id)}`;
-  const [series, devices, targets] = await Promise.all([
+  const own = patient.relationship === "self";
+  const [series, devices, targets, todo] = await Promise.all([
     fetchSeries(patient.id, days),
     get(`${path}/devices`).catch(() => []),
     get(`${path}/targets`).catch(() => []),
+    // A relative whose consent does not cover alerts is refused (403): no box for them.
+    get(`${path}/what-to-do`).catch(() => ({ items: [] })),
   ]);
   onLiveReading((reading) => {
     if (reading.patient_id === patient.id) render();
@@ -46,12 +50,18 @@ export async function portalPage(selected) {
   const period = h("div", { role: "group", "aria-label": t("period.label") },
     [7, 30].map((n) => h("button", { type: "button", class: n === days ? "" : "secondary", "aria-pressed": String(n === days),
       id: `portal-days-${n}`, onclick: () => { sessionStorage.setItem("vg.portal_days", String(n)); render(); } }, t("period.days", { n }))));
+  const nav = own ? h("nav", { class: "portal-nav", "aria-label": t("portal.title") },
+    h("a", { href: `#/portal/${patient.id}/family`, id: "nav-family" }, t("portal.nav.family")), " ",
+    h("a", { href: `#/portal/${patient.id}/settings`, id: "nav-settings" }, t("portal.nav.settings"))) : null;
   return h("article", { id: "portal" },
     chooser,
+    whatToDoBox(todo.items, own),
+    nav,
     h("h1", {}, patient.relationship === "self" || patient.relationship === "own_record" ? t("portal.mine") : t("portal.of", { name: patient.display_name || patient.id })),
     patient.latest.length ? latest : h("p", {}, t("portal.no_readings")),
     stale.length ? h("ul", { id: "portal-stale", class: "notices" }, stale.map((item) =>
       h("li", { class: "pill s-warn" }, t("portal.unused", { device: t(`device_of.${item.kind}`), n: item.days })))) : null,
+    own ? symptomForm(path) : null,
     h("h2", {}, t("portal.trends")),
     period,
     h("div", { class: "cards" }, charts(series, targets, zone)),

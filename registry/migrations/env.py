@@ -15,8 +15,12 @@ from registry import care_models as _care_models  # noqa: F401 - their tables ar
 from registry import evaluation_models as _evaluation_models  # noqa: F401
 from registry import fleet_models as _fleet_models  # noqa: F401 - their tables are in Base
 from registry import incident_models as _incident_models  # noqa: F401
+from registry import notification_prefs_models as _notification_prefs_models  # noqa: F401
+from registry import symptom_models as _symptom_models  # noqa: F401
+from registry import triage_models as _triage_models  # noqa: F401 - their tables are in Base
 from registry import visit_models as _visit_models  # noqa: F401 - their tables are in Base
 from registry import visit_reminder_models as _visit_reminder_models  # noqa: F401
+from registry import visit_schedule_models as _visit_schedule_models  # noqa: F401
 from registry.errors import MigrationError
 from registry.models import Base
 

@@ -24,6 +24,7 @@ def test_the_default_set_is_table_a(rules: RuleSet) -> None:
         *("B1", "B2", "B3", "H1", "H2", "O1", "O2", "R1", "T1"),
         *("S1", "S2", "S3", "S4"),
         "SYS1",
+        *("SYM1", "SYM2", "SYM3"),
     ]
     for rule in rules.rules:
         assert rule.source.strip(), rule.id
@@ -111,7 +112,7 @@ def test_duplicate_ids_and_non_yaml() -> None:
 def test_rules_check_command(tmp_path: Path) -> None:
     ok = runner.invoke(app, ["alerts", "rules", "check", str(DEFAULT)])
     assert ok.exit_code == 0, ok.output
-    assert "21 rules OK" in ok.output
+    assert "24 rules OK" in ok.output
     bad = runner.invoke(
         app, ["alerts", "rules", "check", str(_broken(tmp_path, "B1", {"title": None}))]
     )

@@ -169,6 +169,21 @@ R_VISIT_TASK = tuple(
     for verb in ("schedule", "complete", "cancel", "missed")
 )
 R_CALENDAR = ("get", "/api/v1/calendar/{token}.ics")
+R_REVIEWED = ("post", "/api/v1/triage/{patient_id}/reviewed")
+R_UNREVIEW = ("delete", "/api/v1/triage/{patient_id}/reviewed")
+R_INVITE = ("post", "/api/v1/patients/{patient_id}/family/invitations")
+R_WHAT_TO_DO = ("get", "/api/v1/patients/{patient_id}/what-to-do")
+R_SYMPTOM = ("post", "/api/v1/patients/{patient_id}/symptoms")
+R_PREFS = ("get", "/api/v1/patients/{patient_id}/notification-preferences")
+R_SET_PREFS = ("put", "/api/v1/patients/{patient_id}/notification-preferences")
+PORTAL_ROUTES = (R_INVITE, R_WHAT_TO_DO, R_SYMPTOM, R_PREFS, R_SET_PREFS)
+SAMPLE_BODY[R_INVITE] = {
+    "phone": "13912345678",
+    "relationship": "儿子",
+    "scopes": ["view_readings"],
+}
+SAMPLE_BODY[R_SYMPTOM] = {"symptom": "dizziness", "note": "早上起床时"}
+SAMPLE_BODY[R_SET_PREFS] = {"channel": "wechat", "quiet_start": "22:00", "quiet_end": "07:00"}
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
@@ -191,6 +206,9 @@ ROUTES_WITH_PATIENT_GATE = {
     R_VISITS,
     R_VISIT_NEW,
     *R_VISIT_TASK,
+    R_REVIEWED,
+    R_UNREVIEW,
+    *PORTAL_ROUTES,
 }
 """Routes decided by the one gate; break-glass (any doctor) and the gateway route (fleet
 roles, or a gateway of one's patients) are the documented exceptions."""
@@ -219,7 +237,10 @@ ALL = (
     R_VISITS,
     R_VISIT_NEW,
     *R_VISIT_TASK,
+    *PORTAL_ROUTES,
     R_CALENDAR,
+    R_REVIEWED,
+    R_UNREVIEW,  # after marking: undoes the review just made
     R_BREAK_GLASS,  # last: the access it opens would change the answers after it
 )
 NOT_FOUND_DETAIL = {R_GATEWAY: "gateway not found", R_CALENDAR: "calendar not found"}
@@ -358,6 +379,62 @@ _VISITS: dict[str, tuple[int, int, int]] = {
 for _persona, (_list, _new, _task) in _VISITS.items():
     EXPECTED[_persona] |= {R_VISITS: _list, R_VISIT_NEW: _new, R_CALENDAR: 404}
     EXPECTED[_persona] |= dict.fromkeys(R_VISIT_TASK, _task)
+
+
+# Triage: marking a patient reviewed and undoing it (review_triage: the team's doctor, nurse
+# and lead only). The undo follows the mark in the same run, so it finds a review to undo.
+_TRIAGE: dict[str, int] = {
+    "own doctor": 201,
+    "team lead": 201,
+    "doctor of another team": 404,
+    "nurse of the team": 201,
+    "the patient": 403,
+    "consented family member": 403,
+    "family, consent revoked": 404,
+    "family, consent expired": 404,
+    "admin": 404,
+    "IT operator": 404,
+    "duty doctor during duty": 403,
+    "duty doctor after duty": 404,
+    "doctor after break-glass": 403,
+    "no token": 401,
+    "expired token": 401,
+    "forged token": 401,
+    "alg=none token": 401,
+}
+for _persona, _mark in _TRIAGE.items():
+    EXPECTED[_persona] |= {R_REVIEWED: _mark, R_UNREVIEW: 200 if _mark == 201 else _mark}
+# The portal's routes: inviting a relative (manage_consents: the patient alone), what to do
+# now (read_patient; its alert part only with read_alerts), reporting a symptom and the
+# notification preferences (the patient, or a relative who acts for her: the seeded
+# daughter only views readings, 403).
+_PORTAL: dict[str, tuple[int, int, int, int]] = {
+    "own doctor": (403, 200, 403, 403),
+    "team lead": (403, 200, 403, 403),
+    "doctor of another team": (404, 404, 404, 404),
+    "nurse of the team": (403, 200, 403, 403),
+    "the patient": (201, 200, 201, 200),
+    "consented family member": (403, 200, 403, 403),
+    "family, consent revoked": (404, 404, 404, 404),
+    "family, consent expired": (404, 404, 404, 404),
+    "admin": (404, 404, 404, 404),
+    "IT operator": (404, 404, 404, 404),
+    "duty doctor during duty": (403, 200, 403, 403),
+    "duty doctor after duty": (404, 404, 404, 404),
+    "doctor after break-glass": (403, 200, 403, 403),
+    "no token": (401, 401, 401, 401),
+    "expired token": (401, 401, 401, 401),
+    "forged token": (401, 401, 401, 401),
+    "alg=none token": (401, 401, 401, 401),
+}
+for _persona, (_invite, _todo, _symptom, _prefs) in _PORTAL.items():
+    EXPECTED[_persona] |= {
+        R_INVITE: _invite,
+        R_WHAT_TO_DO: _todo,
+        R_SYMPTOM: _symptom,
+        R_PREFS: _prefs if _prefs != 201 else 200,
+        R_SET_PREFS: _prefs if _prefs != 201 else 200,
+    }
 
 
 def _forge(token: str, *, alg_none: bool = False) -> str:

@@ -73,6 +73,20 @@ def test_alert_to_visit_to_calendar_to_record(deployment: Deployment) -> None:
     text = feed.content.decode("utf-8")
     for secret in ("王芳", "幸福路", "p-wang", "血压偏高", "B2", "13800000001"):
         assert secret not in text
+    # A reschedule (with its reason) moves the event: same UID, new DTSTART.
+    later = at + timedelta(days=1, hours=3)
+    moved = deployment.client.post(
+        f"{URL}/{task['id']}/schedule",
+        headers=nurse,
+        json={"at": later.isoformat(), "reason": "患者周四才在家"},
+    )
+    assert moved.status_code == 200, moved.text
+    [event] = Calendar.from_ical(deployment.client.get(issued.json()["path"]).content).walk(
+        "VEVENT"
+    )
+    assert (str(event["uid"]), event.decoded("dtstart")) == (f"{task['code']}@vitalgate", later)
+    assert "周四" not in deployment.client.get(issued.json()["path"]).text
+    at = later
     token_path = issued.json()["path"]
     assert deployment.client.delete("/api/v1/calendar/token", headers=nurse).status_code == 204
     assert deployment.client.get(token_path).status_code == 404

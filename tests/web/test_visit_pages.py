@@ -155,7 +155,9 @@ def test_alert_to_task_to_schedule_to_visit_form_to_closed_task(
         task = s.get_one(VisitTask, task_id)
         assert (task.status, alert.state) == ("completed", "resolved")
         next_open = s.scalars(
-            select(VisitTask.status).where(VisitTask.reason_key == "routine:hypertension")
+            select(VisitTask.status).where(
+                VisitTask.patient_id == "p-wang", VisitTask.reason_key == "routine:hypertension"
+            )
         ).all()
     assert next_open == ["requested"]
 

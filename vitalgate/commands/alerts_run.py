@@ -56,22 +56,15 @@ def run(
     ] = 9490,
 ) -> None:
     """Run the alert worker until SIGTERM or Ctrl-C."""
-    from alerts.escalation import EscalationWorker
-    from alerts.evaluator import Evaluator, RegistryGatewayLastSeen, RegistryPatientDirectory
-    from alerts.incidents import IncidentDelivery, OutageMonitor
+    from alerts.assembly import assemble_worker
     from alerts.notify.inbox import InboxNotifier
-    from alerts.pipeline import FileNotifier, LifecycleSink
-    from alerts.recipients import registry_recipients
-    from alerts.rules.engine import evaluate
+    from alerts.pipeline import FileNotifier
     from alerts.rules.loader import default_rules, load_rules
     from alerts.scheduler import wake_worker
     from alerts.service import EvaluatorService
-    from alerts.summary_adapter import cgm_summary_for_rules
-    from alerts.visit_reminders import VisitReminderWorker
     from infra.mqtt import ClientSettings, MqttProtocol, parse_mqtt_url
     from ingest.stores import open_store
     from registry.db import check_schema, create_engine_for
-    from registry.visit_alerts import visit_task_hook
 
     engine = create_engine_for(registry)
     check_schema(engine)
@@ -84,31 +77,15 @@ def run(
     if notify_file is not None:
         for channel in ("sms", "voice", "wechat", "email"):
             notifiers[channel] = FileNotifier(channel, notify_file)
-    sink = LifecycleSink(engine, clock=_utc_now, on_fired=visit_task_hook(_utc_now))
-    evaluator = Evaluator(
-        engine=engine,
-        store=reading_store,
-        directory=RegistryPatientDirectory(engine),
+    parts = assemble_worker(
+        engine,
+        reading_store,
         rules=rules,
-        evaluate=evaluate,
-        # Alerts that call for a visit or a call open the nurse's task in the same transaction.
-        sink=sink,
-        clock=_utc_now,
+        notifiers=notifiers,  # type: ignore[arg-type]
         holder=holder,
+        clock=_utc_now,
         partitions=partitions,
         lease_ttl=timedelta(seconds=lease_seconds),
-        summary=cgm_summary_for_rules,
-        # S3 from the fleet listener's tables; S1–S3 held back during the clinic's own
-        # downtime (ingest heartbeats, broker link, own watermark gap), one SYS1 instead.
-        gateway_last_seen=RegistryGatewayLastSeen(engine),
-        outage=OutageMonitor.for_rules(
-            engine,
-            rules,
-            clock=_utc_now,
-            # IT operators and administrators hear of each outage (not the doctors).
-            delivery=IncidentDelivery(engine, notifiers),  # type: ignore[arg-type]
-        ),
-        on_suppressed=sink.suppress,
     )
     settings = ClientSettings(
         endpoint=parse_mqtt_url(mqtt_url),
@@ -127,22 +104,8 @@ def run(
     if metrics_port is not None:
         # Loopback only: the endpoint is unauthenticated (see docs/operations.md).
         start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
-    service = EvaluatorService(evaluator, settings, metrics=metrics)
-    escalation = EscalationWorker(
-        engine,
-        notifiers=notifiers,  # type: ignore[arg-type]
-        recipients=registry_recipients,
-        clock=_utc_now,
-        worker_id=holder,
-    )
-    # Visit reminders (the nurse's inbox, the patient's SMS) go through the same notifiers.
-    visit_reminders = VisitReminderWorker(
-        engine,
-        notifiers=notifiers,  # type: ignore[arg-type]
-        clock=_utc_now,
-        worker_id=holder,
-    )
-    scheduler = wake_worker(escalation, visit_reminders=visit_reminders)
+    service = EvaluatorService(parts.evaluator, settings, metrics=metrics)
+    scheduler = wake_worker(parts.escalation, visit_reminders=parts.visit_reminders)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         service.stop()
