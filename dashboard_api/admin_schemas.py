@@ -2,7 +2,8 @@
 
 Request bodies refuse unknown fields (:class:`~dashboard_api.schemas.RequestModel`): an
 account cannot be created with a ``password_hash`` or a ``session_version`` slipped in.
-Responses never carry secrets (password hashes, TOTP secrets) or phone numbers, and a
+Responses never carry stored secrets (password hashes, TOTP secrets) or phone numbers
+— a new one-time password or TOTP enrolment is shown once, in its own answer only — and a
 patient's or family member's name is left out of account listings: an administrator
 manages accounts, not people's health records.
 """
@@ -73,6 +74,16 @@ class PasswordReset(BaseModel):
     username: str
     password: str
     """Give it to the person over a trusted channel; they log in with it and their TOTP."""
+
+
+class TotpEnrolment(BaseModel):
+    """A new TOTP secret for a staff member; shown once, never logged, audited or returned again."""
+
+    username: str
+    secret: str
+    """Base32, for typing into the authenticator app by hand."""
+    otpauth_uri: str
+    """The ``otpauth://totp/…`` provisioning URI (what a QR code would carry)."""
 
 
 class TeamPublic(BaseModel):

@@ -177,6 +177,8 @@ class AuditVerifyPublic(BaseModel):
     rows: int
     head_hash: str | None
     problems: list[str]
+    first_broken_seq: int | None = None
+    """The lowest ``seq`` a problem names (``None`` when intact): the chain holds below it."""
 
 
 class DevicePairingPublic(BaseModel):

@@ -11,10 +11,17 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Final
 
+import pyotp
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy.orm import Session
 
-from dashboard_api.admin_schemas import AccountCreate, AccountPublic, AccountsPublic, PasswordReset
+from dashboard_api.admin_schemas import (
+    AccountCreate,
+    AccountPublic,
+    AccountsPublic,
+    PasswordReset,
+    TotpEnrolment,
+)
 from dashboard_api.authz import SystemAction
 from dashboard_api.config import API_PREFIX
 from dashboard_api.context import ApiContext
@@ -26,8 +33,12 @@ from registry.audit import AuditOutcome
 from registry.care import AccountRepository
 from registry.care_models import AccountKind, Role
 from registry.care_queries import list_accounts
+from registry.errors import InvalidRegistryInput
 
 router = APIRouter(prefix=f"{API_PREFIX}/admin", tags=["admin"])
+
+TOTP_ISSUER: Final = "VitalGate"
+"""The issuer the authenticator app shows next to the code (as ``vitalgate users totp``)."""
 
 RESET_PASSWORD_BYTES: Final = 18
 """24 URL-safe characters (144 bits): far above the 12-character minimum of MLPS level 3."""
@@ -88,8 +99,8 @@ def create_user(
 ) -> AccountPublic:
     """Create a staff, patient (possibly custodial) or family account.
 
-    Staff then need a password (``…/password-reset``) and a TOTP enrolment (``vitalgate
-    users totp``) before they can log in; patients and family log in by SMS link.
+    Staff then need a password (``…/password-reset``) and a TOTP enrolment (``…/totp``,
+    or ``vitalgate users totp``) before they can log in; patients and family log in by SMS link.
     """
     kind = AccountKind(body.kind)
     record = change(
@@ -179,3 +190,29 @@ def reset_password(
         detail={"username": username},
     )
     return PasswordReset(username=username, password=password)
+
+
+@router.post("/users/{username}/totp", response_model=TotpEnrolment)
+def enrol_totp(
+    username: str, request: Request, grant: Accounts, context: ContextDep
+) -> TotpEnrolment:
+    """Enrol a new TOTP second factor for a staff member, shown once in this answer only.
+
+    As ``vitalgate users totp``: the old factor stops working and every session of the
+    account ends. The secret is never logged or audited; patients and family log in by SMS
+    link and have no second factor here (422).
+    """
+    secret = pyotp.random_base32()
+
+    def operation(session: Session) -> None:
+        accounts = AccountRepository(session, clock=context.clock)
+        if accounts.get(username).kind is not AccountKind.STAFF:
+            raise InvalidRegistryInput("totp", "patients and family log in by SMS link")
+        accounts.set_totp_secret(username, secret)
+
+    change(context, request, grant, operation, status_code=200, detail={"username": username})
+    return TotpEnrolment(
+        username=username,
+        secret=secret,
+        otpauth_uri=pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=TOTP_ISSUER),
+    )

@@ -121,4 +121,5 @@ def verify(request: Request, grant: AuditDep, context: ContextDep) -> AuditVerif
         rows=head.seq if head else 0,
         head_hash=head.row_hash if head else None,
         problems=[str(problem) for problem in problems],
+        first_broken_seq=min((problem.seq for problem in problems), default=None),
     )

@@ -15,8 +15,23 @@ import { visitQueuePage } from "./visits_pages.js";
 import { visitFormPage } from "./visit_form.js";
 import { triagePage } from "./triage.js";
 import { dayRoutePage, weekPage } from "./visit_route.js";
+import { accountsPage, contractsPage, teamsPage } from "./admin_pages.js";
+import { fleetPage, quarantinePage } from "./it_pages.js";
+import { auditPage } from "./audit_page.js";
+import { mayOpen } from "./admin_ui.js";
 
 const STAFF_ROLES = ["family_doctor", "nurse", "team_lead", "public_health", "admin", "it_operator"];
+// Roles that care for patients: they see the patient list, the inbox and the visits.
+const CLINICAL_ROLES = ["family_doctor", "nurse", "team_lead", "public_health"];
+// The admin and IT pages, in the order of the header's links (admin_ui.PAGE_ROLES decides).
+const SYSTEM_NAV = [
+  ["accounts", "#/admin/accounts", "nav.accounts"],
+  ["teams", "#/admin/teams", "nav.teams"],
+  ["contracts", "#/admin/contracts", "nav.contracts"],
+  ["fleet", "#/it/fleet", "nav.fleet"],
+  ["quarantine", "#/it/quarantine", "nav.quarantine"],
+  ["audit", "#/audit", "nav.audit"],
+];
 
 export const session = { me: null, live: false, stopStream: null };
 const listeners = new Set();
@@ -35,6 +50,7 @@ export function onLiveAlert(listener) {
 }
 
 export const isStaff = () => !!session.me && session.me.roles.some((r) => STAFF_ROLES.includes(r));
+const isClinical = () => !!session.me && session.me.roles.some((r) => CLINICAL_ROLES.includes(r));
 
 const ROUTES = [
   [/^#\/login$/, () => loginPage()],
@@ -50,6 +66,12 @@ const ROUTES = [
   [/^#\/visits\/week(?:\?[\w=&.%-]*)?$/, () => weekPage()],
   [/^#\/portal\/([\w.-]+)\/pair$/, (id) => pairingWizardPage(id)],
   [/^#\/portal(?:\/([\w.-]+))?$/, (id) => portalPage(id)],
+  [/^#\/admin\/accounts(?:\?[\w=&]*)?$/, () => accountsPage()],
+  [/^#\/admin\/teams$/, () => teamsPage()],
+  [/^#\/admin\/contracts(?:\?[\w=&]*)?$/, () => contractsPage()],
+  [/^#\/it\/fleet$/, () => fleetPage()],
+  [/^#\/it\/quarantine(?:\?[\w=&]*)?$/, () => quarantinePage()],
+  [/^#\/audit(?:\?.*)?$/, () => auditPage()],
 ];
 
 export function go(hash) {
@@ -58,7 +80,10 @@ export function go(hash) {
 }
 
 function home() {
-  return isStaff() ? "#/patients" : "#/portal";
+  if (!isStaff()) return "#/portal";
+  if (isClinical()) return "#/patients";
+  const first = SYSTEM_NAV.find(([page]) => mayOpen(page));
+  return first ? first[1] : "#/patients";
 }
 
 export function notFoundPage() {
@@ -101,7 +126,7 @@ function header() {
     toggle("pref-contrast", "contrast", t("pref.contrast")),
   );
   if (session.me) {
-    if (isStaff()) {
+    if (isStaff() && (isClinical() || !SYSTEM_NAV.some(([page]) => mayOpen(page)))) {
       bar.append(
         h("a", { href: "#/patients", id: "nav-patients" }, t("nav.patients")),
         h("a", { href: "#/inbox", id: "nav-inbox" }, t("nav.inbox")),
@@ -111,6 +136,9 @@ function header() {
       if (session.me.roles.includes("nurse") || session.me.roles.includes("team_lead")) {
         bar.append(h("a", { href: "#/visits/route", id: "nav-route" }, t("nav.route")));
       }
+    }
+    for (const [page, href, key] of SYSTEM_NAV) {
+      if (mayOpen(page)) bar.append(h("a", { href, id: `nav-${page}` }, t(key)));
     }
     bar.append(
       h("span", { class: "live-badge", id: "live-state" }, session.live ? t("live.on") : t("live.off")),

@@ -11,6 +11,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pyotp
 import pytest
 from sqlalchemy import select
 
@@ -393,3 +394,40 @@ def test_family_links_and_consents_for_the_admin(
     (row,) = _audit(deployment, "GET /api/v1/admin/family-links")
     assert json.loads(row.patient_ids) == ["p-wang"]
     assert row.actor_role == "admin"
+
+
+def test_a_totp_enrolment_is_shown_once_replaces_the_old_factor_and_is_never_audited(
+    deployment: Deployment, admin: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = deployment.client
+    old = _bearer(deployment.login("dr.chen"))
+    enrolled = client.post("/api/v1/admin/users/dr.chen/totp", headers=admin)
+    assert enrolled.status_code == 200, enrolled.text
+    body = enrolled.json()
+    secret = body["secret"]
+    assert body["username"] == "dr.chen"
+    assert body["otpauth_uri"].startswith("otpauth://totp/VitalGate:dr.chen?secret=" + secret)
+    assert client.get("/api/v1/auth/me", headers=old).status_code == 401
+    at = deployment.clock.now
+
+    def login(code: str) -> int:
+        answer = client.post(
+            "/api/v1/auth/login", json={"username": "dr.chen", "password": PASSWORD, "code": code}
+        )
+        return answer.status_code
+
+    assert login(pyotp.TOTP(deployment.totp["dr.chen"]).at(at)) == 401  # the old factor
+    assert login(pyotp.TOTP(secret).at(at)) == 200
+    assert secret not in _all_audit_text(deployment)
+    assert secret not in caplog.text
+    family = client.post("/api/v1/admin/users/wang.son/totp", headers=admin)
+    assert family.status_code == 422  # patients and family log in by SMS link
+    assert client.post("/api/v1/admin/users/no.one/totp", headers=admin).status_code == 404
+    nurse = _bearer(deployment.login("nurse.liu"))
+    assert client.post("/api/v1/admin/users/dr.zhang/totp", headers=nurse).status_code == 403
+    assert [r.outcome for r in _audit(deployment, "POST /api/v1/admin/users/{username}/totp")] == [
+        "ok",
+        "rejected",
+        "rejected",
+        "denied",
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from registry.db import session_scope
 from registry.models import AuditRecord
@@ -80,3 +80,28 @@ def test_querying_the_audit_log_is_itself_audited(deployment: Deployment) -> Non
     assert deployment.client.get("/api/v1/audit/verify", headers=nurse).status_code == 403
     verified = deployment.client.get("/api/v1/audit/verify", headers=admin).json()
     assert verified["intact"] is True
+
+
+def test_verify_names_the_first_broken_seq_when_a_row_was_changed(
+    deployment: Deployment,
+) -> None:
+    admin = _bearer(deployment.login("admin"))
+    intact = deployment.client.get("/api/v1/audit/verify", headers=admin).json()
+    assert intact["intact"] is True
+    assert intact["first_broken_seq"] is None
+    plain = create_engine(deployment.registry.url)
+    try:
+        with plain.begin() as connection:  # the attacker's engine: append-only triggers off
+            if plain.dialect.name == "postgresql":
+                connection.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
+            else:
+                connection.execute(text("DROP TRIGGER audit_log_append_only_update"))
+            connection.execute(text("UPDATE audit_log SET outcome = 'denied' WHERE seq = 2"))
+            if plain.dialect.name == "postgresql":
+                connection.execute(text("ALTER TABLE audit_log ENABLE TRIGGER USER"))
+    finally:
+        plain.dispose()
+    broken = deployment.client.get("/api/v1/audit/verify", headers=admin).json()
+    assert broken["intact"] is False
+    assert broken["first_broken_seq"] == 2
+    assert any("seq=2: content_changed" in problem for problem in broken["problems"])

@@ -112,6 +112,7 @@ R_REVOKE = ("delete", "/api/v1/patients/{patient_id}/consents/{username}")
 R_DISABLE = ("post", "/api/v1/admin/users/{username}/disable")
 R_ENABLE = ("post", "/api/v1/admin/users/{username}/enable")
 R_PASSWORD = ("post", "/api/v1/admin/users/{username}/password-reset")
+R_TOTP = ("post", "/api/v1/admin/users/{username}/totp")
 R_MEMBERS = ("get", "/api/v1/admin/teams/{team_code}/members")
 R_ADD_MEMBER = ("post", "/api/v1/admin/teams/{team_code}/members")
 R_END_MEMBER = ("delete", "/api/v1/admin/teams/{team_code}/members/{username}")
@@ -123,6 +124,7 @@ PATH_FOR_ROUTE = {
     R_DISABLE: {"username": "dr.chen"},
     R_ENABLE: {"username": "dr.chen"},
     R_PASSWORD: {"username": "dr.chen"},
+    R_TOTP: {"username": "dr.chen"},
     R_END_MEMBER: {"username": "dr.glass"},
 }
 """Where one route needs another sample than SAMPLE_PATH (ids known only once seeded, such
@@ -132,6 +134,7 @@ ADMIN_ROUTES = (
     R_DISABLE,
     R_ENABLE,
     R_PASSWORD,
+    R_TOTP,
     R_MEMBERS,
     R_ADD_MEMBER,
     R_END_MEMBER,
