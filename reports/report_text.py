@@ -36,7 +36,7 @@ TEXT: Final[dict[str, dict[Lang, str]]] = {
     "cgm": {"zh": "持续葡萄糖监测 (CGM)", "en": "Continuous glucose monitoring (CGM)"},
     "cgm_active": {"zh": "CGM 佩戴时间", "en": "CGM active time"},
     "mean_glucose": {"zh": "平均葡萄糖", "en": "Mean glucose"},
-    "gmi": {"zh": "血糖管理指标 (GMI)", "en": "Glucose management indicator (GMI)"},
+    "gmi": {"zh": "葡萄糖管理指标 (GMI)", "en": "Glucose management indicator (GMI)"},
     "cv": {"zh": "葡萄糖变异系数 (CV)", "en": "Glucose variability (CV)"},
     "tir": {"zh": "目标范围内时间 3.9–10.0", "en": "Time in range 3.9–10.0"},
     "tbr1": {"zh": "低于 3.9 的时间", "en": "Time below 3.9"},

@@ -84,7 +84,7 @@ def test_cgm_report_one_page_cjk_embedded_and_metrics(
     assert isinstance(bp.home_mean, Sufficient)
     assert f"{bp.home_mean.value.systolic:.0f}/{bp.home_mean.value.diastolic:.0f} mmHg" in text
     if lang == "zh":
-        for words in ("居家监测报告", "目标范围内时间", "血糖管理指标", "家庭血压", "体重"):
+        for words in ("居家监测报告", "目标范围内时间", "葡萄糖管理指标", "家庭血压", "体重"):
             assert words in text
     else:
         for words in ("Home monitoring report", "Time in range", "GMI", "blood pressure"):
