@@ -11,7 +11,7 @@
   doctor's inbox and escalates like any alert. At most :data:`SYMPTOM_REPORTS_PER_HOUR`
   per patient per hour (429 after).
 * ``GET``/``PUT …/notification-preferences`` (``manage_notifications``): channel for
-  non-urgent messages and quiet hours (P3/P4 only).
+  non-urgent messages and quiet hours (P3/P4 only), and the SMS on the morning of a visit.
 
 Every route passes the one patient gate (its audit row); the writes add their own.
 """
@@ -49,6 +49,7 @@ from registry.models import Patient
 from registry.notification_prefs import NotificationPrefs, NotificationPrefsRepository
 from registry.notification_prefs_models import NonUrgentChannel
 from registry.symptoms import RATE_WINDOW, report_symptom, reports_since
+from registry.visit_reminders import set_sms_opt_in, sms_opt_in
 
 router = APIRouter(prefix=f"{API_PREFIX}/patients", tags=["portal"])
 
@@ -302,6 +303,9 @@ class NotificationPrefsPublic(BaseModel):
     """Local times in the patient's zone; quiet hours may span midnight (22:00–07:00)."""
     urgent_always: bool = True
     """P1, P2 and device alerts ignore both settings (always true: said on the page)."""
+    visit_reminder_sms: bool = False
+    """An SMS on the morning of a nurse's visit (off until chosen: a text tells whoever
+    holds the phone that a nurse is coming)."""
     updated_at: datetime | None
     updated_by: str | None
 
@@ -312,13 +316,16 @@ class NotificationPrefsUpdate(RequestModel):
     channel: Literal["sms", "wechat", "none"]
     quiet_start: time | None = None
     quiet_end: time | None = None
+    visit_reminder_sms: bool | None = None
+    """None: leave the visit-reminder choice as it is."""
 
 
-def _prefs_public(prefs: NotificationPrefs) -> NotificationPrefsPublic:
+def _prefs_public(prefs: NotificationPrefs, visit_sms: bool) -> NotificationPrefsPublic:
     return NotificationPrefsPublic(
         channel=prefs.channel.value,
         quiet_start=prefs.quiet_start,
         quiet_end=prefs.quiet_end,
+        visit_reminder_sms=visit_sms,
         updated_at=prefs.updated_at,
         updated_by=prefs.updated_by,
     )
@@ -328,7 +335,10 @@ def _prefs_public(prefs: NotificationPrefs) -> NotificationPrefsPublic:
 def get_prefs(grant: ManageNotifications, context: ContextDep) -> NotificationPrefsPublic:
     """The patient's notification preferences (SMS and no quiet hours until set)."""
     with context.read() as session:
-        return _prefs_public(NotificationPrefsRepository(session).get(grant.patient_id))
+        return _prefs_public(
+            NotificationPrefsRepository(session).get(grant.patient_id),
+            sms_opt_in(session, grant.patient_id),
+        )
 
 
 @router.put("/{patient_id}/notification-preferences", response_model=NotificationPrefsPublic)
@@ -346,6 +356,16 @@ def put_prefs(
                 quiet_end=_minute(body.quiet_end),
                 by=actor,
             )
+            if body.visit_reminder_sms is not None:
+                # Re-plans the reminders of her open visits in the same transaction.
+                set_sms_opt_in(
+                    session,
+                    grant.patient_id,
+                    body.visit_reminder_sms,
+                    actor=actor,
+                    now=context.clock(),
+                )
+            visit_sms = sms_opt_in(session, grant.patient_id)
     except InvalidRegistryInput as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     context.audit(
@@ -355,9 +375,13 @@ def put_prefs(
         target="notification_preferences",
         outcome=AuditOutcome.OK,
         patient_ids=[grant.patient_id],
-        detail={"channel": body.channel, "quiet_hours": int(body.quiet_start is not None)},
+        detail={
+            "channel": body.channel,
+            "quiet_hours": int(body.quiet_start is not None),
+            "visit_reminder_sms": int(visit_sms),
+        },
     )
-    return _prefs_public(prefs)
+    return _prefs_public(prefs, visit_sms)
 
 
 def _minute(value: time | None) -> time | None:

@@ -19,6 +19,7 @@ export async function settingsPage(id) {
   const quietOn = h("input", { type: "checkbox", id: "quiet-on", checked: !!prefs.quiet_start });
   const start = h("input", { type: "time", id: "quiet-start", value: hhmm(prefs.quiet_start) || "22:00" });
   const end = h("input", { type: "time", id: "quiet-end", value: hhmm(prefs.quiet_end) || "07:00" });
+  const visitSms = h("input", { type: "checkbox", id: "visit-sms", checked: !!prefs.visit_reminder_sms });
   const form = h("form", { class: "stack", id: "settings-form" },
     h("fieldset", {}, h("legend", {}, t("settings.channel")),
       CHANNELS.map((channel) => h("label", { class: "check" },
@@ -28,12 +29,15 @@ export async function settingsPage(id) {
       h("label", { class: "check" }, quietOn, " ", t("settings.quiet_on")),
       h("label", {}, t("settings.quiet_start"), start),
       h("label", {}, t("settings.quiet_end"), end)),
+    h("fieldset", {}, h("legend", {}, t("settings.visits")),
+      h("label", { class: "check" }, visitSms, " ", t("settings.visit_sms")),
+      h("p", { class: "note" }, t("settings.visit_sms_note"))),
     h("button", { type: "submit" }, t("settings.save")),
     status);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const channel = form.querySelector("input[name=channel]:checked")?.value || "sms";
-    const body = { channel, quiet_start: null, quiet_end: null };
+    const body = { channel, quiet_start: null, quiet_end: null, visit_reminder_sms: visitSms.checked };
     if (quietOn.checked) {
       if (!start.value || !end.value || start.value === end.value) {
         status.textContent = t("settings.need_times");

@@ -14,6 +14,9 @@ from registry.alert_models import AlertRow, EscalationStep
 from registry.care_models import FamilyConsent, FamilyLink, UserAccount
 from registry.db import session_scope
 from registry.models import AuditRecord
+from registry.visit_models import VisitKind
+from registry.visit_reminder_models import VisitReminder
+from registry.visits import Reason, VisitRepository
 from tests.dashboard_api.conftest import GATEWAY, METER, Deployment
 
 PATIENT = "/api/v1/patients/p-wang"
@@ -334,3 +337,47 @@ def test_notification_preferences_round_trip(deployment: Deployment) -> None:
     other = _bearer(deployment.login("dr.chen"))
     assert deployment.client.get(url, headers=doctor).status_code == 403
     assert deployment.client.get(url, headers=other).status_code == 404
+
+
+def test_the_patient_opts_in_to_the_visit_sms_and_her_scheduled_visit_gets_one(
+    deployment: Deployment,
+) -> None:
+    now = deployment.clock()
+    with session_scope(deployment.registry) as s:
+        repo = VisitRepository(s, clock=deployment.clock)
+        opened = repo.open(
+            "p-wang",
+            Reason.routine("routine:hypertension", note=""),
+            kind=VisitKind.HOME_VISIT,
+            priority=3,
+            earliest=now,
+            latest=now + timedelta(days=14),
+            actor="dr.zhang",
+            assignee="nurse.liu",
+        )
+        repo.schedule(opened.task.id, now + timedelta(days=3), actor="nurse.liu", reason="")
+
+    def patient_sms() -> list[str]:
+        with session_scope(deployment.registry, write=False) as s:
+            return list(
+                s.scalars(
+                    select(VisitReminder.status).where(
+                        VisitReminder.task_id == opened.task.id,
+                        VisitReminder.audience == "patient",
+                    )
+                )
+            )
+
+    assert patient_sms() == []  # off until she chooses it
+    patient = _bearer(deployment.sms_login("13800000001"))
+    url = f"{PATIENT}/notification-preferences"
+    assert deployment.client.get(url, headers=patient).json()["visit_reminder_sms"] is False
+    saved = deployment.client.put(
+        url, headers=patient, json={"channel": "sms", "visit_reminder_sms": True}
+    )
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["visit_reminder_sms"] is True
+    assert patient_sms() == ["due"]  # her open visit is re-planned at once
+    # Saving other settings without the field leaves the choice as it is.
+    kept = deployment.client.put(url, headers=patient, json={"channel": "wechat"})
+    assert kept.json()["visit_reminder_sms"] is True

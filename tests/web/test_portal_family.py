@@ -21,6 +21,7 @@ from registry.care import FamilyRepository
 from registry.care_models import ConsentScope
 from registry.db import session_scope
 from registry.notification_prefs import NotificationPrefsRepository
+from registry.visit_reminders import sms_opt_in
 from tests.web.conftest import SCREENSHOTS, Watched, WebServer, watched_page
 from tests.web.test_browser import staff_login
 
@@ -250,14 +251,17 @@ def test_notification_settings_say_urgent_alerts_always_come_and_are_saved(
     page.get_by_label("开启免打扰").check()
     page.get_by_label("开始").fill("21:30")
     page.get_by_label("结束").fill("06:30")
+    page.get_by_label("护士上门当天早上 7:30 发短信提醒我").check()
     page.get_by_role("button", name="保存设置").click()
     page.locator("#settings-message", has_text="设置已保存").wait_for()
     _no_untranslated_key(watched)
     page.reload()
     page.locator("#channel-wechat:checked").wait_for()
     assert page.locator("#quiet-start").input_value() == "21:30"
+    assert page.locator("#visit-sms").is_checked()
     with session_scope(web_server.registry, write=False) as session:
         prefs = NotificationPrefsRepository(session).get("p-wang")
+        assert sms_opt_in(session, "p-wang")
     assert (prefs.channel.value, str(prefs.quiet_start), prefs.updated_by) == (
         "wechat",
         "21:30:00",
