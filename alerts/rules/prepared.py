@@ -57,6 +57,10 @@ _MAX_TIER_KEYS: Final = 1_024
 evaluation, so the memo is emptied rather than grown without bound."""
 
 
+RelevantKey = tuple[frozenset[Kind], frozenset[str], tuple[str, ...]]
+"""A threshold rule's kinds, excluded flags and fields: what decides its relevant readings."""
+
+
 @dataclass(frozen=True, slots=True)
 class _View:
     """Positions (into the history) of some of its readings, oldest first, and their times."""
@@ -86,8 +90,8 @@ class PreparedHistory:
             raise ValueError("a prepared history holds one patient's readings")
         self.patient_id: str | None = patients.pop() if patients else None
         self._kinds: dict[frozenset[Kind], _View] = {}
-        self._relevant: dict[tuple[frozenset[Kind], frozenset[str], tuple[str, ...]], _View] = {}
-        self._counts: dict[tuple[object, str], list[int]] = {}
+        self._relevant: dict[RelevantKey, _View] = {}
+        self._counts: dict[tuple[RelevantKey, str], list[int]] = {}
         self._tier_keys: dict[int, tuple[Tier, str]] = {}
         self._ids: dict[str, list[int]] | None = None
 
@@ -105,7 +109,7 @@ class PreparedHistory:
             self._kinds[kinds] = view
         return view
 
-    def relevant(self, rule: Rule) -> tuple[_View, tuple[frozenset[Kind], frozenset[str], tuple[str, ...]]]:
+    def relevant(self, rule: Rule) -> tuple[_View, RelevantKey]:
         """The readings a threshold rule could match (its kinds, flags, fields)."""
         fields = rule_fields(rule)
         key = (rule.kinds, rule.exclude_flags, fields)
@@ -116,7 +120,7 @@ class PreparedHistory:
             self._relevant[key] = view
         return view, key
 
-    def matches_before(self, key: object, view: _View, tier: Tier) -> list[int]:
+    def matches_before(self, key: RelevantKey, view: _View, tier: Tier) -> list[int]:
         """``counts[k]``: how many of the view's first ``k`` readings the tier matches."""
         tier_key = self._tier_key(tier)
         counts = self._counts.get((key, tier_key))
@@ -288,9 +292,8 @@ def rule_findings(
     if rule.kind == "threshold":
         return _threshold(rule, span, ctx)
     select = SPANS.get(rule.kind)
-    if select is None:
-        readings = span.history.readings[span.lo : span.hi]
-    else:
-        readings = select(rule, span, ctx)
+    readings = (
+        span.history.readings[span.lo : span.hi] if select is None else select(rule, span, ctx)
+    )
     result: list[Finding] = evaluator(rule, readings, ctx)
     return result
