@@ -207,14 +207,13 @@ def _threshold(rule: Rule, span: Span, ctx: Context) -> list[Finding]:
     within = max((t.confirmation.within for t in rule.tiers), default=timedelta(0))
     start = bisect_left(view.times, view.times[b - 1] - within, a, b)
     first = view.index[start]
-    late = []
+    arrivals = []  # the arrivals among the rule's relevant readings: only they can be late
     for p in span.arrived:
-        if p >= first:
-            break
-        j = bisect_left(view.index, p, a, start)
-        if j < start and view.index[j] == p:
-            late.append(p)
-    relevant = history.take(late) + history.take(view.index[start:b])
+        j = bisect_left(view.index, p, a, b)
+        if j < b and view.index[j] == p:
+            arrivals.append(p)
+    before = [p for p in arrivals if p < first]
+    relevant = history.take(before) + history.take(view.index[start:b])
     since = ctx.now - EVENT_WINDOW
     from_event = bisect_right(view.times, since, a, b)
 
@@ -222,7 +221,7 @@ def _threshold(rule: Rule, span: Span, ctx: Context) -> list[Finding]:
         counts = history.matches_before(key, view, tier)
         return counts[b] - counts[from_event]
 
-    return threshold_findings(rule, relevant, ctx, events)
+    return threshold_findings(rule, relevant, ctx, events, history.take(arrivals))
 
 
 def _window_mean(rule: Rule, span: Span, ctx: Context) -> list[Reading]:
@@ -246,6 +245,8 @@ def _forecast(rule: Rule, span: Span, ctx: Context) -> list[Reading]:
 
 
 def _cgm_summary(rule: Rule, span: Span, ctx: Context) -> list[Reading]:
+    if ctx.summary is None:  # G7 reads nothing without a summary function
+        return []
     return span.kinds(rule.kinds, ctx.now - timedelta(days=int(rule.params["days"])))
 
 

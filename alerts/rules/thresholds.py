@@ -160,13 +160,19 @@ def evaluate_threshold(rule: Rule, readings: Sequence[Reading], ctx: Context) ->
 
 
 def threshold_findings(
-    rule: Rule, relevant: list[Reading], ctx: Context, events: EventCount
+    rule: Rule,
+    relevant: list[Reading],
+    ctx: Context,
+    events: EventCount,
+    arrivals: Sequence[Reading] | None = None,
 ) -> list[Finding]:
     """:func:`evaluate_threshold` on the rule's relevant readings, oldest first.
 
     ``relevant`` may be shortened to what the decision reads (see
     :mod:`alerts.rules.prepared`): the newest reading, every reading within the longest
-    tier's ``within`` before it, and every late arrival; ``events`` counts the 7-day events.
+    tier's ``within`` before it, and every late arrival; ``events`` counts the 7-day events;
+    ``arrivals`` (default: all of ``relevant``) are the relevant readings that arrived for
+    this evaluation, oldest first: only they can be late.
     """
     if not relevant:
         return []
@@ -189,7 +195,9 @@ def threshold_findings(
             )
         findings.append(chosen)
     late = [
-        r for r in relevant if is_late(r, rule, ctx) and any(tier_matches(t, r) for t in rule.tiers)
+        r
+        for r in (relevant if arrivals is None else arrivals)
+        if is_late(r, rule, ctx) and any(tier_matches(t, r) for t in rule.tiers)
     ]
     if late:
         thresholds = thresholds_of([c for t in rule.tiers for c in t.conditions])
