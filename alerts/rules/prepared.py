@@ -8,9 +8,10 @@ reading kind once (and, per threshold rule, into the readings it could match), a
 evaluation finds its window by bisection. Each rule kind then receives only the readings
 its decision depends on, so the findings are the same as over the whole window:
 
-* threshold: the newest relevant reading, every relevant reading within the longest tier's
-  ``within`` before it (the confirmation run or mean), and every late arrival in the window
-  (the late review); the 7-day event count comes from a per-tier running count;
+* threshold: the newest relevant reading and every relevant reading within the longest
+  tier's ``within`` before it (the confirmation run or mean); the late review reads the
+  relevant arrivals anywhere in the window; the 7-day event count comes from a per-tier
+  running count;
 * window_mean / cgm_summary: their own window (``window``, ``days``) before the instant;
 * weight_change: the newest weight and those within ``over`` + ``tolerance`` before it;
 * moving_average_rise: the ``2 × days`` local days before the instant (+ a day's margin);
@@ -206,14 +207,12 @@ def _threshold(rule: Rule, span: Span, ctx: Context) -> list[Finding]:
         return []
     within = max((t.confirmation.within for t in rule.tiers), default=timedelta(0))
     start = bisect_left(view.times, view.times[b - 1] - within, a, b)
-    first = view.index[start]
     arrivals = []  # the arrivals among the rule's relevant readings: only they can be late
     for p in span.arrived:
         j = bisect_left(view.index, p, a, b)
         if j < b and view.index[j] == p:
             arrivals.append(p)
-    before = [p for p in arrivals if p < first]
-    relevant = history.take(before) + history.take(view.index[start:b])
+    relevant = history.take(view.index[start:b])
     since = ctx.now - EVENT_WINDOW
     from_event = bisect_right(view.times, since, a, b)
 

@@ -169,10 +169,10 @@ def threshold_findings(
     """:func:`evaluate_threshold` on the rule's relevant readings, oldest first.
 
     ``relevant`` may be shortened to what the decision reads (see
-    :mod:`alerts.rules.prepared`): the newest reading, every reading within the longest
-    tier's ``within`` before it, and every late arrival; ``events`` counts the 7-day events;
-    ``arrivals`` (default: all of ``relevant``) are the relevant readings that arrived for
-    this evaluation, oldest first: only they can be late.
+    :mod:`alerts.rules.prepared`): the newest reading and every reading within the longest
+    tier's ``within`` before it; ``events`` counts the 7-day events; ``arrivals`` (default:
+    all of ``relevant``) are the relevant readings that arrived for this evaluation, oldest
+    first: only they can be late, and the late review reads them.
     """
     if not relevant:
         return []

@@ -97,6 +97,27 @@ def _cgm_trace(draw: st.DrawFn) -> list[Reading]:
 
 
 @st.composite
+def _routine(draw: st.DrawFn) -> list[Reading]:
+    """Home routines long enough for the window rules: BP twice a day (B2's 12 readings
+    over 7 days), a daily weight (H1, H2)."""
+    first = draw(st.integers(0, 10))
+    days = draw(st.integers(1, 18 - first))
+    bp_mean, gain = draw(st.floats(115, 150)), draw(st.floats(-0.3, 0.9))
+    jitter = st.integers(-90, 90)
+    readings: list[Reading] = []
+    for day in range(first, first + days):
+        noon = b.T0 + timedelta(days=day, minutes=draw(jitter))
+        if draw(st.integers(0, 9)):  # a missed day now and then
+            readings.append(b.weight(round(72 + gain * (day - first), 1), noon))
+        for hours in (0, 11):
+            systolic = bp_mean + draw(st.floats(-12, 12))
+            readings.append(
+                b.bp(round(systolic), round(systolic * 0.62), at=noon + timedelta(hours=hours))
+            )
+    return readings
+
+
+@st.composite
 def _history(draw: st.DrawFn, max_spots: int = 80) -> tuple[PatientProfile, list[Reading]]:
     conditions = draw(st.sets(st.sampled_from(CONDITIONS), min_size=1))
     overrides: dict[str, Any] = {}
@@ -105,13 +126,13 @@ def _history(draw: st.DrawFn, max_spots: int = 80) -> tuple[PatientProfile, list
         overrides["G2.range.below"] = [{"value": 4.4, "from": cut}]
         overrides["G5.enabled"] = [{"value": False, "until": cut}]
     readings = draw(st.lists(_spot(), max_size=max_spots))
+    if draw(st.booleans()):
+        readings += draw(_routine())
     if "diabetes_type1" in conditions:
         readings += draw(_cgm_trace())
     readings = [r for r in readings if check_values(r, DEFAULT_LIMITS) is None]
     who = PatientProfile(b.PATIENT, frozenset(conditions), overrides=overrides)
     return who, readings
-
-
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -122,7 +143,10 @@ def test_the_prepared_engine_agrees_with_the_straightforward_one(
     who, readings = case
     history = PreparedHistory(readings)
     moments = data.draw(st.lists(st.integers(0, HORIZON_MIN + 24 * 60), min_size=1, max_size=6))
-    moments += [int((r.measured_at - b.T0).total_seconds() // 60) for r in readings[:3]]
+    if readings:  # at a reading, and a few minutes after one (the deadlines, the buckets)
+        picked = data.draw(st.lists(st.sampled_from(readings), max_size=4))
+        later = data.draw(st.sampled_from([0, 1, 10, 15, 60, 24 * 60]))
+        moments += [int((r.measured_at - b.T0).total_seconds() // 60) + later for r in picked]
     for minute in moments:
         now = b.T0 + timedelta(minutes=minute)
         # Some readings arrive now, however old they are: those are the late ones.
