@@ -18,9 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.model import Finding, FindingStatus, Severity
-from alerts.rules.engine import evaluate
+from alerts.rules.engine import evaluate_history
 from alerts.rules.model import RuleSet
 from alerts.rules.overrides import check_overrides
+from alerts.rules.prepared import PreparedHistory
 from ingest.validate import DEFAULT_LIMITS, check_values
 from readings.files import PatientProfile
 from readings.model import Reading
@@ -186,14 +187,17 @@ def run_backtest(
     wake = _wake_durations(rules)
     lookback = rules.lookback
     for profile in profiles:
-        mine = sorted(by_patient[profile.patient_id], key=lambda r: (r.measured_at, r.id))
+        mine = by_patient[profile.patient_id]
         if not mine or until is None:
             continue
         try:
-            check_overrides(rules, profile.patient_id, profile.overrides, mine[0].measured_at)
+            check_overrides(
+                rules, profile.patient_id, profile.overrides, min(r.measured_at for r in mine)
+            )
         except ValueError as exc:
             raise BacktestError(str(exc)) from None
-        times = [r.measured_at for r in mine]
+        history = PreparedHistory(mine)  # sorted and split by kind once per patient
+        times = history.times
         weeks += max((until - times[0]) / timedelta(weeks=1), 0.0)
         ticks: set[datetime] = set(times)
         for moment in times:
@@ -210,12 +214,12 @@ def run_backtest(
             now = heapq.heappop(heap)
             if now == previous:
                 continue
-            start = bisect.bisect_right(times, now - lookback)
             end = bisect.bisect_right(times, now)
             arrived_from = 0 if previous is None else bisect.bisect_right(times, previous)
-            window = mine[start:end]
-            arrived = {r.id for r in mine[arrived_from:end]}
-            findings = evaluate(window, profile, rules, now, arrived=arrived)
+            arrived = {r.id for r in history.readings[arrived_from:end]}
+            findings = evaluate_history(
+                history, profile, rules, now, since=now - lookback, arrived=arrived
+            )
             evaluations += 1
             if on_findings is not None:
                 on_findings(profile.patient_id, now, findings)

@@ -79,6 +79,13 @@ are dropped and counted under S4. The backtest keeps one open alert per patient 
 are an upper bound of what the lifecycle would notify; S3 is not run (no heartbeats in a
 file) and G7 only where a summary function is injected.
 
+Over stored history, `vitalgate alerts backtest --store URL --registry URL --since 30d
+[--rules FILE] --format json|table` takes every registry patient with their conditions and
+time zone, the readings measured in the last `--since` (up to 366 days) from the reading
+store, and runs the clock on to now, so a patient who went silent shows S1/S2; the output is
+the file form's. The read is recorded in the audit log (action `alerts.backtest`, every
+patient whose readings were read; `--actor` names who ran it).
+
 """
 
 

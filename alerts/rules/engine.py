@@ -12,9 +12,10 @@ from datetime import datetime
 
 from alerts.model import Finding
 from alerts.rules.cgm import evaluate_cgm_summary, evaluate_forecast
-from alerts.rules.common import Context, SummaryFn, sort_readings
+from alerts.rules.common import Context, SummaryFn
 from alerts.rules.model import Rule, RuleSet
 from alerts.rules.overrides import active_rules, apply_overrides
+from alerts.rules.prepared import PreparedHistory, Span, rule_findings
 from alerts.rules.stale import evaluate_gateway_offline, evaluate_missing, evaluate_stale
 from alerts.rules.thresholds import evaluate_threshold
 from alerts.rules.trends import (
@@ -91,9 +92,39 @@ def evaluate(
     Raises:
         alerts.rules.overrides.OverrideError: an override that cannot apply.
     """
-    window = sort_readings(
-        [r for r in readings if r.patient_id == profile.patient_id and r.measured_at <= now]
+    history = PreparedHistory([r for r in readings if r.patient_id == profile.patient_id])
+    return evaluate_history(
+        history,
+        profile,
+        rules,
+        now,
+        arrived=arrived,
+        gateway_last_seen=gateway_last_seen,
+        summary=summary,
     )
+
+
+def evaluate_history(
+    history: PreparedHistory,
+    profile: PatientProfile,
+    rules: RuleSet,
+    now: datetime,
+    *,
+    since: datetime | None = None,
+    arrived: Collection[str] = frozenset(),
+    gateway_last_seen: Mapping[str, datetime] | None = None,
+    summary: SummaryFn | None = None,
+) -> list[Finding]:
+    """:func:`evaluate` over the prepared history's readings measured after ``since``
+    (None: all) and by ``now``; the backtest prepares each patient's history once.
+
+    Raises:
+        ValueError: the history is another patient's.
+        alerts.rules.overrides.OverrideError: an override that cannot apply.
+    """
+    if history.patient_id not in (None, profile.patient_id):
+        raise ValueError("the prepared history is another patient's")
+    lo, hi = history.window(now, since)
     context = Context(
         profile=profile,
         now=now,
@@ -101,10 +132,11 @@ def evaluate(
         gateway_last_seen=dict(gateway_last_seen or {}),
         summary=summary,
     )
+    span = Span(history, lo, hi, history.arrived(context.arrived, lo, hi))
     findings: list[Finding] = []
     for rule in active_rules(rules, profile.conditions):
         effective = apply_overrides(rule, profile.overrides, now)
         if effective is None:
             continue
-        findings.extend(EVALUATORS[effective.kind](effective, window, context))
+        findings.extend(rule_findings(effective, span, context, EVALUATORS[effective.kind]))
     return findings

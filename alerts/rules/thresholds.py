@@ -14,7 +14,7 @@ Persistence rules (G3, G5, R1, T1 …) have no deadline: one reading never fires
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from statistics import fmean
 from typing import Final
@@ -38,6 +38,9 @@ EVENT_WINDOW: Final = timedelta(days=7)
 """Findings count the tier's matching readings over 7 days, late ones included: G2 goes to
 the doctor on ≥ 2 events in 7 days (CLINICAL table (a)); the lifecycle routes on it."""
 
+EventCount = Callable[[Tier], int]
+"""The tier's matching readings of the rule over ``EVENT_WINDOW`` before the instant."""
+
 
 def tier_matches(tier: Tier, reading: Reading) -> bool:
     """The tier's flag is set on the reading, or one of its conditions holds."""
@@ -46,15 +49,24 @@ def tier_matches(tier: Tier, reading: Reading) -> bool:
     return any(condition_holds(reading, c) for c in tier.conditions)
 
 
+def rule_fields(rule: Rule) -> tuple[str, ...]:
+    """Every field the rule's tiers read, sorted (a reading needs one of them to count)."""
+    return tuple(sorted({f for tier in rule.tiers for c in tier.conditions for f in c.fields}))
+
+
+def is_relevant(rule: Rule, fields: tuple[str, ...], reading: Reading) -> bool:
+    """The reading is of the rule's kinds, carries none of its excluded flags, and has a
+    field the rule reads."""
+    return (
+        kind_of(reading) in rule.kinds
+        and not rule.exclude_flags.intersection(reading.flags)
+        and field_value(reading, fields) is not None
+    )
+
+
 def _relevant(rule: Rule, readings: Sequence[Reading]) -> list[Reading]:
-    fields = {f for tier in rule.tiers for c in tier.conditions for f in c.fields}
-    return [
-        r
-        for r in readings
-        if kind_of(r) in rule.kinds
-        and not rule.exclude_flags.intersection(r.flags)
-        and field_value(r, tuple(fields)) is not None
-    ]
+    fields = rule_fields(rule)
+    return [r for r in readings if is_relevant(rule, fields, r)]
 
 
 def _mean_holds(condition: Condition, readings: Sequence[Reading]) -> bool:
@@ -77,16 +89,15 @@ def _mean_holds(condition: Condition, readings: Sequence[Reading]) -> bool:
     return True
 
 
-def _tier_finding(rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context) -> Finding | None:
+def _tier_finding(
+    rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context, events: EventCount
+) -> Finding | None:
     confirmation = tier.confirmation
     latest = relevant[-1]
     thresholds = thresholds_of([c for t in rule.tiers for c in t.conditions])
     params: dict[str, str | int | float] = {"severity": tier.severity.value}
 
     def make(status: FindingStatus, run: Sequence[Reading], **extra: object) -> Finding:
-        events = sum(
-            1 for r in relevant if r.measured_at > ctx.now - EVENT_WINDOW and tier_matches(tier, r)
-        )
         return finding(
             rule,
             ctx,
@@ -95,7 +106,7 @@ def _tier_finding(rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context)
             readings=run,
             thresholds=thresholds,
             key=f"alert.threshold.{status.value}",
-            params={**params, "readings": len(run), "events_7d": events},
+            params={**params, "readings": len(run), "events_7d": events(tier)},
             ask_retest_within=confirmation.retest_within,
             **extra,
         )
@@ -140,11 +151,36 @@ def _tier_finding(rule: Rule, tier: Tier, relevant: list[Reading], ctx: Context)
 def evaluate_threshold(rule: Rule, readings: Sequence[Reading], ctx: Context) -> list[Finding]:
     """The rule's finding for the newest reading, and a review finding for late ones."""
     relevant = _relevant(rule, readings)
+
+    def events(tier: Tier) -> int:
+        since = ctx.now - EVENT_WINDOW
+        return sum(1 for r in relevant if r.measured_at > since and tier_matches(tier, r))
+
+    return threshold_findings(rule, relevant, ctx, events)
+
+
+def threshold_findings(
+    rule: Rule,
+    relevant: list[Reading],
+    ctx: Context,
+    events: EventCount,
+    arrivals: Sequence[Reading] | None = None,
+) -> list[Finding]:
+    """:func:`evaluate_threshold` on the rule's relevant readings, oldest first.
+
+    ``relevant`` may be shortened to what the decision reads (see
+    :mod:`alerts.rules.prepared`): the newest reading and every reading within the longest
+    tier's ``within`` before it; ``events`` counts the 7-day events; ``arrivals`` (default:
+    all of ``relevant``) are the relevant readings that arrived for this evaluation, oldest
+    first: only they can be late, and the late review reads them.
+    """
     if not relevant:
         return []
     findings: list[Finding] = []
     if not is_late(relevant[-1], rule, ctx):
-        results = [r for tier in rule.tiers if (r := _tier_finding(rule, tier, relevant, ctx))]
+        results = [
+            r for tier in rule.tiers if (r := _tier_finding(rule, tier, relevant, ctx, events))
+        ]
         firing = [r for r in results if r.status is FindingStatus.FIRING]
         chosen = min(firing or results, key=lambda f: f.severity.rank, default=None)
         if chosen is None:
@@ -159,7 +195,9 @@ def evaluate_threshold(rule: Rule, readings: Sequence[Reading], ctx: Context) ->
             )
         findings.append(chosen)
     late = [
-        r for r in relevant if is_late(r, rule, ctx) and any(tier_matches(t, r) for t in rule.tiers)
+        r
+        for r in (relevant if arrivals is None else arrivals)
+        if is_late(r, rule, ctx) and any(tier_matches(t, r) for t in rule.tiers)
     ]
     if late:
         thresholds = thresholds_of([c for t in rule.tiers for c in t.conditions])
