@@ -25,6 +25,7 @@ from typing import Annotated, Final, Literal
 from fastapi import APIRouter, Body, Depends, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, Field
 
+from dashboard_api.accepted import announce_stored
 from dashboard_api.authz import Action
 from dashboard_api.config import API_PREFIX
 from dashboard_api.deps import ContextDep, PatientGrant, patient_access
@@ -270,6 +271,8 @@ def enter_reading(
     if context.live is not None:
         # Stored first, then announced, as ingest does before it publishes on accepted/.
         context.live.publish([reading])
+    # The alert worker judges it like any reading (a low typed in pages as a measured one).
+    announce_stored(context.commands, [reading], now=now)
     meal = reading.context.get("meal")
     return ManualReadingPublic(
         id=reading.id,

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from alerts.lifecycle import LifecycleError
 from alerts.model import Severity
 from alerts.visit_tasks import SAME_DAY, template_for
+from dashboard_api.accepted import announce_stored
 from dashboard_api.authz import Action, decide
 from dashboard_api.config import API_PREFIX
 from dashboard_api.deps import CallerDep, ContextDep, PatientGrant, patient_access
@@ -529,6 +530,12 @@ def complete_visit(
                     resolved = True
                 except LifecycleError:
                     resolved = False
+    # Stored, then announced as ingest would: the pages show them live, and the alert worker
+    # judges them like any reading (a crisis measured at the visit still pages).
+    announced = [r for r in readings if r.id in set(stored)]
+    if context.live is not None:
+        context.live.publish(announced)
+    announce_stored(context.commands, announced, now=now)
     return VisitDone(
         task=_public(done.task, staff=True),
         reading_ids=stored,

@@ -9,8 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from alerts.evaluator import Evaluator, RegistryPatientDirectory
+from alerts.model import Finding, FindingStatus
+from alerts.rules.engine import evaluate
+from alerts.rules.loader import default_rules
 from alerts.window import reading_from_stored
+from readings.codec import decode_envelope
 from readings.model import Kind
+from readings.topics import accepted_topic, partition_for
 from registry.db import session_scope
 from registry.models import AuditRecord
 from tests.dashboard_api.conftest import Deployment
@@ -159,3 +165,34 @@ def test_who_may_type_in_a_reading(deployment: Deployment) -> None:
         answer = deployment.client.post(URL, headers=_bearer(token), json=body)
         assert answer.status_code == expected, answer.text
     assert len(_stored(deployment, Kind.WEIGHT)) == 1
+
+
+def test_a_low_typed_in_by_hand_reaches_the_alert_worker_and_pages_g1(
+    deployment: Deployment,
+) -> None:
+    patient = _bearer(deployment.sms_login("13800000001"))
+    answer = deployment.client.post(URL, headers=patient, json={"kind": "glucose", "glucose": 2.5})
+    assert answer.status_code == 201, answer.text
+    # Announced where ingest announces what it stored: the patient's accepted/ partition.
+    partition = partition_for("p-wang")
+    [(topic, payload)] = [
+        (t, p) for t, p in deployment.commands.sent if t.startswith("vitalgate/v1/accepted/")
+    ]
+    assert topic == accepted_topic(partition)
+    assert [r.id for r in decode_envelope(payload).readings] == [answer.json()["id"]]
+    # The alert worker judges it as it judges a measured one.
+    findings: list[Finding] = []
+    evaluator = Evaluator(
+        engine=deployment.registry,
+        store=deployment.store,
+        directory=RegistryPatientDirectory(deployment.registry),
+        rules=default_rules(),
+        evaluate=evaluate,
+        sink=lambda _patient, found: findings.extend(found),
+        clock=deployment.clock,
+        holder="test-worker",
+    )
+    evaluator.refresh_leases()
+    evaluator.handle_accepted(partition, payload)
+    fired = [f.rule_id for f in findings if f.status is FindingStatus.FIRING]
+    assert "G1" in fired, findings

@@ -10,6 +10,7 @@ from icalendar import Calendar
 
 from alerts.lifecycle import decide
 from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
+from readings.codec import decode_envelope
 from registry.alert_models import AlertRow
 from registry.alerts_repo import AlertRepository
 from registry.db import session_scope
@@ -131,6 +132,14 @@ def test_alert_to_visit_to_calendar_to_record(deployment: Deployment) -> None:
         "/api/v1/patients/p-wang/export.csv", params={"from": day, "to": day}, headers=doctor
     )
     assert readings_csv.status_code == 200, readings_csv.text
+    # Announced to the alert worker as ingest announces what it stored.
+    announced = [
+        r.id
+        for topic, payload in deployment.commands.sent
+        if topic.startswith("vitalgate/v1/accepted/")
+        for r in decode_envelope(payload).readings
+    ]
+    assert sorted(announced) == sorted(result["reading_ids"])
     assert sum("manual_entry" in line for line in readings_csv.text.splitlines()) == 2, (
         readings_csv.text[:3000]
     )

@@ -74,6 +74,7 @@ USERS = {
     "gw2": "gw2-secret",
     "vitalgate-ingest": "ingest-secret",
     "vitalgate-alerts": "alerts-secret",
+    "vitalgate-api": "api-secret",
 }
 
 
@@ -204,6 +205,26 @@ def test_a_gateway_reads_only_its_own_acks_and_commands(connect: Any) -> None:
 
     threading.Event().wait(QUIET_SECONDS)
     assert {message.payload for message in gw1.messages} == {b"ack-for-gw1"}
+
+
+def test_the_api_hears_accepted_readings_and_announces_its_own_but_no_gateways(
+    connect: Any,
+) -> None:
+    # The live stream reads accepted/; readings the API stored itself (typed in by hand, a
+    # nurse's vitals) are announced there for the alert worker. Gateways' topics stay closed.
+    api = connect("vitalgate-api")
+    api.subscribe(ALL_ACCEPTED_FILTER)
+    alerts = connect("vitalgate-alerts")
+    alerts.subscribe(ALL_ACCEPTED_FILTER)
+    assert api.publish(accepted_topic(5), b"typed-in") == 0
+    assert api.publish(readings_topic("gw1"), b"forged-readings") == NOT_AUTHORIZED
+    assert api.publish(ack_topic("gw1"), b"forged-ack") == NOT_AUTHORIZED
+    ingest = connect("vitalgate-ingest")
+    assert ingest.publish(accepted_topic(3), b"from-ingest") == 0
+
+    threading.Event().wait(QUIET_SECONDS)
+    assert {m.payload for m in api.messages} == {b"typed-in", b"from-ingest"}
+    assert {m.payload for m in alerts.messages} == {b"typed-in", b"from-ingest"}
 
 
 def test_ingest_works_within_its_acl(
