@@ -96,15 +96,20 @@ class FleetListener:
                     fleet.record_status(
                         examined.message, received_at=received_at, retained=examined.retained
                     )
-                    return self._count(HandledMessage("status", gateway_id))
-                assert isinstance(examined, EventUpdate)
-                outcome = fleet.record_event(examined.message, received_at=received_at)
+                    outcome = None
+                else:
+                    assert isinstance(examined, EventUpdate)
+                    outcome = fleet.record_event(examined.message, received_at=received_at)
+            # Counted once committed: whoever reads the count may read the row.
+            if outcome is None:
+                return self._count(HandledMessage("status", gateway_id))
         except NotFound:
             logger.warning("message of a gateway not in the registry", extra={"topic": topic})
             return self._count(HandledMessage("unknown_gateway", gateway_id))
         except RegistryError as exc:
             logger.error("fleet state not recorded", extra={"topic": topic, "error": str(exc)})
             return self._count(HandledMessage("registry_error", gateway_id))
+        assert isinstance(examined, EventUpdate)
         if outcome.unrequested_pairing:
             logger.warning(
                 "a gateway paired a device nobody asked for; not bound",
