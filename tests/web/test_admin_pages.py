@@ -34,8 +34,7 @@ from registry.fleet import FleetRepository
 from registry.models import AuditRecord
 from registry.ownership import OwnershipChecker
 from registry.quarantine import QuarantineStore
-from registry.repositories import DeviceRepository, GatewayRepository
-from tests.dashboard_api.conftest import GATEWAY, METER
+from registry.repositories import DeviceRepository, GatewayRepository, PatientRepository
 from tests.web.accessibility import serious_violations, watch_accessibility
 from tests.web.conftest import SCREENSHOTS, Watched, WebServer, watched_page, web_store
 from tests.web.test_browser import staff_login
@@ -44,9 +43,14 @@ pytestmark = pytest.mark.browser
 
 UNTRANSLATED = "⟦"
 """What i18n.t shows for a key missing from the catalogue."""
+# A home of this test alone: the fleet and quarantine it shows change nothing that the other
+# tests on the shared server read (p-wang's gateway state, her devices' batteries, her values).
+HOME_GATEWAY = "gw-0098"
+HOME_METER = "Roche-Accu_Chek_Guide-0098"
+METER_PATIENT = "p-zhao"
 OFFLINE_GATEWAY = "gw-0099"
 NEW_METER = "Acme-Meter-0042"
-"""A meter the family used before anyone bound it to 王芳: ingest quarantines its reading."""
+"""A meter the family used before anyone bound it to 赵刚: ingest quarantines its reading."""
 
 
 def _checked(watched: Watched, name: str) -> str:
@@ -65,29 +69,34 @@ def _logout(watched: Watched) -> None:
 
 
 def _seed_fleet(server: WebServer) -> None:
-    """gw-0001 online with a meter low on battery and 12 readings queued; gw-0099 offline."""
+    """gw-0098 online with a meter low on battery and 12 readings queued; gw-0099 offline."""
     now = datetime.now(UTC)
     with session_scope(server.registry) as session:
+        PatientRepository(session).add(METER_PATIENT, "赵刚")
+        GatewayRepository(session).add(HOME_GATEWAY, label="赵家")
+        DeviceRepository(session).bind(
+            HOME_METER, HOME_GATEWAY, METER_PATIENT, at=now - timedelta(days=2)
+        )
         GatewayRepository(session).add(OFFLINE_GATEWAY, label="李家")
         fleet = FleetRepository(session)
         fleet.record_status(
             StatusMessage(
-                gateway_id=GATEWAY,
+                gateway_id=HOME_GATEWAY,
                 state=GatewayState.ONLINE,
                 at=now - timedelta(seconds=30),
                 queue_depth=12,
                 oldest_unacked_age_seconds=600.0,
                 software_version="0.9.1",
-                devices=[DeviceStatus(device_id=METER, state="idle", battery_percent=15)],
+                devices=[DeviceStatus(device_id=HOME_METER, state="idle", battery_percent=15)],
             ),
             received_at=now - timedelta(seconds=30),
         )
         fleet.record_event(
             EventMessage(
-                gateway_id=GATEWAY,
+                gateway_id=HOME_GATEWAY,
                 at=now - timedelta(seconds=30),
                 event=EventType.BATTERY_LOW,
-                device_id=METER,
+                device_id=HOME_METER,
                 detail={"battery_percent": 15},
             ),
             received_at=now - timedelta(seconds=30),
@@ -111,13 +120,13 @@ def _quarantine_reading(server: WebServer) -> str:
         measured_at=now - timedelta(minutes=5),
         received_at=now,
         device_id=NEW_METER,
-        patient_id="p-wang",
-        gateway_id=GATEWAY,
+        patient_id=METER_PATIENT,
+        gateway_id=HOME_GATEWAY,
         seq=1,
     )
     examination = examine_message(
-        readings_topic(GATEWAY),
-        encode_envelope(GATEWAY, now, [reading]),
+        readings_topic(HOME_GATEWAY),
+        encode_envelope(HOME_GATEWAY, now, [reading]),
         ownership=OwnershipChecker(server.registry, cache_ttl_seconds=0),
         limits=DEFAULT_LIMITS,
         now=now,
@@ -241,7 +250,7 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
     page.clock.install()  # timers run on their own, and the test can jump 30 s ahead
     watch_accessibility(page)
     staff_login(watched, web_server, "it.ops")
-    gateway = page.locator(f"#fleet-table tr[data-gateway={GATEWAY}]")
+    gateway = page.locator(f"#fleet-table tr[data-gateway={HOME_GATEWAY}]")
     gateway.wait_for()
     _checked(watched, "fleet")
     online = gateway.inner_text()
@@ -249,7 +258,7 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
     assert "12 条读数" in online
     assert "最早一条已等待 10 分钟" in online
     assert "0.9.1" in online
-    assert f"⚠ 电量低 {METER} (15 %)" in online
+    assert f"⚠ 电量低 {HOME_METER} (15 %)" in online
     offline = page.locator(f"#fleet-table tr[data-gateway={OFFLINE_GATEWAY}]").inner_text()
     assert "○ 离线" in offline
     assert "自 " in offline
@@ -257,10 +266,18 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
     first = page.locator("#fleet-table tbody tr").first.get_attribute("data-gateway")
     assert first == OFFLINE_GATEWAY
     page.locator("#sort-gateway").click()
-    assert page.locator("#fleet-table tbody tr").first.get_attribute("data-gateway") == GATEWAY
+    shown = page.locator("#fleet-table tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.gateway)"
+    )
+    assert shown == sorted(shown), shown
+    assert shown.index(HOME_GATEWAY) < shown.index(OFFLINE_GATEWAY)
     assert page.locator("#fleet-table th[aria-sort=ascending]").inner_text().startswith("网关")
     page.check("#offline-only")
-    assert page.locator("#fleet-table tbody tr").count() == 1
+    # The filter hides the gateways that are online; the shared server's other gateways may
+    # have no status yet ("尚无状态") and stay listed.
+    offline_rows = page.locator("#fleet-table tbody tr").all_inner_texts()
+    assert not [row for row in offline_rows if "● 在线" in row], offline_rows
+    assert page.locator(f"#fleet-table tr[data-gateway={HOME_GATEWAY}]").count() == 0
     assert page.locator(f"#fleet-table tr[data-gateway={OFFLINE_GATEWAY}]").count() == 1
     page.uncheck("#offline-only")
     page.screenshot(path=str(SCREENSHOTS / "it-fleet-zh.png"), full_page=True)
@@ -306,20 +323,20 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
     assert release("试一下") == "⚠ 仍被拒绝：ownership: unknown_device"
     with session_scope(web_server.registry) as session:
         DeviceRepository(session).bind(
-            NEW_METER, GATEWAY, "p-wang", at=datetime.now(UTC) - timedelta(days=1)
+            NEW_METER, HOME_GATEWAY, METER_PATIENT, at=datetime.now(UTC) - timedelta(days=1)
         )
-    assert release("血糖仪已绑定到王芳") == "✓ 已通过检查，1 条读数已入库。"
+    assert release("血糖仪已绑定到赵刚") == "✓ 已通过检查，1 条读数已入库。"
     page.select_option("#pref-lang", "en")  # the same pages in English
     page.locator("html[lang=en]").wait_for(state="attached")
     page.locator("#quarantine-table tbody tr[data-entry]").first.wait_for()
     _checked(watched, "quarantine (en)")
     page.locator("#nav-fleet").click()
-    page.locator(f"#fleet-table tr[data-gateway={GATEWAY}]", has_text="● online").wait_for()
+    page.locator(f"#fleet-table tr[data-gateway={HOME_GATEWAY}]", has_text="● online").wait_for()
     assert "⚠ battery low" in _checked(watched, "fleet (en)")
 
     now = datetime.now(UTC)
     stored = web_store(web_server).readings(
-        "p-wang", Kind.GLUCOSE, now - timedelta(hours=1), now + timedelta(hours=1)
+        METER_PATIENT, Kind.GLUCOSE, now - timedelta(hours=1), now + timedelta(hours=1)
     )
     assert [r.id for r in stored].count(reading_id) == 1
     with session_scope(web_server.registry, write=False) as session:
@@ -327,7 +344,7 @@ def test_it_operator_sees_the_fleet_and_releases_a_quarantined_reading(
         inspected = session.scalars(
             select(AuditRecord).where(AuditRecord.action == inspect_route)
         ).all()
-        assert [json.loads(r.patient_ids) for r in inspected] == [["p-wang"]]
+        assert [json.loads(r.patient_ids) for r in inspected] == [[METER_PATIENT]]
         assert json.loads(inspected[0].detail)["health_data"] is True
 
 
