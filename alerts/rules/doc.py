@@ -234,6 +234,10 @@ def render(rules: RuleSet | None = None) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Write the document to the path given, or to ``docs/alert-rules.md``."""
     arguments = sys.argv[1:] if argv is None else argv
+    if len(arguments) > 1 or (arguments and arguments[0].startswith("-")):
+        # An option taken for a path once wrote the document to a file named "--help".
+        sys.stdout.write("usage: python -m alerts.rules.doc [PATH] (default docs/alert-rules.md)\n")
+        raise SystemExit(0 if arguments[0] in ("-h", "--help") else 2)
     path = Path(arguments[0]) if arguments else DOC_PATH
     path.write_text(render(), encoding="utf-8")
     sys.stdout.write(f"{path}\n")
