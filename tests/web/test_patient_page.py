@@ -138,7 +138,8 @@ def test_patient_page_shows_percentiles_home_bp_mean_weight_change_and_alert_his
 
     # Home BP: the mean of the last 7 days without their first day: 140/88 from 15 readings.
     bp = page.locator("#bp-mean").inner_text()
-    assert "140/88 mmHg" in bp and "15 次读数" in bp, bp
+    assert "140/88 mmHg" in bp, bp
+    assert "15 次读数" in bp, bp
     assert "达到或高于家庭血压标准" in bp
     assert page.locator("#chart-blood_pressure svg .mean").count() == 2
 
@@ -151,7 +152,8 @@ def test_patient_page_shows_percentiles_home_bp_mean_weight_change_and_alert_his
 
     history = page.locator("#alert-history").inner_text()
     assert "H1 · 体重较前增加 2.7 kg" in history, history
-    assert "已解决" in history and "dr.zhang" in history, history
+    assert "已解决" in history, history
+    assert "dr.zhang" in history, history
 
     violations = serious_violations(page)
     assert not violations, violations
