@@ -175,3 +175,13 @@ def test_patient_page_shows_percentiles_home_bp_mean_weight_change_and_alert_his
     assert median("05:00") == "63"  # 3.5 mmol/L
     page.select_option("#pref-unit", "mmol/L")
     page.select_option("#pref-lang", "zh-CN")
+
+    # 90 days: the charts and the figures follow the period. The CGM covers 15 of them, too
+    # little wear for percentiles that stand for the period: the page says so, no chart.
+    page.select_option("#period", "90")
+    first_day = (datetime.now(SHANGHAI).date() - timedelta(days=89)).isoformat()
+    page.locator("#cgm-summary", has_text=first_day).wait_for()
+    assert page.locator("#chart-glucose svg circle").count() > 0
+    assert page.locator("#bands-insufficient").is_visible()
+    assert page.locator("#cgm-summary svg.percentiles").count() == 0
+    assert "140/88 mmHg" in page.locator("#bp-mean").inner_text()
