@@ -32,6 +32,7 @@ from dashboard_api.routes import (
     inbox,
     manual_readings,
     pairing,
+    patient_summary,
     patients,
     portal,
     quarantine,
@@ -143,6 +144,7 @@ def create_app(
     for module in (
         auth,
         patients,
+        patient_summary,
         care,
         family,
         portal,

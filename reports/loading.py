@@ -58,10 +58,13 @@ class PatientData:
     ``entered_by`` is one of them was typed in by the patient (``reports.fhir``)."""
 
 
-def report_period(first: date | None, last: date | None, zone: ZoneInfo, today: date) -> Period:
-    """Local days ``first`` … ``last`` inclusive; by default the 14 days ending ``today``."""
+def report_period(
+    first: date | None, last: date | None, zone: ZoneInfo, today: date, days: int = DEFAULT_DAYS
+) -> Period:
+    """Local days ``first`` … ``last`` inclusive; by default the ``days`` (14) days ending
+    ``today``."""
     last = last or today
-    first = first or last - timedelta(days=DEFAULT_DAYS - 1)
+    first = first or last - timedelta(days=days - 1)
     return Period.local_days(first, last + timedelta(days=1), zone)
 
 
@@ -72,8 +75,10 @@ def load_patient_data(
     first: date | None,
     last: date | None,
     clock: Callable[[], datetime],
+    days: int = DEFAULT_DAYS,
 ) -> PatientData:
-    """The patient's data for the local days ``first`` … ``last`` in the patient's zone.
+    """The patient's data for the local days ``first`` … ``last`` in the patient's zone
+    (without ``first``: the ``days`` days ending with ``last``, by default today).
 
     Raises:
         UnknownPatient: no such patient.
@@ -83,7 +88,7 @@ def load_patient_data(
     if patient is None:
         raise UnknownPatient(patient_id)
     zone = ZoneInfo(patient.time_zone)
-    period = report_period(first, last, zone, clock().astimezone(zone).date())
+    period = report_period(first, last, zone, clock().astimezone(zone).date(), days)
     care = PatientCareRepository(session, clock=clock)
     bounds = {}
     for metric in TARGET_METRICS:

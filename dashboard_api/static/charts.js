@@ -8,7 +8,7 @@ const W = 640, H = 220, L = 44, R = 10, T = 10, B = 28;
 
 /**
  * series: [{label, points: [{t: ms, v: number}]}]; band: {low, high} | null;
- * lines: [{v, label}]; start, end: ms; zone: the patient's time zone.
+ * lines: [{v, label, kind?: "mean"}] (a threshold unless kind is "mean"); start, end: ms; zone: the patient's time zone.
  */
 export function lineChart({ title, series, band, lines = [], start, end, zone, yMin, yMax }) {
   const values = series.flatMap((one) => one.points.map((p) => p.v));
@@ -39,9 +39,12 @@ export function lineChart({ title, series, band, lines = [], start, end, zone, y
   }
   svg.append(s("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }),
     s("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
+  // A threshold is labelled at the right; a patient's own figure (a mean, a baseline) at
+  // the left, so that the two labels do not overlap when the values are close.
   for (const line of lines) {
-    svg.append(s("line", { class: "threshold", x1: L, x2: W - R, y1: y(line.v), y2: y(line.v) }),
-      s("text", { x: W - R - 2, y: y(line.v) - 3, "text-anchor": "end" }, line.label));
+    const own = line.kind === "mean";
+    svg.append(s("line", { class: own ? "mean" : "threshold", x1: L, x2: W - R, y1: y(line.v), y2: y(line.v) }),
+      s("text", { x: own ? L + 4 : W - R - 2, y: y(line.v) - 3, "text-anchor": own ? "start" : "end" }, line.label));
   }
   series.forEach((one, index) => {
     const pts = [...one.points].sort((a, b) => a.t - b.t);

@@ -7,6 +7,7 @@ import {
   GLUCOSE, HOME_BP, MG_PER_DL_PER_MMOL, dateTime, glucoseBand, judge, timeInRanges, unitLabel,
 } from "./format.js";
 import { prefs, t } from "./i18n.js";
+import { bpMeanText, weightText } from "./patient_summary.js";
 
 export const KINDS = ["glucose", "cgm_glucose", "blood_pressure", "weight", "spo2", "heart_rate", "body_temperature"];
 const FIELD = { glucose: "glucose", cgm_glucose: "glucose", weight: "weight", spo2: "spo2", heart_rate: "heart_rate", body_temperature: "temperature" };
@@ -54,8 +55,11 @@ export function tirBar(series, band) {
       `${t(`tir.${key}`)} (${range(key)} ${prefs.glucoseUnit}): ${(fractions[key] * 100).toFixed(0)}%`))));
 }
 
-/** The charts of every kind that has readings. */
-export function charts(data, targets, zone) {
+/**
+ * The charts of every kind that has readings; with ``summary`` (GET …/summary) the BP chart
+ * also draws the 7-day home mean and the weight chart the weight 3 days earlier.
+ */
+export function charts(data, targets, zone, summary = null) {
   const out = [];
   const { start, end, byKind } = data;
   const band = glucoseBand(targets);
@@ -75,19 +79,32 @@ export function charts(data, targets, zone) {
       h("h2", {}, `${t("kind.blood_pressure")} (mmHg)`),
       lineChart({ title: `${t("kind.blood_pressure")} mmHg`, start, end, zone,
         series: [{ points: points(bp, "systolic") }, { points: points(bp, "diastolic") }],
-        lines: [{ v: HOME_BP.systolic, label: "135 mmHg" }, { v: HOME_BP.diastolic, label: "85 mmHg" }] }),
-      h("p", { class: "note" }, t("chart.bp_lines"))));
+        lines: [{ v: HOME_BP.systolic, label: "135 mmHg" }, { v: HOME_BP.diastolic, label: "85 mmHg" }, ...bpMeanLines(summary)] }),
+      h("p", { class: "note" }, t("chart.bp_lines")),
+      bpMeanLines(summary).length ? h("p", { class: "note" }, t("chart.bp_mean")) : null,
+      summary ? bpMeanText(summary) : null));
   }
   for (const kind of ["weight", "spo2", "heart_rate", "body_temperature"]) {
     const series = byKind[kind];
     if (!series.points.length) continue;
     const unit = unitLabel(series.units[FIELD[kind]] || "");
+    const baseline = kind === "weight" && summary?.weight?.baseline_3d_kg != null ? summary.weight.baseline_3d_kg : null;
     out.push(h("section", { id: `chart-${kind}` },
       h("h2", {}, `${t(`kind.${kind}`)} (${unit})`),
-      lineChart({ title: `${t(`kind.${kind}`)} ${unit}`, start, end, zone, series: [{ points: points(series, FIELD[kind]) }] })));
+      lineChart({ title: `${t(`kind.${kind}`)} ${unit}`, start, end, zone, series: [{ points: points(series, FIELD[kind]) }],
+        lines: baseline != null ? [{ v: baseline, label: `${baseline.toFixed(1)} kg`, kind: "mean" }] : [] }),
+      baseline != null ? h("p", { class: "note" }, t("chart.weight_baseline", { kg: baseline.toFixed(1) })) : null,
+      kind === "weight" && summary ? weightText(summary) : null));
   }
   if (!out.length) out.push(h("p", { class: "note" }, t("chart.none")));
   return out;
+}
+
+function bpMeanLines(summary) {
+  const bp = summary?.blood_pressure;
+  if (!bp || bp.home_mean_systolic.value == null) return [];
+  const sys = Math.round(bp.home_mean_systolic.value), dia = Math.round(bp.home_mean_diastolic.value);
+  return [{ v: sys, label: `${t("chart.mean_label")} ${sys}`, kind: "mean" }, { v: dia, label: `${t("chart.mean_label")} ${dia}`, kind: "mean" }];
 }
 
 function valuesInMmol(kind, values) {

@@ -4,6 +4,7 @@ import { h } from "./dom.js";
 import { ago, dateTime, fromDisplayGlucose } from "./format.js";
 import { prefs, t } from "./i18n.js";
 import { charts, fetchSeries, latestInWords, readingsTable } from "./readings.js";
+import { alertHistory, cgmSection, fetchSummary } from "./patient_summary.js";
 import { isStaff, onLiveReading, render } from "./app.js";
 
 const RANK = { danger: 0, warn: 1, ok: 2, none: 3 };
@@ -124,8 +125,9 @@ export async function patientPage(patientId) {
   const days = Number(sessionStorage.getItem("vg.days") || 14);
   const path = `/patients/${encodeURIComponent(patientId)}`;
   const patient = await get(path);
-  const [targets, devices, data] = await Promise.all([
+  const [targets, devices, data, summary, history] = await Promise.all([
     get(`${path}/targets`), get(`${path}/devices`), fetchSeries(patientId, days),
+    fetchSummary(patientId, days), alertHistory(patientId, patient.time_zone),
   ]);
   document.title = `${patient.display_name || patient.id} · VitalGate`;
   onLiveReading((reading) => {
@@ -140,9 +142,11 @@ export async function patientPage(patientId) {
       " · ", t("patient.zone", { zone: patient.time_zone })),
     h("div", { id: "latest" }, latestPills(patient.latest, targets)),
     h("label", { for: "period" }, t("period.label"), " ", period),
-    h("div", { class: "cards" }, charts(data, targets, patient.time_zone)),
+    h("div", { class: "cards" }, charts(data, targets, patient.time_zone, summary)),
+    cgmSection(summary, targets),
     h("h2", {}, t("table.title")),
     readingsTable(data, targets, patient.time_zone),
+    history,
     devicesSection(devices, patient.time_zone),
     downloadsSection(patientId),
     targetsSection(patient, targets));

@@ -102,6 +102,7 @@ SAMPLE_BODY[("post", "/api/v1/patients/{patient_id}/visits/{task_id}/missed")] =
 
 R_PATIENT = ("get", "/api/v1/patients/{patient_id}")
 R_READINGS = ("get", "/api/v1/patients/{patient_id}/readings")
+R_SUMMARY = ("get", "/api/v1/patients/{patient_id}/summary")
 R_TARGETS = ("get", "/api/v1/patients/{patient_id}/targets")
 R_SET_TARGET = ("post", "/api/v1/patients/{patient_id}/targets")
 R_BREAK_GLASS = ("post", "/api/v1/patients/{patient_id}/break-glass")
@@ -189,6 +190,7 @@ SAMPLE_BODY[R_MANUAL] = {"kind": "weight", "weight_kg": 68.4}
 
 ROUTES_WITH_PATIENT_GATE = {
     R_PATIENT,
+    R_SUMMARY,
     R_REPORT_PDF,
     R_EXPORT_CSV,
     R_EXPORT_FHIR,
@@ -219,6 +221,7 @@ roles, or a gateway of one's patients) are the documented exceptions."""
 ALL = (
     R_PATIENT,
     R_READINGS,
+    R_SUMMARY,
     R_TARGETS,
     R_SET_TARGET,
     R_DEVICES,
@@ -272,6 +275,7 @@ def _expect(
         R_GATEWAY: gateway,
         R_PATIENT: read,
         R_READINGS: read,
+        R_SUMMARY: read,
         R_TARGETS: read,
         R_DEVICES: read,
         R_SET_TARGET: set_target,
