@@ -21,7 +21,7 @@ Per hypo, from the moment its envelope was handed to paho:
 * **alert recorded** — the G1 row is in the registry (a poller in this process looks every
   ``POLL_SECONDS``, which bounds the error of this figure);
 * **on the inbox stream** — an :class:`~dashboard_api.alert_tail.AlertTail` (what every API
-  process runs, with its default 1 s poll) has handed the alert event to a
+  process runs, with its default poll) has handed the alert event to a
   :class:`~dashboard_api.live.LiveHub` subscriber: what an open inbox page receives;
 
 The escalation chain's own steps (SMS, phone) are not timed here: they are claimed by a
