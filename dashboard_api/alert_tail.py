@@ -4,8 +4,8 @@ The alert worker records every transition in ``alert_events``; one :class:`Alert
 process reads what is new every :data:`POLL_SECONDS` and hands it to the
 :class:`~dashboard_api.live.LiveHub`, whose stream route decides per subscriber and per event
 whether the caller may read that patient's alerts. So a doctor's inbox shows a new alert a
-fraction of a second after the worker recorded it, without a reload and without the worker knowing who
-is watching.
+fraction of a second after the worker recorded it, without a reload and without the worker
+knowing who is watching.
 
 Ids come from a sequence, and on PostgreSQL a transaction that took a lower id can commit after
 one that took a higher id: reading "everything above the highest id seen" would skip it for

@@ -30,10 +30,15 @@ function points(series, field) {
   return series.points.filter((p) => p.values[field] != null).map((p) => ({ t: new Date(p.t).getTime(), v: p.values[field] }));
 }
 
-/** The TIR bar with its legend in words and percentages (computed from the readings). */
-export function tirBar(series, band) {
+/**
+ * The TIR bar with its legend in words and percentages: computed from the readings, or
+ * ``given`` ({fractions, total, band}) — the server's CGM figures, because a long CGM period
+ * reaches the page as window means, whose shares would hide the lows.
+ */
+export function tirBar(series, band, given = null) {
   const mmol = series.flatMap((one) => one.points.map((p) => toMmol(p.values.glucose)).filter((v) => v != null && !Number.isNaN(v)));
-  const { fractions, total } = timeInRanges(mmol, band);
+  const { fractions, total } = given || timeInRanges(mmol, band);
+  if (given) band = given.band;
   const order = ["very_high", "high", "target", "low", "very_low"];
   const bar = h("div", { class: "tir", role: "img", "aria-label": t("tir.title") });
   for (const key of [...order].reverse()) {
@@ -50,6 +55,7 @@ export function tirBar(series, band) {
   })[key];
   return h("div", { class: "tir-block", id: "tir" },
     h("h3", {}, t("tir.title"), " ", h("span", { class: "note" }, t("tir.basis", { n: total }))),
+    given ? h("p", { class: "note", id: "tir-cgm" }, t("tir.cgm_consensus")) : null,
     bar,
     h("ul", { class: "tir-legend" }, order.map((key) => h("li", { "data-range": key },
       `${t(`tir.${key}`)} (${range(key)} ${prefs.glucoseUnit}): ${(fractions[key] * 100).toFixed(0)}%`))));
@@ -71,7 +77,7 @@ export function charts(data, targets, zone, summary = null) {
         series: glucose.map((s) => ({ points: points(s, "glucose") })),
         band: { low: fromMmol(band.low), high: fromMmol(band.high) } }),
       h("p", { class: "note" }, t("chart.band", { low: fromMmol(band.low).toFixed(1), high: fromMmol(band.high).toFixed(1), unit: prefs.glucoseUnit })),
-      tirBar(glucose, band)));
+      tirBar(glucose, band, cgmTir(byKind, summary))));
   }
   const bp = byKind.blood_pressure;
   if (bp.points.length) {
@@ -98,6 +104,14 @@ export function charts(data, targets, zone, summary = null) {
   }
   if (!out.length) out.push(h("p", { class: "note" }, t("chart.none")));
   return out;
+}
+
+/** The CGM time in ranges of the summary (consensus ranges), when it has them. */
+function cgmTir(byKind, summary) {
+  const tir = summary?.cgm?.time_in_ranges_percent;
+  if (!byKind.cgm_glucose.points.length || !tir || tir.target.value == null) return null;
+  const fractions = Object.fromEntries(Object.entries(tir).map(([key, figure]) => [key, figure.value / 100]));
+  return { fractions, total: summary.cgm.readings, band: { low: GLUCOSE.low, high: GLUCOSE.high } };
 }
 
 function bpMeanLines(summary) {

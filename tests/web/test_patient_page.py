@@ -72,7 +72,7 @@ def _readings(now: datetime) -> list[Reading]:
     return out
 
 
-def _seed(server: WebServer) -> None:
+def _seed(server: WebServer) -> list[Reading]:
     now = datetime.now(UTC)
     with session_scope(server.registry) as session:
         PatientRepository(session).add(PATIENT, display_name="孙丽")
@@ -96,7 +96,9 @@ def _seed(server: WebServer) -> None:
         # the shared inbox.
         repo.acknowledge(alert_id, actor="dr.zhang", note="已电话联系", now=now)
         repo.resolve(alert_id, actor="dr.zhang", note="电话随访，已调整利尿剂", now=now)
-    web_store(server).write(_readings(now))
+    readings = _readings(now)
+    web_store(server).write(readings)
+    return readings
 
 
 def _screenshot(page: Any, name: str) -> None:
@@ -112,12 +114,26 @@ def _screenshot(page: Any, name: str) -> None:
 def test_patient_page_shows_percentiles_home_bp_mean_weight_change_and_alert_history(
     watched: Watched, web_server: WebServer
 ) -> None:
-    _seed(web_server)
+    readings = _seed(web_server)
     page = watched.page
     watch_accessibility(page)
     staff_login(watched, web_server, "dr.zhang")
     page.locator("#patient-list tr[data-patient=p-sun]").get_by_role("link", name="孙丽").click()
     page.locator("#chart-glucose svg").wait_for()
+
+    # TIR of a CGM user: the server's figures over every CGM reading of the 14 local days,
+    # not the shares of the chart's 500 window means (which would hide the early-morning lows).
+    first = datetime.combine(
+        datetime.now(SHANGHAI).date() - timedelta(days=13), datetime.min.time(), SHANGHAI
+    )
+    cgm = [r.values.glucose for r in readings if r.kind == "cgm_glucose" and r.measured_at >= first]  # type: ignore[union-attr]
+    very_low = 100 * sum(g < 3.0 for g in cgm) / len(cgm)
+    low = 100 * sum(3.0 <= g < 3.9 for g in cgm) / len(cgm)
+    assert page.locator("#tir-cgm").is_visible()
+    tir = page.locator("#tir").inner_text()
+    assert f"按 {len(cgm)} 次读数计算" in tir, tir
+    assert f"低 (3.0–3.9 mmol/L): {low:.0f}%" in tir, tir
+    assert f"非常低 (< 3.0 mmol/L): {very_low:.0f}%" in tir, tir
 
     # CGM percentiles: 24 hourly bins; the 05:00 and 06:00 bins' median is the dip.
     page.locator("#cgm-summary svg.percentiles").wait_for()
