@@ -149,11 +149,13 @@ def finish_step(
     status: StepStatus,
     outcome: str,
     now: datetime,
+    moves_on: bool = True,
 ) -> bool:
     """Close a claimed step; on skip/failure the next step is due now; the last step repeats.
 
-    Returns False when this worker no longer holds the step (its lease ran out and another
-    worker took it): then nothing is changed.
+    ``moves_on`` False keeps the later steps' deadlines on a skip (the patient chose no
+    message: nobody failed to be reached). Returns False when this worker no longer holds
+    the step (its lease ran out and another worker took it): then nothing is changed.
     """
     done = session.execute(
         update(EscalationStep)
@@ -166,7 +168,7 @@ def finish_step(
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    if status in (StepStatus.SKIPPED, StepStatus.FAILED):
+    if moves_on and status in (StepStatus.SKIPPED, StepStatus.FAILED):
         # Nobody reached: don't wait for the next step's deadline.
         session.execute(
             update(EscalationStep)
@@ -205,6 +207,30 @@ def finish_step(
                 )
             )
     return True
+
+
+def defer_step(session: Session, step: ClaimedStep, *, until: datetime, outcome: str) -> bool:
+    """Give a claimed step back, due again at ``until`` (the end of the patient's quiet hours).
+
+    Same row, same idempotency key: whichever worker claims it at ``until`` sends it once.
+    Returns False when this worker no longer holds the step (then nothing is changed).
+    """
+    done = session.execute(
+        update(EscalationStep)
+        .where(
+            EscalationStep.id == step.step_id,
+            EscalationStep.status == StepStatus.CLAIMED.value,
+            EscalationStep.lease_until == step.lease_until,
+        )
+        .values(
+            status=StepStatus.DUE.value,
+            claimed_by=None,
+            lease_until=None,
+            due_at=until,
+            outcome=outcome,
+        )
+    )
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def begin_notification(
