@@ -34,7 +34,7 @@ from typing import Protocol
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
-from alerts.escalation_policy import Dispatch, MessagePrefs, dispatch
+from alerts.escalation_policy import Dispatch, MessagePrefs, dispatch, follows_patient_prefs
 from alerts.lifecycle import AlertState, Decision, Transition, TransitionKind
 from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
 from alerts.notify.base import (
@@ -132,10 +132,12 @@ class EscalationWorker:
             if not alert_still_open_unacked(session, step.alert_id):
                 self._finish(session, step, StepStatus.CANCELLED, "alert closed")
                 return
+            # Read only for a step they can shape: the doctor's and urgent steps need no query.
+            shaped = follows_patient_prefs(step.severity, step.audiences, step.channel)
             prefs = (
-                None
-                if self._message_prefs is None
-                else self._message_prefs(session, step.patient_id)
+                self._message_prefs(session, step.patient_id)
+                if shaped and self._message_prefs is not None
+                else None
             )
             plan = dispatch(step.severity, step.audiences, step.channel, prefs, self._clock())
             if plan.action is Dispatch.DEFER:
@@ -143,8 +145,7 @@ class EscalationWorker:
                 self._defer(session, step, plan.until, plan.reason)
                 return
             if plan.action is Dispatch.SKIP:
-                # A choice, not a failure to reach: later steps keep their deadlines.
-                self._finish(session, step, StepStatus.SKIPPED, plan.reason, moves_on=False)
+                self._finish(session, step, StepStatus.SKIPPED, plan.reason)
                 return
             channel = plan.channel
             people = [
@@ -260,17 +261,9 @@ class EscalationWorker:
                 patient_ids=[step.patient_id],
             )
 
-    def _finish(
-        self,
-        session: Session,
-        step: ClaimedStep,
-        status: StepStatus,
-        why: str,
-        *,
-        moves_on: bool = True,
-    ) -> None:
+    def _finish(self, session: Session, step: ClaimedStep, status: StepStatus, why: str) -> None:
         now = self._clock()
-        if finish_step(session, step, status=status, outcome=why, now=now, moves_on=moves_on):
+        if finish_step(session, step, status=status, outcome=why, now=now):
             record_audit(
                 session,
                 at=now,

@@ -72,7 +72,9 @@ _NON_URGENT_MESSAGE: Final = Step(_NOW, (Audience.PATIENT,), Channel.SMS)
 """The patient's own message of a P3/P4 alert (what to do, e.g. book the follow-up). SMS is
 only the default: the patient's non-urgent channel replaces it when the step runs, and their
 quiet hours may hold it back (:func:`dispatch`). Family are not messaged for P3/P4: like P2,
-which reaches family only after 30 min unacknowledged, follow-up tiers stay with the patient."""
+which reaches family only after 30 min unacknowledged, follow-up tiers stay with the patient.
+It is the last step of its chains, so its skip ("none", no phone) or its wait moves no other
+step's deadline."""
 _P1: Final = Chain(
     (
         Step(_NOW, (Audience.PATIENT, Audience.FAMILY, Audience.DOCTOR), Channel.INBOX),

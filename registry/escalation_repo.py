@@ -149,13 +149,11 @@ def finish_step(
     status: StepStatus,
     outcome: str,
     now: datetime,
-    moves_on: bool = True,
 ) -> bool:
     """Close a claimed step; on skip/failure the next step is due now; the last step repeats.
 
-    ``moves_on`` False keeps the later steps' deadlines on a skip (the patient chose no
-    message: nobody failed to be reached). Returns False when this worker no longer holds
-    the step (its lease ran out and another worker took it): then nothing is changed.
+    Returns False when this worker no longer holds the step (its lease ran out and another
+    worker took it): then nothing is changed.
     """
     done = session.execute(
         update(EscalationStep)
@@ -168,7 +166,7 @@ def finish_step(
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    if moves_on and status in (StepStatus.SKIPPED, StepStatus.FAILED):
+    if status in (StepStatus.SKIPPED, StepStatus.FAILED):
         # Nobody reached: don't wait for the next step's deadline.
         session.execute(
             update(EscalationStep)
