@@ -140,6 +140,16 @@ def test_the_doctors_inbox_is_never_held(severity: Severity) -> None:
     )
 
 
+@pytest.mark.parametrize("audiences", [("doctor",), ("duty_doctor",), ("team_lead",)])
+@pytest.mark.parametrize("channel", ["sms", "voice", "wechat"])
+def test_the_patients_quiet_hours_never_hold_staff_messages(
+    audiences: tuple[str, ...], channel: str
+) -> None:
+    for severity in (Severity.P3, Severity.P4):
+        plan = dispatch(severity, audiences, channel, MessagePrefs(None, NIGHT), LATE)
+        assert plan == StepDispatch(Dispatch.SEND, channel)
+
+
 def test_none_skips_the_non_urgent_message_only() -> None:
     no_messages = MessagePrefs(None, None)
     plan = dispatch(Severity.P3, ("patient",), "sms", no_messages, DAY)
