@@ -25,7 +25,7 @@ from alerts.evaluator import (
 from alerts.incidents import IncidentDelivery, OutageMonitor
 from alerts.notify.base import Notifier
 from alerts.pipeline import LifecycleSink
-from alerts.recipients import registry_recipients
+from alerts.recipients import registry_message_prefs, registry_recipients
 from alerts.rules.engine import evaluate
 from alerts.rules.model import RuleSet
 from alerts.summary_adapter import cgm_summary_for_rules
@@ -77,8 +77,14 @@ def assemble_worker(
         ),
         on_suppressed=sink.suppress,
     )
+    # The patients' notification preferences steer their P3/P4 messages (channel, quiet hours).
     escalation = EscalationWorker(
-        engine, notifiers=notifiers, recipients=registry_recipients, clock=clock, worker_id=holder
+        engine,
+        notifiers=notifiers,
+        recipients=registry_recipients,
+        clock=clock,
+        worker_id=holder,
+        message_prefs=registry_message_prefs,
     )
     # Visit reminders (the nurse's inbox, the patient's SMS) go through the same notifiers.
     visit_reminders = VisitReminderWorker(

@@ -6,6 +6,11 @@ only calls :meth:`EscalationWorker.run_once` on a tick. One step runs like this:
 1. claim it with a lease (commit): a worker killed from here on loses the lease and the
    step is claimed again — never lost;
 2. an alert acknowledged or resolved meanwhile: the step is cancelled;
+   a P3/P4 message to the patient or family follows the patient's preferences read now
+   (:func:`alerts.escalation_policy.dispatch`): during their quiet hours the step is given
+   back, due again at the end of them (a committed due time, so a restart neither loses nor
+   repeats it); with "none" it is skipped; else it goes on the patient's chosen channel.
+   The doctor's inbox and every P1/P2/SYS step go at once on the policy's channel;
 3. resolve the step's audiences to people at this moment (the duty doctor of the rota now;
    family only with a ``receive_alerts`` consent in force); nobody reachable: the step is
    skipped at once and the next step is due now;
@@ -29,6 +34,7 @@ from typing import Protocol
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
+from alerts.escalation_policy import Dispatch, MessagePrefs, dispatch, follows_patient_prefs
 from alerts.lifecycle import AlertState, Decision, Transition, TransitionKind
 from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
 from alerts.notify.base import (
@@ -48,6 +54,7 @@ from registry.escalation_repo import (
     alert_still_open_unacked,
     begin_notification,
     claim_due,
+    defer_step,
     finish_step,
     settle_notification,
 )
@@ -79,6 +86,14 @@ class Recipients(Protocol):
         ...
 
 
+class MessagePrefsSource(Protocol):
+    """Loads a patient's preferences for non-urgent messages (channel, quiet hours)."""
+
+    def __call__(self, session: Session, patient_id: str) -> MessagePrefs:
+        """The patient's preferences in force (the defaults when they set none)."""
+        ...
+
+
 class EscalationWorker:
     """Runs due escalation steps; safe to run in several processes at once."""
 
@@ -92,7 +107,10 @@ class EscalationWorker:
         worker_id: str,
         lease: timedelta = DEFAULT_LEASE,
         sleep: Callable[[float], None] | None = None,
+        message_prefs: MessagePrefsSource | None = None,
     ) -> None:
+        """``message_prefs`` None: non-urgent patient messages take the policy's channel and
+        no quiet hours (tests of the chains alone); the worker wiring passes the registry's."""
         self._engine = engine
         self._notifiers = notifiers
         self._recipients = recipients
@@ -100,6 +118,7 @@ class EscalationWorker:
         self._worker = worker_id
         self._lease = lease
         self._sleep = sleep
+        self._message_prefs = message_prefs
 
     def run_once(self) -> int:
         """Claim and run the steps due now; how many were claimed."""
@@ -113,20 +132,36 @@ class EscalationWorker:
             if not alert_still_open_unacked(session, step.alert_id):
                 self._finish(session, step, StepStatus.CANCELLED, "alert closed")
                 return
+            # Read only for a step they can shape: the doctor's and urgent steps need no query.
+            shaped = follows_patient_prefs(step.severity, step.audiences, step.channel)
+            prefs = (
+                self._message_prefs(session, step.patient_id)
+                if shaped and self._message_prefs is not None
+                else None
+            )
+            plan = dispatch(step.severity, step.audiences, step.channel, prefs, self._clock())
+            if plan.action is Dispatch.DEFER:
+                assert plan.until is not None
+                self._defer(session, step, plan.until, plan.reason)
+                return
+            if plan.action is Dispatch.SKIP:
+                self._finish(session, step, StepStatus.SKIPPED, plan.reason)
+                return
+            channel = plan.channel
             people = [
                 (audience, person)
                 for audience in step.audiences
                 for person in self._recipients(
-                    session, step.patient_id, audience, step.channel, self._clock()
+                    session, step.patient_id, audience, channel, self._clock()
                 )
             ]
-            notifier = self._notifiers.get(step.channel)
+            notifier = self._notifiers.get(channel)
             if not people or notifier is None:
                 self._finish(session, step, StepStatus.SKIPPED, "no reachable recipient")
                 return
         failed: list[str] = []
         for audience, person in people:
-            outcome = self._notify(step, notifier, audience, person)
+            outcome = self._notify(step, notifier, channel, audience, person)
             if outcome == "recoverable":
                 self._release(step)
                 return
@@ -135,21 +170,21 @@ class EscalationWorker:
         with session_scope(self._engine) as session:
             if failed:
                 self._finish(session, step, StepStatus.FAILED, f"permanent failure: {len(failed)}")
-                self._raise_sys(session, step)
+                self._raise_sys(session, step, channel)
             else:
                 self._finish(session, step, StepStatus.DONE, f"notified {len(people)}")
 
     def _notify(
-        self, step: ClaimedStep, notifier: Notifier, audience: str, person: Recipient
+        self, step: ClaimedStep, notifier: Notifier, channel: str, audience: str, person: Recipient
     ) -> str:
-        key = f"{step.idempotency_key}:{step.channel}:{person.recipient_id}"
+        key = f"{step.idempotency_key}:{channel}:{person.recipient_id}"
         with session_scope(self._engine) as session:
             row = begin_notification(
                 session,
                 key=key,
                 alert_id=step.alert_id,
                 step_id=step.step_id,
-                channel=step.channel,
+                channel=channel,
                 recipient=person.recipient_id,
                 now=self._clock(),
             )
@@ -167,18 +202,19 @@ class EscalationWorker:
         try:
             receipt = send_with_retry(notifier, message, sleep=self._sleep)
         except PermanentFailure as exc:
-            self._settle(step, key, delivered=False, receipt=None, error=str(exc))
+            self._settle(step, key, channel, delivered=False, receipt=None, error=str(exc))
             return "permanent"
         except RecoverableFailure as exc:
-            self._settle(step, key, delivered=False, receipt=None, error=str(exc))
+            self._settle(step, key, channel, delivered=False, receipt=None, error=str(exc))
             return "recoverable"
-        self._settle(step, key, delivered=True, receipt=receipt.reference, error=None)
+        self._settle(step, key, channel, delivered=True, receipt=receipt.reference, error=None)
         return "delivered"
 
     def _settle(
         self,
         step: ClaimedStep,
         key: str,
+        channel: str,
         *,
         delivered: bool,
         receipt: str | None,
@@ -195,7 +231,7 @@ class EscalationWorker:
                 actor=self._worker,
                 action="alert.notify" if delivered else "alert.notify_failed",
                 target=f"alert:{step.alert_id}",
-                detail={"channel": step.channel, "key": key},
+                detail={"channel": channel, "key": key},
                 patient_ids=[step.patient_id],
             )
 
@@ -212,6 +248,19 @@ class EscalationWorker:
                 .values(status=StepStatus.DUE.value, claimed_by=None, lease_until=None)
             )
 
+    def _defer(self, session: Session, step: ClaimedStep, until: datetime, why: str) -> None:
+        """Give a step back due at ``until`` (committed with the caller's transaction)."""
+        if defer_step(session, step, until=until, outcome=f"deferred: {why}"):
+            record_audit(
+                session,
+                at=self._clock(),
+                actor=self._worker,
+                action="alert.step_deferred",
+                target=f"alert:{step.alert_id}",
+                detail={"step": step.idempotency_key, "until": until.isoformat()},
+                patient_ids=[step.patient_id],
+            )
+
     def _finish(self, session: Session, step: ClaimedStep, status: StepStatus, why: str) -> None:
         now = self._clock()
         if finish_step(session, step, status=status, outcome=why, now=now):
@@ -225,7 +274,7 @@ class EscalationWorker:
                 patient_ids=[step.patient_id],
             )
 
-    def _raise_sys(self, session: Session, step: ClaimedStep) -> None:
+    def _raise_sys(self, session: Session, step: ClaimedStep, channel: str) -> None:
         repo = AlertRepository(session)
         now = self._clock()
         if any(a.rule_id == NOTIFY_FAILED_RULE for a in repo.open_alerts(step.patient_id)):
@@ -240,7 +289,7 @@ class EscalationWorker:
             at=now,
             reading_ids=(),
             thresholds={},
-            explanation=Explanation("system.notify_failed", {"channel": step.channel}),
+            explanation=Explanation("system.notify_failed", {"channel": channel}),
         )
         repo.record(
             Decision(
@@ -251,7 +300,7 @@ class EscalationWorker:
                         patient_id=step.patient_id,
                         rule_id=NOTIFY_FAILED_RULE,
                         at=now,
-                        reason=f"permanent {step.channel} failure on alert {step.alert_id}",
+                        reason=f"permanent {channel} failure on alert {step.alert_id}",
                         alert_id=None,
                         from_state=None,
                         to_state=AlertState.FIRING,

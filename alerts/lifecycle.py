@@ -1,8 +1,8 @@
 """The alert lifecycle as a pure function: findings in, transitions out.
 
 :func:`decide` is given one patient's :class:`~alerts.model.Finding` values from one
-evaluation, the patient's open alerts, the silences in force, the patient's monitoring status,
-quiet hours and ``now``, and answers with frozen :class:`Transition` values; the registry
+evaluation, the patient's open alerts, the silences in force, the patient's monitoring status
+and ``now``, and answers with frozen :class:`Transition` values; the registry
 records them (``registry.alerts_repo``) and the escalation worker notifies. Nothing here reads
 a clock, a database or a broker, so the rules below are tested exhaustively
 (``tests/alerts/test_lifecycle_stateful.py``).
@@ -20,7 +20,9 @@ States: pending → firing → acknowledged → resolved. The rules, in the orde
   30 minutes. Muted alerts are still opened and recorded; only their notification waits;
 * a silence (snooze) names patient, metric, tier, author, reason and expiry and mutes
   findings of that tier or a lower one — a higher tier breaks through;
-* quiet hours defer the notification of P3/P4 only;
+* quiet hours are not a mute here: the alert fires and the doctor's inbox is told at once;
+  only the P3/P4 messages to the patient and family wait for the end of the patient's quiet
+  hours, decided when their escalation step runs (:func:`alerts.escalation_policy.dispatch`);
 * a firing alert not muted is notified again after its severity's repeat interval.
 """
 
@@ -28,10 +30,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from alerts.model import Finding, FindingStatus, Metric, Severity
 
@@ -95,9 +96,6 @@ expected to read low-ish and forecast low while the sugar acts)."""
 STALE_RULES: Final = frozenset({"S1", "S3"})
 MISSING_READING_RULES: Final = frozenset({"S2"})
 """Stale data (CGM silent, gateway offline) explains a missing reading: S1/S3 mute S2."""
-
-QUIET_HOUR_SEVERITIES: Final = frozenset({Severity.P3, Severity.P4})
-"""Only follow-up and review tiers wait for the morning; P1, P2 and SYS never do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,22 +170,6 @@ def refuse_disable(severity: Severity) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class QuietHours:
-    """The patient's quiet hours in their own zone, e.g. 22:00–07:00 Asia/Shanghai."""
-
-    start: time
-    end: time
-    zone: str
-
-    def contains(self, now: datetime) -> bool:
-        """Whether ``now`` (aware) falls inside the quiet hours (they may span midnight)."""
-        local = now.astimezone(ZoneInfo(self.zone)).time()
-        if self.start <= self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-
-@dataclass(frozen=True, slots=True)
 class MonitoringStatus:
     """The patient's monitoring status in force (``registry.care_models.PatientStatus``)."""
 
@@ -220,7 +202,7 @@ class Transition:
     notify: bool = False
     """Whether a notification (and the escalation chain) goes out now."""
     muted_by: str | None = None
-    """What held the notification back: ``inhibited:<rule>``, ``silence:<id>``, ``quiet_hours``."""
+    """What held the notification back: ``inhibited:<rule>`` or ``silence:<id>``."""
     finding: Finding | None = None
     actor: str = "engine"
     since: datetime | None = None
@@ -268,22 +250,21 @@ def mute_reason(
     finding: Finding,
     open_alerts: Sequence[OpenAlert],
     silences: Sequence[Silence],
-    quiet_hours: QuietHours | None,
     now: datetime,
 ) -> str | None:
-    """What mutes ``finding``'s notification at ``now``, or None when it may go out."""
+    """What mutes ``finding``'s notification at ``now``, or None when it may go out.
+
+    Quiet hours are deliberately not a reason: a mute holds back the whole notification —
+    the doctor's inbox too — and a muted fire schedules no escalation, so nothing would ever
+    deliver it afterwards. They shape the patient's own messages instead
+    (:func:`alerts.escalation_policy.dispatch`).
+    """
     inhibitor = _inhibitor(finding, open_alerts, now)
     if inhibitor is not None:
         return inhibitor
     for silence in silences:
         if silence.covers(finding, now):
             return f"silence:{silence.silence_id}"
-    if (
-        quiet_hours is not None
-        and finding.severity in QUIET_HOUR_SEVERITIES
-        and quiet_hours.contains(now)
-    ):
-        return "quiet_hours"
     return None
 
 
@@ -415,7 +396,6 @@ def decide(
     *,
     silences: Sequence[Silence] = (),
     status: MonitoringStatus = ACTIVE,
-    quiet_hours: QuietHours | None = None,
     now: datetime,
 ) -> Decision:
     """The transitions one evaluation of one patient causes.
@@ -426,7 +406,6 @@ def decide(
         open_alerts: the patient's alerts not yet resolved (at most one per rule).
         silences: silences of this patient (expired ones are ignored).
         status: the monitoring status in force at ``now``.
-        quiet_hours: the patient's quiet hours, if any.
         now: the evaluation instant, aware UTC.
 
     Returns:
@@ -461,7 +440,7 @@ def decide(
         return Decision(patient_id, tuple(out))
     for finding in ordered:
         alert = current.get(finding.rule_id)
-        mute = mute_reason(finding, list(current.values()), silences, quiet_hours, now)
+        mute = mute_reason(finding, list(current.values()), silences, now)
         transition = _one(finding, alert, mute, now)
         if transition is None:
             continue

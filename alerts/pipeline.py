@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from alerts.lifecycle import (
     Decision,
-    QuietHours,
     Transition,
     TransitionKind,
     decide,
@@ -45,12 +44,10 @@ class LifecycleSink:
         engine: Engine,
         *,
         clock: Callable[[], datetime],
-        quiet_hours: Callable[[str], QuietHours | None] | None = None,
         on_fired: OnFired | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
-        self._quiet_hours = quiet_hours
         self._on_fired = on_fired
         self.recorded = 0
         """Transitions recorded (a metric, and for tests)."""
@@ -72,7 +69,6 @@ class LifecycleSink:
                 repo.open_alerts(patient_id),
                 silences=repo.silences(patient_id, now),
                 status=repo.monitoring_status(patient_id, now),
-                quiet_hours=self._quiet_hours(patient_id) if self._quiet_hours else None,
                 now=now,
             )
             if decision.transitions:

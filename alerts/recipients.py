@@ -14,6 +14,9 @@ role — the people who can restart ingest or the broker, not the doctors.
 
 Inbox messages go to the account (its username); SMS, WeChat and voice need a phone on the
 account — without one the person is not reachable on that channel.
+
+:func:`registry_message_prefs` loads the patient's notification preferences (channel, quiet
+hours in their zone) for the escalation worker; the policy decides with them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.escalation import Recipient
+from alerts.escalation_policy import MessagePrefs
 from registry.care_models import (
     CareContract,
     CareTeam,
@@ -36,6 +40,7 @@ from registry.care_models import (
     UserRole,
 )
 from registry.family import FamilyRepository
+from registry.notification_prefs import NotificationPrefsRepository
 from registry.teams import RotaRepository
 
 _PHONE_CHANNELS = frozenset({"sms", "voice", "wechat"})
@@ -97,6 +102,11 @@ def registry_recipients(
             )
     reached = [_reach(account, channel) for account in accounts]
     return [r for r in reached if r is not None]
+
+
+def registry_message_prefs(session: Session, patient_id: str) -> MessagePrefs:
+    """The patient's non-urgent channel and quiet hours now (the defaults when unset)."""
+    return NotificationPrefsRepository(session).message_prefs(patient_id)
 
 
 INCIDENT_ROLES = frozenset({Role.IT_OPERATOR.value, Role.ADMIN.value})

@@ -207,6 +207,30 @@ def finish_step(
     return True
 
 
+def defer_step(session: Session, step: ClaimedStep, *, until: datetime, outcome: str) -> bool:
+    """Give a claimed step back, due again at ``until`` (the end of the patient's quiet hours).
+
+    Same row, same idempotency key: whichever worker claims it at ``until`` sends it once.
+    Returns False when this worker no longer holds the step (then nothing is changed).
+    """
+    done = session.execute(
+        update(EscalationStep)
+        .where(
+            EscalationStep.id == step.step_id,
+            EscalationStep.status == StepStatus.CLAIMED.value,
+            EscalationStep.lease_until == step.lease_until,
+        )
+        .values(
+            status=StepStatus.DUE.value,
+            claimed_by=None,
+            lease_until=None,
+            due_at=until,
+            outcome=outcome,
+        )
+    )
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def begin_notification(
     session: Session,
     *,

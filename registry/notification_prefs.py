@@ -1,9 +1,11 @@
 """Reading and changing a patient's notification preferences (tables:
 :mod:`registry.notification_prefs_models`).
 
-The quiet hours a patient sets are handed to the alert lifecycle as
-:class:`alerts.lifecycle.QuietHours` (:func:`quiet_hours_of`); the lifecycle holds back only
-P3/P4 notifications during them, so urgent alerts always come through.
+The escalation worker reads them when a step runs (:meth:`NotificationPrefsRepository.
+message_prefs`, as :class:`alerts.escalation_policy.MessagePrefs`): the channel and quiet
+hours shape only P3/P4 messages to the patient and family — held to the end of the quiet
+hours, not dropped — so urgent alerts always come through and the doctor's inbox is told at
+once whatever the hour.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime, time
 
 from sqlalchemy.orm import Session
 
+from alerts.escalation_policy import Channel, MessagePrefs, QuietHours
 from registry.care_lookup import find_patient
 from registry.clock import Clock, utc_now
 from registry.errors import InvalidRegistryInput
@@ -33,6 +36,25 @@ class NotificationPrefs:
 
 DEFAULT_CHANNEL = NonUrgentChannel.SMS
 """Patients in the family-doctor programme are reached by SMS unless they choose otherwise."""
+
+
+_CHANNELS: dict[NonUrgentChannel, Channel | None] = {
+    NonUrgentChannel.SMS: Channel.SMS,
+    NonUrgentChannel.WECHAT: Channel.WECHAT,
+    NonUrgentChannel.NONE: None,
+}
+
+
+def quiet_hours_of(prefs: NotificationPrefs, time_zone: str) -> QuietHours | None:
+    """The patient's quiet hours in their zone (``patients.time_zone``), or None if unset."""
+    if prefs.quiet_start is None or prefs.quiet_end is None:
+        return None
+    return QuietHours(prefs.quiet_start, prefs.quiet_end, time_zone)
+
+
+def message_prefs_of(prefs: NotificationPrefs, time_zone: str) -> MessagePrefs:
+    """The preferences as the escalation policy takes them (``none``: no channel)."""
+    return MessagePrefs(_CHANNELS[prefs.channel], quiet_hours_of(prefs, time_zone))
 
 
 class NotificationPrefsRepository:
@@ -60,6 +82,15 @@ class NotificationPrefsRepository:
             row.updated_at,
             row.updated_by,
         )
+
+    def message_prefs(self, patient_id: str) -> MessagePrefs:
+        """The patient's preferences with their zone, for the escalation worker.
+
+        Raises:
+            NotFound: no such patient.
+        """
+        zone = find_patient(self._session, patient_id).time_zone
+        return message_prefs_of(self.get(patient_id), zone)
 
     def set(
         self,

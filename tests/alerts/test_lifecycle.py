@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,6 @@ from alerts.lifecycle import (
     LifecycleError,
     MonitoringStatus,
     OpenAlert,
-    QuietHours,
     TransitionKind,
     decide,
     make_silence,
@@ -95,21 +94,6 @@ def test_p1_silences_are_capped_and_p1_rules_cannot_be_disabled() -> None:
     with pytest.raises(LifecycleError):
         refuse_disable(Severity.P1)
     refuse_disable(Severity.P3)
-
-
-def test_quiet_hours_hold_p3_back_but_never_p1() -> None:
-    night = datetime(2026, 3, 1, 15, 0, tzinfo=UTC)  # 23:00 in Shanghai
-    quiet = QuietHours(time(22, 0), time(7, 0), "Asia/Shanghai")
-    p3 = decide(
-        PATIENT, [finding("G5", FindingStatus.FIRING, night)], [], quiet_hours=quiet, now=night
-    )
-    assert p3.transitions[0].muted_by == "quiet_hours"
-    p1 = decide(
-        PATIENT, [finding("G1", FindingStatus.FIRING, night)], [], quiet_hours=quiet, now=night
-    )
-    assert p1.transitions[0].notify
-    day = decide(PATIENT, [finding("G5", FindingStatus.FIRING, T0)], [], quiet_hours=quiet, now=T0)
-    assert day.transitions[0].notify
 
 
 def test_repeat_interval_and_all_clear() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alerts.escalation import EscalationWorker
 from alerts.notify.base import Message, Receipt
-from alerts.recipients import registry_recipients
+from alerts.recipients import registry_message_prefs, registry_recipients
 from registry.db import create_engine_for
 
 
@@ -39,8 +39,10 @@ def main() -> None:
     clock_path, log_path = Path(clock_file), Path(log)
     worker = EscalationWorker(
         create_engine_for(url),
-        notifiers={c: LogNotifier(c, log_path) for c in ("inbox", "sms", "voice")},
+        notifiers={c: LogNotifier(c, log_path) for c in ("inbox", "sms", "voice", "wechat")},
         recipients=registry_recipients,
+        # As the worker wiring does (alerts.assembly): the patients' quiet hours and channel.
+        message_prefs=registry_message_prefs,
         clock=lambda: datetime.fromisoformat(clock_path.read_text().strip()),
         worker_id=worker_id,
         sleep=lambda _s: None,

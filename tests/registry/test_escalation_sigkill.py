@@ -14,18 +14,23 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
-from alerts.model import FindingStatus
+from alerts.escalation import EscalationWorker
+from alerts.model import FindingStatus, Severity
+from alerts.recipients import registry_message_prefs, registry_recipients
 from registry.alert_models import EscalationStep, NotificationRow
 from registry.db import session_scope
+from registry.notification_prefs import NotificationPrefsRepository
+from registry.notification_prefs_models import NonUrgentChannel
 from tests.fakes import ManualClock
 from tests.registry.conftest import T0
-from tests.registry.test_alerts_repo import evaluate, finding, home  # noqa: F401 - fixture
+from tests.registry.test_alerts_repo import P, evaluate, finding, home  # noqa: F401 - fixture
 
 CHILD = Path(__file__).with_name("escalation_child.py")
 
@@ -61,6 +66,14 @@ def child(home: Engine, tmp_path: Path) -> Iterator[Callable[[str], subprocess.P
         proc.wait()
 
 
+def write_clock(path: Path, at: datetime) -> None:
+    """Move the child's clock atomically: a child reading a half-written file would crash
+    (``Invalid isoformat string: ''``) and the test would time out waiting for it."""
+    part = path.with_suffix(".part")
+    part.write_text(at.isoformat())
+    os.replace(part, path)
+
+
 def kill(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -76,7 +89,7 @@ def test_sigkill_while_notifying_and_between_steps(
     log, hold, clock_file = tmp_path / "log", tmp_path / "log.hold", tmp_path / "clock"
 
     def set_clock(at: datetime) -> None:
-        clock_file.write_text(at.isoformat())
+        write_clock(clock_file, at)
 
     def lines() -> list[str]:
         return log.read_text().split() if log.exists() else []
@@ -126,3 +139,76 @@ def test_sigkill_while_notifying_and_between_steps(
     # At least once: only the message in flight at the first kill went out twice.
     assert sorted(sent.values()) == [1, 1, 1, 1, 1, 2]
     assert {r.idempotency_key: r.attempts for r in rows} == dict(sent)
+
+
+@pytest.mark.parametrize("registry_url", ["sqlite"], indirect=True)
+def test_sigkill_across_a_quiet_hours_deferral(
+    home: Engine,  # noqa: F811
+    clock: ManualClock,
+    tmp_path: Path,
+    child: Callable[[str], subprocess.Popen[bytes]],
+) -> None:
+    """A P3 at 23:30 in Shanghai: the doctor's inbox at once, the patient's WeChat held to
+    07:00; workers killed before and after the deferral send it once, at 07:00."""
+    log, hold, clock_file = tmp_path / "log", tmp_path / "log.hold", tmp_path / "clock"
+    late = datetime(2026, 3, 1, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
+    quiet_end = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)  # 07:00 in Shanghai
+    with session_scope(home) as s:
+        NotificationPrefsRepository(s).set(
+            P,
+            channel=NonUrgentChannel.WECHAT,
+            quiet_start=clock_time(22, 0),
+            quiet_end=clock_time(7, 0),
+            by="wang.fang",
+        )
+
+    def set_clock(at: datetime) -> None:
+        write_clock(clock_file, at)
+
+    def lines() -> list[str]:
+        return log.read_text().split() if log.exists() else []
+
+    def patient_step() -> tuple[str, datetime, str | None]:
+        with session_scope(home, write=False) as s:
+            st = s.scalars(select(EscalationStep).where(EscalationStep.step_no == 1)).one()
+            return st.status, st.due_at, st.outcome
+
+    clock.now = late
+    set_clock(late)
+    evaluate(home, clock, finding("G5", FindingStatus.FIRING, clock, Severity.P3))
+    # 1. Killed while telling the doctor, holding both steps' claims.
+    hold.touch()
+    first = child("w1")
+    wait_for(lambda: len(lines()) == 1)
+    kill(first)
+    hold.unlink()
+    # 2. The restarted worker takes both after the lease: the inbox again, the WeChat held.
+    second = child("w2")
+    set_clock(late + timedelta(minutes=3))
+    wait_for(lambda: patient_step() == ("due", quiet_end, "deferred: quiet hours"))
+    kill(second)
+    assert not [line for line in lines() if ":wechat:" in line]
+    # 3. Another worker, after seven: the held message goes, once.
+    third = child("w3")
+    set_clock(quiet_end)
+    wait_for(lambda: patient_step()[0] == "done")
+    kill(third)
+    clock.now = quiet_end + timedelta(days=1)
+    after = EscalationWorker(
+        home,
+        notifiers={},
+        recipients=registry_recipients,
+        clock=clock,
+        worker_id="w4",
+        message_prefs=registry_message_prefs,
+    )
+    assert after.run_once() == 0  # nothing left due
+    sent = Counter(lines())
+    with session_scope(home) as s:
+        rows = list(s.scalars(select(NotificationRow)))
+    assert sorted((r.channel, r.status, r.attempts) for r in rows) == [
+        ("inbox", "delivered", 2),  # in flight at the first kill: sent twice, recorded once
+        ("wechat", "delivered", 1),
+    ]
+    assert {r.idempotency_key: r.attempts for r in rows} == dict(sent)
+    assert [r.delivered_at for r in rows if r.channel == "wechat"] == [quiet_end]
