@@ -245,7 +245,12 @@ class AlertRepository:
             detail={"rule_id": row.rule_id, "severity": row.severity, "state": row.state},
             patient_ids=[row.patient_id],
         )
-        if transition.kind in (TransitionKind.FIRE, TransitionKind.UPGRADE) and transition.notify:
+        # A RENOTIFY schedules the chain too: an alert that fired while muted (a silence, an
+        # inhibiting alert) has none yet, and without this nobody would be told once the
+        # mute ended. For an alert whose chain exists it adds nothing (the steps' keys are
+        # taken; the chain's last step already repeats until someone acknowledges).
+        notifying = (TransitionKind.FIRE, TransitionKind.UPGRADE, TransitionKind.RENOTIFY)
+        if transition.kind in notifying and transition.notify:
             schedule_chain(self._session, row, transition.at)
         if row.state in (AlertState.ACKNOWLEDGED, AlertState.RESOLVED):
             cancel_steps(self._session, row.id, transition.at)

@@ -360,3 +360,41 @@ def test_a_worker_that_lost_its_lease_cannot_finish_the_step(
     with session_scope(home) as s:
         assert not finish_step(s, old[0], status=StepStatus.DONE, outcome="late", now=clock())
         assert finish_step(s, new[0], status=StepStatus.DONE, outcome="ok", now=clock())
+
+
+def test_an_alert_that_fired_while_silenced_is_notified_when_the_silence_ends(
+    home: Engine, clock: ManualClock
+) -> None:
+    with session_scope(home) as s:
+        AlertRepository(s).add_silence(
+            P,
+            metric=Metric.GLUCOSE,
+            severity=Severity.P2,
+            author="dr.zhang",
+            reason="复测中，家属在旁",
+            starts_at=clock(),
+            ends_at=clock() + timedelta(minutes=60),
+        )
+    low = finding("G2", FindingStatus.FIRING, clock, Severity.P2)
+    [alert_id] = evaluate(home, clock, low)
+    notifiers = channels()
+    w = worker(home, clock, notifiers)
+    assert w.run_once() == 0  # silenced: no step, nobody told
+    clock.advance(minutes=61)
+    evaluate(home, clock, finding("G2", FindingStatus.FIRING, clock, Severity.P2))
+    assert w.run_once() >= 1
+    assert notifiers["inbox"].sent, "the doctor was never told once the silence ended"
+    with session_scope(home, write=False) as s:
+        steps = list(s.scalars(select(EscalationStep).where(EscalationStep.alert_id == alert_id)))
+        assert steps
+        assert min(st.due_at for st in steps) >= T0 + timedelta(minutes=61)
+    # A later repeat adds no second chain: one step row per chain step.
+    clock.advance(hours=5)
+    evaluate(home, clock, finding("G2", FindingStatus.FIRING, clock, Severity.P2))
+    with session_scope(home, write=False) as s:
+        keys = list(
+            s.scalars(
+                select(EscalationStep.idempotency_key).where(EscalationStep.alert_id == alert_id)
+            )
+        )
+    assert len(keys) == len(set(keys))
