@@ -6,7 +6,7 @@ user-agent shadow roots included (the text an ``<input>`` or ``<select>`` shows 
 there), and for every rendered element whose own text holds CJK characters
 ``CSS.getPlatformFontsForNode`` says which fonts drew its glyphs and how many each. Each
 font must be CJK-capable (a family ``fc-list :lang=zh-cn`` lists: what fonts-noto-cjk
-installs). One exception: a symbol no CJK-capable font has (⚠, ⟦) is necessarily drawn by
+installs). One exception: a symbol no CJK-capable font has (✕, ⟦) is necessarily drawn by
 another font, so a non-CJK font may draw at most as many glyphs as the element's text
 holds such characters. A Latin-only font named first for an element (its Latin letters
 and digits then come from it), a missing CJK fallback, or no font at all fails, naming the
@@ -21,10 +21,12 @@ catalogue, a dot, a key-shaped rest), which a page that bypassed ``t()`` would s
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -78,12 +80,17 @@ class FontReport:
         return frozenset(family for drawn in self.checked for family in drawn.fonts)
 
 
-def _fc_families(pattern: str) -> frozenset[str]:
+def _fc_list(pattern: str, element: str) -> str:
     if shutil.which("fc-list") is None:
         raise FontCheckError("fc-list is missing (fontconfig): the installed fonts are unknown")
-    listed = subprocess.run(
-        ["fc-list", pattern, "family"], capture_output=True, text=True, check=True, timeout=30
+    listed: str = subprocess.run(
+        ["fc-list", pattern, element], capture_output=True, text=True, check=True, timeout=30
     ).stdout
+    return listed
+
+
+def _fc_families(pattern: str) -> frozenset[str]:
+    listed = _fc_list(pattern, "family")
     return frozenset(name.strip() for line in listed.splitlines() for name in line.split(","))
 
 
@@ -97,9 +104,29 @@ def cjk_families() -> frozenset[str]:
 
 
 @cache
+def _cjk_coverage() -> tuple[tuple[int, int], ...]:
+    """The code points some CJK-capable font has, as sorted (first, last) ranges."""
+    listed = _fc_list(":lang=zh-cn", "charset")
+    ranges = sorted(
+        (int(first, 16), int(last or first, 16))
+        for line in listed.splitlines()
+        for item in line.removeprefix(":charset=").split()
+        for first, _, last in [item.partition("-")]
+    )
+    merged: list[tuple[int, int]] = []
+    for first, last in ranges:
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return tuple(merged)
+
+
 def _no_cjk_font_has(char: str) -> bool:
-    """True when no CJK-capable font has a glyph for ``char`` (⚠ is only in DejaVu)."""
-    return not _fc_families(f":lang=zh-cn:charset={ord(char):x}")
+    """True when no CJK-capable font has a glyph for ``char`` (✕ and ⟦ are in none)."""
+    coverage = _cjk_coverage()
+    index = bisect.bisect_right(coverage, (ord(char), sys.maxsize)) - 1
+    return index < 0 or coverage[index][1] < ord(char)
 
 
 def _own_text(node: dict[str, Any]) -> str:
@@ -196,8 +223,7 @@ def _check_tree(cdp: Any) -> FontReport:
     if problems:
         raise FontCheckError(
             f"CJK text drawn without a CJK font ({len(capable)} CJK-capable families "
-            "installed, fc-list :lang=zh-cn):\n  "
-            + "\n  ".join(problems)
+            "installed, fc-list :lang=zh-cn):\n  " + "\n  ".join(problems)
         )
     return FontReport(checked=tuple(checked), skipped=skipped)
 
@@ -239,7 +265,7 @@ def catalogue(language: str) -> dict[str, str]:
 def _bare_key() -> re.Pattern[str]:
     namespaces = sorted({key.split(".")[0] for key in catalogue("en")}, key=len, reverse=True)
     return re.compile(
-        r"(?<![\w.@/-])(?:" + "|".join(map(re.escape, namespaces)) + r")\.[a-z][a-z0-9_]*"
+        r"(?<![\w.@/⟦-])(?:" + "|".join(map(re.escape, namespaces)) + r")\.[a-z][a-z0-9_]*"
         r"(?:[.-][a-z0-9_]+)*(?![\w@/-])"
     )
 

@@ -19,10 +19,12 @@ visit pages and the visit form have something to show; p-wang and p-li are only 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -38,7 +40,15 @@ from registry.db import session_scope
 from registry.repositories import PatientRepository
 from registry.visit_models import VisitKind
 from registry.visits import Reason, VisitRepository
-from tests.web.conftest import SCREENSHOTS, Watched, WebServer, reading_at, watched_page, web_store
+from tests.web.conftest import (
+    CHROMIUM,
+    SCREENSHOTS,
+    Watched,
+    WebServer,
+    reading_at,
+    watched_page,
+    web_store,
+)
 from tests.web.fonts import (
     FontCheckError,
     FontReport,
@@ -298,3 +308,75 @@ def test_the_family_view(browser: Any, web_server: WebServer, findings: Findings
         watch.page.locator("#portal-latest").wait_for()
         problems = _both_languages(watch, web_server, pages, findings)
         assert not problems, _said(problems)
+
+
+# The check itself goes red: on boxes, on a Latin-only font, on untranslated keys, and on
+# the app's Chinese on an English page — each on a page of its own, not the app's.
+
+DEJAVU: Final = Path("/usr/share/fonts/truetype/dejavu")
+NO_CJK_FONTCONFIG: Final = """<?xml version="1.0"?>
+<!DOCTYPE fontconfig SYSTEM "fonts.dtd">
+<fontconfig><dir>{fonts}</dir><cachedir>{cache}</cachedir></fontconfig>
+"""
+"""A fontconfig that knows DejaVu only: a machine without fonts-noto-cjk."""
+
+
+def test_the_check_names_the_boxes_a_browser_without_cjk_fonts_draws(
+    browser: Any, tmp_path: Path
+) -> None:
+    if not DEJAVU.is_dir():
+        pytest.skip(f"{DEJAVU} is missing (fonts-dejavu-core)")
+    config = tmp_path / "fonts.conf"
+    config.write_text(NO_CJK_FONTCONFIG.format(fonts=DEJAVU, cache=tmp_path / "cache"))
+    without_cjk = browser.browser_type.launch(
+        executable_path=str(CHROMIUM),
+        args=["--no-sandbox"],
+        env={**os.environ, "FONTCONFIG_FILE": str(config)},
+    )
+    try:
+        page = without_cjk.new_page()
+        page.set_content(f"<html lang=zh-CN><body><h1>{PATIENT_NAME}</h1></body></html>")
+        with pytest.raises(FontCheckError, match=f"'{PATIENT_NAME}': drawn with .*DejaVu"):
+            check_cjk_fonts(page)
+    finally:
+        without_cjk.close()
+
+
+def test_the_check_names_an_element_set_in_a_latin_only_font(browser: Any) -> None:
+    page = browser.new_page()
+    try:
+        page.set_content(
+            "<html lang=zh-CN><body style=\"font-family: 'Noto Sans CJK SC', sans-serif\">"
+            "<p id=symbol>✕ 已停用</p>"
+            "<p style=\"font-family: 'DejaVu Sans'\">血糖 5.6 mmol/L</p></body></html>"
+        )
+        with pytest.raises(FontCheckError) as raised:
+            check_cjk_fonts(page)
+        assert "'血糖 5.6 mmol/L': drawn with" in str(raised.value)
+        assert "已停用" not in str(raised.value)  # ✕ is in no CJK font: DejaVu may draw it
+        page.locator("p[style]").evaluate("p => p.remove()")
+        report = check_cjk_fonts(page)
+        assert [d.text for d in report.checked] == ["✕ 已停用"]
+        assert set(report.checked[0].fonts) == {CJK_FONT, "DejaVu Sans"}
+    finally:
+        page.close()
+
+
+def test_the_check_names_untranslated_keys_and_chinese_words_on_an_english_page(
+    browser: Any,
+) -> None:
+    page = browser.new_page()
+    try:
+        page.set_content(
+            "<html lang=en><body><p>⟦nav.triage⟧</p><p>triage.bucket.x</p><p>{name} left</p>"
+            "<p>dr.zhang · POST /api/v1/admin/teams/{team_code}/members · 0.9.1</p>"
+            "<p>Type 2 diabetes、Hypertension</p><p>我的签约患者</p><p>孙秀英 (note: 复查血糖)</p>"
+            "</body></html>"
+        )
+        assert untranslated(page) == ["⟦nav.triage⟧", "{name}", "triage.bucket.x"]
+        leaked = chinese_on_english_page(page)
+        assert len(leaked) == 2, leaked
+        assert leaked[0].startswith("'、'")
+        assert leaked[1].startswith("'我的签约患者'")  # list.title in the zh-CN catalogue
+    finally:
+        page.close()
