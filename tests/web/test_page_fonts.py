@@ -102,7 +102,7 @@ def seeded(web_server: WebServer) -> Seeded:
         ContractRepository(s).sign(
             PATIENT, "team-a", service_package="diabetes", starts_on=now.date()
         )
-        params = {"events_7d": 2, "readings": 1, "severity": "P2"}
+        params: dict[str, str | int | float] = {"events_7d": 2, "readings": 1, "severity": "P2"}
         finding = Finding(
             PATIENT, "G2", 1, Metric.GLUCOSE, Severity.P2, FindingStatus.FIRING, now,
             ("r-fonts-1", "r-fonts-2"),
