@@ -5,7 +5,7 @@
 import { del, get, post } from "./api.js";
 import { h } from "./dom.js";
 import { dateTime } from "./format.js";
-import { t } from "./i18n.js";
+import { listOf, t } from "./i18n.js";
 import { notFoundPage, render, session } from "./app.js";
 import { columnHeader, confirmIn, mayOpen, messageLine, refusal, today } from "./admin_ui.js";
 
@@ -97,8 +97,8 @@ function accountRow(account, teamsOf, message) {
   return h("tr", { "data-user": account.username },
     h("th", { scope: "row" }, account.username),
     h("td", {}, account.display_name || h("span", { class: "note" }, t(`accounts.kind.${account.kind === "patient" ? "patient" : account.kind === "family" ? "family" : "staff"}`))),
-    h("td", {}, account.roles.map(roleWord).join("、") || "—"),
-    h("td", {}, (teamsOf[account.username] || []).join("、") || "—"),
+    h("td", {}, listOf(account.roles.map(roleWord)) || "—"),
+    h("td", {}, listOf(teamsOf[account.username] || []) || "—"),
     h("td", {}, h("span", { class: `pill ${account.active ? "s-ok" : "s-none"}` }, account.active ? `✓ ${t("accounts.active")}` : `✕ ${t("accounts.inactive")}`),
       account.kind === "staff" && !(account.has_password && account.totp_enrolled)
         ? h("span", { class: "pill s-warn" }, `⚠ ${t("accounts.not_enrolled")}`) : null),

@@ -35,3 +35,6 @@ export function t(key, params = {}) {
   const text = Object.prototype.hasOwnProperty.call(messages, key) ? messages[key] : `⟦${key}⟧`;
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
 }
+
+/** Words in a list, joined as the language joins them: "2型糖尿病、高血压", "a, b". */
+export const listOf = (items) => items.join(t("sep.list"));

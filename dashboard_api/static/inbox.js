@@ -29,7 +29,7 @@ function visitLine(visit) {
     h("span", { class: "visit-status" }, statusWord(visit.status)), " · ", kindWord(visit.kind), " · ", visit.code,
     " · ", t("visits.window"), " ", windowText(visit),
     visit.scheduled_at ? ` · ${t("visits.scheduled_at", { when: dateTime(visit.scheduled_at), who: visit.assignee || "—" })}` : "",
-    outcome.length ? h("div", { class: "visit-outcome-line" }, `${t("visits.outcome.label")}: ${outcome.join("；")}`) : null);
+    outcome.length ? h("div", { class: "visit-outcome-line" }, `${t("visits.outcome.label")}: ${outcome.join(t("sep.clause"))}`) : null);
 }
 
 /** The alert's visit tasks and their outcome, or the buttons that ask for one. */

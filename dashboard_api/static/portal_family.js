@@ -4,7 +4,7 @@
 import { ApiError, api, del, get, post } from "./api.js";
 import { h } from "./dom.js";
 import { dateTime } from "./format.js";
-import { t } from "./i18n.js";
+import { listOf, t } from "./i18n.js";
 import { notFoundPage, render } from "./app.js";
 
 const SCOPES = ["view_readings", "receive_alerts", "act_for_patient"];
@@ -18,7 +18,7 @@ function flash(text) {
 }
 
 const day = (value, zone) => dateTime(value, zone).slice(0, 10);
-const scopesInWords = (scopes) => scopes.map((s) => t(`scope.${s}`)).join("、");
+const scopesInWords = (scopes) => listOf(scopes.map((s) => t(`scope.${s}`)));
 const who = (consent) => consent.phone_hint
   ? t("family.member", { relationship: consent.relationship, phone: consent.phone_hint })
   : t("family.member_nophone", { relationship: consent.relationship });

@@ -2,7 +2,7 @@
 import { ApiError, get, post } from "./api.js";
 import { h } from "./dom.js";
 import { ago, dateTime, fromDisplayGlucose } from "./format.js";
-import { prefs, t } from "./i18n.js";
+import { listOf, prefs, t } from "./i18n.js";
 import { charts, fetchSeries, latestInWords, readingsTable } from "./readings.js";
 import { alertHistory, cgmSection, fetchSummary } from "./patient_summary.js";
 import { isStaff, onLiveReading, render } from "./app.js";
@@ -36,7 +36,7 @@ export async function patientListPage() {
     const rows = data.filter((p) => !state.condition || p.conditions.includes(state.condition)).sort(sorters[state.sort]);
     body.replaceChildren(...rows.map((p) => h("tr", { "data-patient": p.id },
       h("td", {}, h("a", { href: `#/patient/${encodeURIComponent(p.id)}` }, p.display_name || p.id)),
-      h("td", {}, p.conditions.map((c) => t(`condition.${c}`)).join("、") || "—"),
+      h("td", {}, listOf(p.conditions.map((c) => t(`condition.${c}`))) || "—"),
       h("td", {}, p.latest.length ? latestPills(p.latest, []) : h("span", { class: "pill s-none" }, t("list.no_data"))),
       h("td", {}, p.last_contact ? h("span", { title: dateTime(p.last_contact, p.time_zone) }, ago(p.last_contact)) : "—"),
       h("td", {}, t(`status.${p.status}`)))));
@@ -138,7 +138,7 @@ export async function patientPage(patientId) {
   return h("article", { id: "patient" },
     h("p", {}, h("a", { href: "#/patients" }, t("patient.back"))),
     h("h1", {}, patient.display_name || patient.id),
-    h("p", {}, patient.conditions.map((c) => t(`condition.${c}`)).join("、"), " · ", t(`status.${patient.status}`),
+    h("p", {}, listOf(patient.conditions.map((c) => t(`condition.${c}`))), " · ", t(`status.${patient.status}`),
       " · ", t("patient.zone", { zone: patient.time_zone })),
     h("div", { id: "latest" }, latestPills(patient.latest, targets)),
     h("label", { for: "period" }, t("period.label"), " ", period),

@@ -4,7 +4,7 @@
 // (reports.triage); this page only shows it, sorts it and sends the review clicks.
 import { del, get, post } from "./api.js";
 import { h } from "./dom.js";
-import { currentLanguage, t } from "./i18n.js";
+import { currentLanguage, listOf, t } from "./i18n.js";
 
 const state = { team: "", tag: "", condition: "", periodDays: "14", hideReviewed: false, sort: "priority", dir: 1 };
 const SEVERE = new Set(["cgm_very_low", "meter_very_low", "cgm_low", "meter_low", "weight_gain", "spo2_low"]);
@@ -144,7 +144,7 @@ function bucketTable(bucket, entries, labels, message, reload, redraw) {
         h("th", { scope: "col" }, t("triage.col.review")))),
       h("tbody", {}, rows.map((entry) => h("tr", { "data-patient": entry.patient_id, class: entry.reviewed_by ? "reviewed" : "" },
         h("td", {}, h("a", { href: `#/patient/${encodeURIComponent(entry.patient_id)}` }, name(entry)),
-          h("div", { class: "note" }, entry.conditions.map((c) => t(`condition.${c}`)).join("、"))),
+          h("div", { class: "note" }, listOf(entry.conditions.map((c) => t(`condition.${c}`))))),
         h("td", {}, entry.reasons.length
           ? h("ul", { class: "reasons" }, entry.reasons.map((r) => h("li", {}, reasonText(r, labels))))
           : t("triage.no_rule")),
