@@ -180,6 +180,8 @@ class QueueItem(VisitPublic):
 
     patient_id: str
     patient_name: str | None
+    time_zone: str
+    """The patient's zone: the page shows the task's times in it, whatever the tablet's is."""
     reason_key: str
     """``rule:B2``, ``request:home_visit``, ``routine:hypertension``, ``referral:…``."""
 
@@ -255,12 +257,13 @@ def visit_queue(caller: CallerDep, context: ContextDep) -> Queue:
         )
         tasks = VisitRepository(session).queue(allowed)
         wanted = sorted({t.patient_id for t in tasks})
-        names: dict[str, str | None] = {
-            found.id: found.display_name
-            for found in session.execute(
-                select(Patient.id, Patient.display_name).where(Patient.id.in_(wanted))
+        found_patients = session.execute(
+            select(Patient.id, Patient.display_name, Patient.time_zone).where(
+                Patient.id.in_(wanted)
             )
-        }
+        ).all()
+        names: dict[str, str | None] = {found.id: found.display_name for found in found_patients}
+        zones = {found.id: found.time_zone for found in found_patients}
     context.audit(
         actor=caller.actor.username,
         actor_role=caller.primary_role,
@@ -275,6 +278,7 @@ def visit_queue(caller: CallerDep, context: ContextDep) -> Queue:
             **_public(t, staff=True).model_dump(),
             patient_id=t.patient_id,
             patient_name=names.get(t.patient_id),
+            time_zone=zones[t.patient_id],
             reason_key=t.reason_key,
         )
         for t in tasks

@@ -111,7 +111,7 @@ function outcome(task, done, patientId) {
   }
   if (done.next_task) {
     items.push(h("li", { id: "outcome-next" }, t(done.referral ? "visits.outcome.referral" : "visits.outcome.next", {
-      kind: kindWord(done.next_task.kind), window: windowText(done.next_task), priority: priorityWord(done.next_task.priority),
+      kind: kindWord(done.next_task.kind), window: windowText(done.next_task, task.time_zone), priority: priorityWord(done.next_task.priority),
     })));
   }
   if (done.alert_resolved) items.push(h("li", { id: "outcome-alert" }, t("visits.outcome.alert_resolved")));
@@ -267,7 +267,7 @@ export async function visitFormPage(taskId) {
     h("h1", {}, t("visits.form.title"), " · ", name),
     h("p", {}, `${kindWord(task.kind)} · ${statusWord(task.status)} · ${task.code} · ${priorityWord(task.priority)}`),
     h("p", {}, reasonWords(task), " · ", t("visits.window"), " ", windowText(task),
-      task.scheduled_at ? ` · ${t("visits.scheduled_at", { when: dateTime(task.scheduled_at), who: task.assignee || "—" })}` : ""));
+      task.scheduled_at ? ` · ${t("visits.scheduled_at", { when: dateTime(task.scheduled_at, task.time_zone), who: task.assignee || "—" })}` : ""));
   if (task.status !== "scheduled") {
     root.append(heading(), h("p", { class: "error", id: "form-not-scheduled" }, t("visits.form.schedule_first")));
     return root;

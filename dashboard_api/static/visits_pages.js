@@ -51,8 +51,8 @@ export function dueState(task, now = Date.now()) {
   return { state: "ok", word: t("visits.on_time") };
 }
 
-/** "2026-12-03 08:00 – 2026-12-17 08:00". */
-export const windowText = (task) => `${dateTime(task.earliest)} – ${dateTime(task.latest)}`;
+/** "2026-12-03 08:00 – 2026-12-17 08:00" in ``zone`` (default: the queue item's patient's). */
+export const windowText = (task, zone = task.time_zone) => `${dateTime(task.earliest, zone)} – ${dateTime(task.latest, zone)}`;
 
 /** The value of a datetime-local input for ``date`` in the browser's zone. */
 export function localInput(date) {
@@ -154,7 +154,7 @@ function taskCard(task, message) {
       t("visits.window"), " ", windowText(task), " ",
       due.word ? h("span", { class: `pill s-${due.state} due` }, due.state === "danger" ? `⚠ ${due.word}` : due.word) : null),
     task.scheduled_at
-      ? h("p", { class: "visit-when" }, t("visits.scheduled_at", { when: dateTime(task.scheduled_at), who: task.assignee || "—" }))
+      ? h("p", { class: "visit-when" }, t("visits.scheduled_at", { when: dateTime(task.scheduled_at, task.time_zone), who: task.assignee || "—" }))
       : h("p", { class: "visit-when note" }, task.assignee ? t("visits.assigned_to", { who: task.assignee }) : t("visits.unassigned")),
     taskActions(task, message));
 }

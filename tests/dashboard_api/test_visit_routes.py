@@ -56,6 +56,7 @@ def test_alert_to_visit_to_calendar_to_record(deployment: Deployment) -> None:
 
     queue = deployment.client.get("/api/v1/visits/queue", headers=nurse).json()
     assert [t["id"] for t in queue["data"]] == [task["id"]]
+    assert queue["data"][0]["time_zone"] == "Asia/Shanghai"  # the page shows times in it
     at = deployment.clock() + timedelta(days=2)
     scheduled = deployment.client.post(
         f"{URL}/{task['id']}/schedule", headers=nurse, json={"at": at.isoformat()}

@@ -7,6 +7,7 @@ as manual entries, the alert is resolved, and the doctor's inbox shows the outco
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -85,6 +86,12 @@ def test_alert_to_task_to_schedule_to_visit_form_to_closed_task(
     card.get_by_role("button", name="安排").click()
     page.locator("#visits-message", has_text="已安排").wait_for()
     card.locator(".visit-status", has_text="已安排").wait_for()
+    # The time is shown in the patient's zone (Asia/Shanghai), not the browser's (UTC here).
+    with session_scope(web_server.registry, write=False) as s:
+        at = s.get_one(VisitTask, task_id).scheduled_at
+    assert at is not None
+    local = at.replace(tzinfo=at.tzinfo or UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert local.strftime("%Y-%m-%d %H:%M") in card.inner_text()
     _translated(watched)
     page.screenshot(path=str(SCREENSHOTS / "visit-queue-zh.png"), full_page=True)
 
