@@ -30,9 +30,16 @@ export async function loadLanguage() {
 
 export const currentLanguage = () => language;
 
-/** The message ``key`` with ``{name}`` placeholders filled; a missing key shows itself. */
+const has = (key) => Object.prototype.hasOwnProperty.call(messages, key);
+
+/**
+ * The message ``key`` with ``{name}`` placeholders filled; a missing key shows itself. With
+ * ``n`` equal to 1 the catalogue's ``key.one`` is used where it has one ("1 alert"): Chinese
+ * has no plural, English needs only this form.
+ */
 export function t(key, params = {}) {
-  const text = Object.prototype.hasOwnProperty.call(messages, key) ? messages[key] : `⟦${key}⟧`;
+  const singular = params.n === 1 && has(`${key}.one`) ? `${key}.one` : key;
+  const text = has(singular) ? messages[singular] : `⟦${key}⟧`;
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
 }
 
