@@ -6,6 +6,11 @@ stale/missing threshold after a reading, once a day), and on to ``until``. A tin
 keeps one open alert per patient + rule (FIRING opens it, CLEAR resolves it), enough to
 report when each alert fired and resolved. It is a stand-in for the real lifecycle
 (inhibition, silences, acknowledgement), which is not applied here.
+
+A file (and the stored history, ``alerts.backtest_store``) carries no device pairings, so
+the missing-data rules take monitoring of a kind to run since its first reading in the
+whole history (:func:`first_readings`), where the live worker uses the pairing's start: a
+kind the patient never measured is never missing.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from alerts.rules.overrides import check_overrides
 from alerts.rules.prepared import PreparedHistory
 from ingest.validate import DEFAULT_LIMITS, check_values
 from readings.files import PatientProfile
-from readings.model import Reading
+from readings.model import Kind, Reading
 
 DAY = timedelta(days=1)
 
@@ -147,6 +152,17 @@ def _wake_durations(rules: RuleSet) -> list[timedelta]:
     return sorted(durations)
 
 
+def first_readings(readings: Sequence[Reading]) -> dict[Kind, datetime]:
+    """When each kind was first measured: a file has no pairings, so monitoring of a kind
+    is taken to start at its first reading (S1/S2 never expect a kind never measured)."""
+    first: dict[Kind, datetime] = {}
+    for reading in readings:
+        kind = reading.kind
+        if kind not in first or reading.measured_at < first[kind]:
+            first[kind] = reading.measured_at
+    return first
+
+
 def run_backtest(
     readings: Sequence[Reading],
     profiles: Sequence[PatientProfile],
@@ -198,6 +214,7 @@ def run_backtest(
             raise BacktestError(str(exc)) from None
         history = PreparedHistory(mine)  # sorted and split by kind once per patient
         times = history.times
+        first_of_kind = first_readings(history.readings)
         weeks += max((until - times[0]) / timedelta(weeks=1), 0.0)
         ticks: set[datetime] = set(times)
         for moment in times:
@@ -218,7 +235,13 @@ def run_backtest(
             arrived_from = 0 if previous is None else bisect.bisect_right(times, previous)
             arrived = {r.id for r in history.readings[arrived_from:end]}
             findings = evaluate_history(
-                history, profile, rules, now, since=now - lookback, arrived=arrived
+                history,
+                profile,
+                rules,
+                now,
+                since=now - lookback,
+                arrived=arrived,
+                monitoring_since={k: t for k, t in first_of_kind.items() if t <= now},
             )
             evaluations += 1
             if on_findings is not None:

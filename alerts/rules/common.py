@@ -59,6 +59,11 @@ class Context:
     """Ids of the readings that arrived in this evaluation; only they can be late."""
     gateway_last_seen: Mapping[str, datetime] = field(default_factory=dict)
     summary: SummaryFn | None = None
+    monitoring_since: Mapping[Kind, datetime] | None = None
+    """Per reading kind, since when the patient's paired devices have produced it (the
+    start of the current unbroken run of pairings, ``alerts.monitoring``); a kind absent
+    is not expected at all. None: pairings unknown (a file backtest), monitoring of a kind
+    is then taken to run since its first reading among those given (S1, S2)."""
 
 
 def field_value(reading: Reading, fields: Sequence[str]) -> tuple[str, float] | None:
