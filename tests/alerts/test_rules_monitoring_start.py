@@ -52,14 +52,16 @@ def test_a_cuff_paired_just_under_3_days_ago_without_a_reading_is_not_missing(
     rules: RuleSet,
 ) -> None:
     found = s2(rules, [], T0, {BP: T0 - 3 * DAY + minutes(1)})
-    assert found is not None and found.status is FindingStatus.CLEAR
+    assert found is not None
+    assert found.status is FindingStatus.CLEAR
 
 
 def test_a_cuff_paired_3_days_ago_without_a_reading_is_missing(rules: RuleSet) -> None:
     assert fires(s2(rules, [], T0, {BP: T0 - 3 * DAY}))
     found = s2(rules, [], T0, {BP: T0 - 3 * DAY - minutes(1)})
     assert fires(found)
-    assert found is not None and found.explanation.params["groups"] == "blood_pressure"
+    assert found is not None
+    assert found.explanation.params["groups"] == "blood_pressure"
 
 
 def test_a_reading_after_the_pairing_resets_the_silence(rules: RuleSet) -> None:
@@ -80,7 +82,8 @@ def test_no_device_producing_the_kind_means_no_expectation(rules: RuleSet) -> No
     # Unpaired (nothing in monitoring_since): however old the last reading, no S2.
     old = bp(130, 80, at=T0 - 10 * DAY)
     found = s2(rules, [old], T0, {})
-    assert found is not None and found.status is FindingStatus.CLEAR  # resolves an open S2
+    assert found is not None
+    assert found.status is FindingStatus.CLEAR
     assert s2(rules, [], T0, {}) is None  # nothing paired, nothing read: no finding at all
     # A glucose meter paired does not make a blood pressure expected.
     assert not fires(s2(rules, [], T0, {Kind.GLUCOSE: T0 - 9 * DAY}))
@@ -106,7 +109,8 @@ def test_the_demo_at_start_up_has_no_s2(rules: RuleSet) -> None:
     # Without pairings known (the old fallback counted BP from the oldest reading): no BP
     # ever measured is no BP expected either; the meter's last reading, 3 days old, is late.
     fallback = s2(rules, history, now, None, DEMO_PATIENT)
-    assert fallback is not None and fallback.explanation.params["groups"] == "glucose"
+    assert fallback is not None
+    assert fallback.explanation.params["groups"] == "glucose"
 
 
 # -- S1 ------------------------------------------------------------------------------
@@ -129,10 +133,13 @@ def test_s1_stops_when_the_cgm_is_unpaired_and_counts_from_a_new_sensors_pairing
     trace = [cgm(6.0, T0 - minutes(40))]
     assert fires(_s1(rules, trace, T0, None))  # 40 min silent: urgent
     unpaired = _s1(rules, trace, T0, {Kind.GLUCOSE: T0 - DAY})
-    assert unpaired is not None and unpaired.status is FindingStatus.CLEAR
+    assert unpaired is not None
+    assert unpaired.status is FindingStatus.CLEAR
     assert not fires(_s1(rules, trace, T0, {Kind.CGM_GLUCOSE: T0 - minutes(14)}))
     warn = _s1(rules, trace, T0, {Kind.CGM_GLUCOSE: T0 - minutes(15)})
-    assert fires(warn) and warn is not None and warn.explanation.params["level"] == "warn"
+    assert fires(warn)
+    assert warn is not None
+    assert warn.explanation.params["level"] == "warn"
 
 
 # -- the run of pairings --------------------------------------------------------------
@@ -147,9 +154,7 @@ def test_two_cuffs_one_replacing_the_other_continue_one_run() -> None:
     handover = T0 - DAY
     assert monitoring_starts([_span(first, handover), _span(handover, None)], T0) == {BP: first}
     # Both paired at once: the earlier one started monitoring.
-    assert monitoring_starts([_span(first, None), _span(T0 - minutes(5), None)], T0) == {
-        BP: first
-    }
+    assert monitoring_starts([_span(first, None), _span(T0 - minutes(5), None)], T0) == {BP: first}
 
 
 def test_a_gap_between_pairings_restarts_monitoring() -> None:
