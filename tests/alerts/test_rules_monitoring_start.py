@@ -165,6 +165,7 @@ def test_a_gap_between_pairings_restarts_monitoring() -> None:
 
 def test_an_ended_pairing_expects_nothing_and_kinds_are_separate() -> None:
     assert monitoring_starts([_span(T0 - 10 * DAY, T0)], T0) == {}
+    assert monitoring_starts([_span(T0 + minutes(1), None)], T0) == {}  # not begun
     spans = [_span(T0 - 5 * DAY, None, Kind.GLUCOSE), _span(T0 - DAY, T0 - minutes(1))]
     assert monitoring_starts(spans, T0) == {Kind.GLUCOSE: T0 - 5 * DAY}
     # An ended pairing overlapping an open one later than its start still joins the run.
@@ -177,7 +178,14 @@ def test_an_ended_pairing_expects_nothing_and_kinds_are_separate() -> None:
 
 def test_the_backtest_expects_a_kind_from_its_first_reading_in_the_file(rules: RuleSet) -> None:
     readings = [glucose(6.0, at=T0 + i * DAY) for i in range(2)]
-    result = run_backtest(readings, [DEMO_PATIENT], rules, until=T0 + 20 * DAY)
+    last_s2: list[Finding] = []
+
+    def seen(patient_id: str, now: datetime, findings: list[Finding]) -> None:
+        last_s2[:] = [f for f in findings if f.rule_id == "S2"] or last_s2
+
+    until = T0 + 20 * DAY
+    result = run_backtest(readings, [DEMO_PATIENT], rules, until=until, on_findings=seen)
+    assert [(f.at, f.status) for f in last_s2] == [(until, FindingStatus.FIRING)]
     s2_alerts = [a for a in result.alerts if a.rule_id == "S2"]
     # Glucose missing 3 days after the last one, and still firing once the readings have
     # left the 15-day window (monitoring began at the first reading); BP never measured.
