@@ -9,8 +9,8 @@ report when each alert fired and resolved. It is a stand-in for the real lifecyc
 
 A file (and the stored history, ``alerts.backtest_store``) carries no device pairings, so
 the missing-data rules take monitoring of a kind to run since its first reading in the
-whole history (:func:`first_readings`), where the live worker uses the pairing's start: a
-kind the patient never measured is never missing.
+whole history (:func:`alerts.rules.common.first_readings`), where the live worker uses the
+pairing's start: a kind the patient never measured is never missing.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.model import Finding, FindingStatus, Severity
+from alerts.rules.common import first_readings
 from alerts.rules.engine import evaluate_history
 from alerts.rules.model import RuleSet
 from alerts.rules.overrides import check_overrides
 from alerts.rules.prepared import PreparedHistory
 from ingest.validate import DEFAULT_LIMITS, check_values
 from readings.files import PatientProfile
-from readings.model import Kind, Reading
+from readings.model import Reading
 
 DAY = timedelta(days=1)
 
@@ -150,17 +151,6 @@ def _wake_durations(rules: RuleSet) -> list[timedelta]:
         durations.update(level.after for level in rule.levels)
         durations.update(group.after for group in rule.groups)
     return sorted(durations)
-
-
-def first_readings(readings: Sequence[Reading]) -> dict[Kind, datetime]:
-    """When each kind was first measured: a file has no pairings, so monitoring of a kind
-    is taken to start at its first reading (S1/S2 never expect a kind never measured)."""
-    first: dict[Kind, datetime] = {}
-    for reading in readings:
-        kind = reading.kind
-        if kind not in first or reading.measured_at < first[kind]:
-            first[kind] = reading.measured_at
-    return first
 
 
 def run_backtest(

@@ -3,7 +3,7 @@ lateness, and building findings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -171,6 +171,17 @@ def late_review(
         params={"hours_late": hours, "count": len(readings)},
         late=True,
     )
+
+
+def first_readings(readings: Iterable[Reading]) -> dict[Kind, datetime]:
+    """When each kind was first measured among ``readings``: where no pairings are known
+    (a backtest), monitoring of a kind is taken to start there (S1, S2)."""
+    first: dict[Kind, datetime] = {}
+    for reading in readings:
+        kind = kind_of(reading)
+        if kind not in first or reading.measured_at < first[kind]:
+            first[kind] = reading.measured_at
+    return first
 
 
 def sort_readings(readings: Sequence[Reading]) -> list[Reading]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from alerts.model import Finding, FindingStatus
-from alerts.rules.common import Context, finding, kind_of
+from alerts.rules.common import Context, finding, first_readings, kind_of
 from alerts.rules.model import Rule
 from readings.model import Kind, Reading
 
@@ -51,12 +51,7 @@ def monitoring_starts(readings: Sequence[Reading], ctx: Context) -> Mapping[Kind
     (the patient's pairings), or without it the first reading of the kind given."""
     if ctx.monitoring_since is not None:
         return ctx.monitoring_since
-    first: dict[Kind, datetime] = {}
-    for reading in readings:
-        kind = kind_of(reading)
-        if kind not in first or reading.measured_at < first[kind]:
-            first[kind] = reading.measured_at
-    return first
+    return first_readings(readings)
 
 
 def _expected_since(
