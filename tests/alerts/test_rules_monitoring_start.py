@@ -234,3 +234,52 @@ def test_the_directory_loads_the_pairing_start_per_kind(registry) -> None:  # ty
     clock[0] += 31
     assert directory.monitoring_since(PATIENT, T0) == {BP: paired_cuff}
     assert directory.monitoring_since("nobody", T0) == {}
+
+
+# -- the worker: the evaluator hands the directory's answer to the rules -----------------
+
+
+def test_the_worker_judges_s2_from_the_cuffs_pairing(registry, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The evaluator as ``assemble_worker`` wires it: a hypertensive patient whose cuff was
+    paired 3 days − 1 min ago and never measured gets no S2; 2 minutes later, S2."""
+    from alerts import assembly
+    from alerts.rules.loader import default_rules
+    from ingest.stores import open_store
+    from registry.care_models import Condition
+    from registry.patient_care import PatientCareRepository
+    from tests.fakes import ManualClock
+
+    now = T0
+    with session_scope(registry) as session:
+        PatientCareRepository(session).set_conditions(PATIENT, [Condition.HYPERTENSION])
+        DeviceRepository(session).bind(
+            CUFF, "gw-1", PATIENT, now - 3 * DAY + minutes(1), profile="omron_hem7361t"
+        )
+    given: list[tuple[object, list[Finding]]] = []
+
+    def spy(*args: object, **kwargs: object) -> list[Finding]:
+        found = evaluate(*args, **kwargs)  # type: ignore[arg-type]
+        given.append((kwargs["monitoring_since"], found))
+        return found
+
+    def s2_groups() -> list[str]:
+        since, found = given[-1]
+        assert since == {BP: now - 3 * DAY + minutes(1)}
+        firing = [f for f in found if f.rule_id == "S2" and f.status is FindingStatus.FIRING]
+        return [f.explanation.params["groups"] for f in firing]
+
+    monkeypatch.setattr(assembly, "evaluate", spy)
+    store = open_store(f"sqlite:///{tmp_path / 'readings.db'}")
+    clock = ManualClock(now)
+    try:
+        parts = assembly.assemble_worker(
+            registry, store, rules=default_rules(), notifiers={}, holder="w1", clock=clock
+        )
+        parts.evaluator.refresh_leases()  # catches up: one evaluation of the patient
+        parts.evaluator.tick()
+        assert s2_groups() == []
+        clock.advance(minutes=2)
+        parts.evaluator.tick()
+        assert s2_groups() == ["blood_pressure"]
+    finally:
+        store.close()
