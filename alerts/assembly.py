@@ -58,10 +58,11 @@ def assemble_worker(
 ) -> AlertWorkerParts:
     """The evaluator, escalation and visit-reminder workers of one process."""
     sink = LifecycleSink(engine, clock=clock, on_fired=visit_task_hook(clock))
+    directory = RegistryPatientDirectory(engine)
     evaluator = Evaluator(
         engine=engine,
         store=store,
-        directory=RegistryPatientDirectory(engine),
+        directory=directory,
         rules=rules,
         evaluate=evaluate,
         sink=sink,
@@ -71,6 +72,8 @@ def assemble_worker(
         lease_ttl=lease_ttl,
         summary=cgm_summary_for_rules,
         gateway_last_seen=RegistryGatewayLastSeen(engine),
+        # S1/S2 expect a kind from the pairing of a device producing it (same 30-s cache).
+        monitoring_since=directory.monitoring_since,
         # IT operators and administrators hear of each outage (not the doctors).
         outage=OutageMonitor.for_rules(
             engine, rules, clock=clock, delivery=IncidentDelivery(engine, notifiers)

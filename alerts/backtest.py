@@ -6,6 +6,11 @@ stale/missing threshold after a reading, once a day), and on to ``until``. A tin
 keeps one open alert per patient + rule (FIRING opens it, CLEAR resolves it), enough to
 report when each alert fired and resolved. It is a stand-in for the real lifecycle
 (inhibition, silences, acknowledgement), which is not applied here.
+
+A file (and the stored history, ``alerts.backtest_store``) carries no device pairings, so
+the missing-data rules take monitoring of a kind to run since its first reading in the
+whole history (:func:`alerts.rules.common.first_readings`), where the live worker uses the
+pairing's start: a kind the patient never measured is never missing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.model import Finding, FindingStatus, Severity
+from alerts.rules.common import first_readings
 from alerts.rules.engine import evaluate_history
 from alerts.rules.model import RuleSet
 from alerts.rules.overrides import check_overrides
@@ -198,6 +204,7 @@ def run_backtest(
             raise BacktestError(str(exc)) from None
         history = PreparedHistory(mine)  # sorted and split by kind once per patient
         times = history.times
+        first_of_kind = first_readings(history.readings)
         weeks += max((until - times[0]) / timedelta(weeks=1), 0.0)
         ticks: set[datetime] = set(times)
         for moment in times:
@@ -218,7 +225,13 @@ def run_backtest(
             arrived_from = 0 if previous is None else bisect.bisect_right(times, previous)
             arrived = {r.id for r in history.readings[arrived_from:end]}
             findings = evaluate_history(
-                history, profile, rules, now, since=now - lookback, arrived=arrived
+                history,
+                profile,
+                rules,
+                now,
+                since=now - lookback,
+                arrived=arrived,
+                monitoring_since={k: t for k, t in first_of_kind.items() if t <= now},
             )
             evaluations += 1
             if on_findings is not None:

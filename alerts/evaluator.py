@@ -18,7 +18,9 @@ stable hash of the patient id). The evaluator
    returned, to the batch's ``sent_at`` minus :data:`IN_FLIGHT_MARGIN`, and exposes the lag
    (now − watermark), so pages can say "alerting delayed since 14:02";
 5. on a timer, evaluates every patient of its partitions with nothing arriving, which is
-   how stale and missing-data rules (S1–S3) fire;
+   how stale and missing-data rules (S1–S3) fire; S1/S2 count a kind's silence from when
+   monitoring of it started (the patient's pairings, :mod:`alerts.monitoring`), so a
+   device just paired is not "silent for 3 days";
 6. with an :class:`alerts.incidents.OutageMonitor`, holds S1–S3 back while the clinic
    itself is down (ingest silent, the broker unreachable) and for the recovery grace after,
    records them as suppressions, and keeps one ``SYS1`` incident per outage instead.
@@ -41,12 +43,19 @@ from sqlalchemy import Engine, select
 
 from alerts.incidents import OutageMonitor
 from alerts.model import Finding, FindingStatus
+from alerts.monitoring import (
+    PairingSpan,
+    ProfileKinds,
+    load_pairing_spans,
+    monitoring_starts,
+    shipped_profile_kinds,
+)
 from alerts.window import PatientWindows
 from ingest.stores.base import ReadingStore
 from readings.codec import decode_envelope
 from readings.errors import ContractError
 from readings.files import PatientProfile
-from readings.model import Reading
+from readings.model import Kind, Reading
 from readings.topics import DEFAULT_PARTITIONS, partition_for
 from registry.care_models import PatientConditionRow
 from registry.db import session_scope
@@ -85,6 +94,9 @@ DEFAULT_TICK: Final = timedelta(minutes=1)
 
 EvaluateFn = Callable[..., list[Finding]]
 """``alerts.rules.engine.evaluate``: (readings, profile, rules, now, *, arrived=…) → findings."""
+MonitoringSinceFn = Callable[[str, datetime], Mapping[Kind, datetime]]
+"""(patient id, now) → per kind, since when it is expected (S1/S2; a kind absent is not):
+:meth:`RegistryPatientDirectory.monitoring_since`."""
 FindingSink = Callable[[str, Sequence[Finding]], None]
 """Receives one patient's findings of one evaluation (the alert lifecycle)."""
 
@@ -101,35 +113,67 @@ class PatientDirectory(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the directory keeps of one patient for :data:`PROFILE_TTL`."""
+
+    profile: PatientProfile | None
+    pairings: tuple[PairingSpan, ...] = ()
+
+
 class RegistryPatientDirectory:
     """Patients and their conditions from the care registry, each profile kept for
-    :data:`PROFILE_TTL` (a condition added by the doctor applies within that time)."""
+    :data:`PROFILE_TTL` (a condition added by the doctor applies within that time), and
+    with it the patient's device pairings, for S1/S2's :meth:`monitoring_since` (a device
+    paired or unpaired counts within that time too)."""
 
-    def __init__(self, engine: Engine, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        profile_kinds: ProfileKinds | None = None,
+    ) -> None:
+        """``profile_kinds``: the kinds each device profile produces (default: the shipped
+        profiles, read on first use)."""
         self._engine = engine
         self._monotonic = monotonic
-        self._profiles: dict[str, tuple[float, PatientProfile | None]] = {}
+        self._profile_kinds = profile_kinds
+        self._known: dict[str, tuple[float, _Known]] = {}
 
     def patient_ids(self) -> list[str]:
         with session_scope(self._engine, write=False) as session:
             return list(session.scalars(select(Patient.id).order_by(Patient.id)))
 
     def profile(self, patient_id: str) -> PatientProfile | None:
+        return self._lookup(patient_id).profile
+
+    def monitoring_since(self, patient_id: str, now: datetime) -> Mapping[Kind, datetime]:
+        """Per kind, since when the patient's paired devices produce it, at ``now``
+        (:func:`alerts.monitoring.monitoring_starts`); the evaluator's ``monitoring_since``."""
+        return monitoring_starts(self._lookup(patient_id).pairings, now)
+
+    def _lookup(self, patient_id: str) -> _Known:
         now = self._monotonic()
-        cached = self._profiles.get(patient_id)
+        cached = self._known.get(patient_id)
         if cached is not None and now - cached[0] < PROFILE_TTL.total_seconds():
             return cached[1]
         found = self._load(patient_id)
-        self._profiles[patient_id] = (now, found)
+        self._known[patient_id] = (now, found)
         return found
 
-    def _load(self, patient_id: str) -> PatientProfile | None:
+    def _kinds_of(self, profile_id: str) -> frozenset[Kind]:
+        if self._profile_kinds is None:
+            self._profile_kinds = shipped_profile_kinds()
+        return self._profile_kinds(profile_id)
+
+    def _load(self, patient_id: str) -> _Known:
         from zoneinfo import ZoneInfo
 
         with session_scope(self._engine, write=False) as session:
             patient = session.get(Patient, patient_id)
             if patient is None:
-                return None
+                return _Known(None)
             conditions = frozenset(
                 session.scalars(
                     select(PatientConditionRow.condition).where(
@@ -137,11 +181,13 @@ class RegistryPatientDirectory:
                     )
                 )
             )
-            return PatientProfile(
+            profile = PatientProfile(
                 patient_id=patient_id,
                 conditions=conditions,
                 time_zone=ZoneInfo(patient.time_zone),
             )
+            pairings = load_pairing_spans(session, patient_id, self._kinds_of)
+            return _Known(profile, tuple(pairings))
 
 
 class RegistryGatewayLastSeen:
@@ -206,6 +252,7 @@ class Evaluator:
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         lookback: timedelta | None = None,
         gateway_last_seen: Callable[[str], Mapping[str, datetime]] | None = None,
+        monitoring_since: MonitoringSinceFn | None = None,
         summary: Callable[..., object] | None = None,
         outage: OutageMonitor | None = None,
         on_suppressed: SuppressionSink | None = None,
@@ -228,6 +275,8 @@ class Evaluator:
         self._lookback: timedelta = window
         self.windows = PatientWindows(store, window)
         self._gateway_last_seen = gateway_last_seen
+        self._monitoring_since = monitoring_since
+        """S1/S2's start of monitoring per kind (None: from the readings, as a backtest)."""
         self._summary = summary
         """G7's CGM summary (``alerts.summary_adapter.cgm_summary_for_rules``)."""
         self.outage = outage
@@ -361,6 +410,7 @@ class Evaluator:
         if profile is None:
             return
         last_seen = self._gateway_last_seen(patient_id) if self._gateway_last_seen else None
+        since = self._monitoring_since(patient_id, now) if self._monitoring_since else None
         findings = self._evaluate(
             window,
             profile,
@@ -368,6 +418,7 @@ class Evaluator:
             now,
             arrived=arrived,
             gateway_last_seen=last_seen,
+            monitoring_since=since,
             summary=self._summary,
         )
         if self.outage is not None:

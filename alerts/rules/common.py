@@ -3,7 +3,7 @@ lateness, and building findings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -59,6 +59,11 @@ class Context:
     """Ids of the readings that arrived in this evaluation; only they can be late."""
     gateway_last_seen: Mapping[str, datetime] = field(default_factory=dict)
     summary: SummaryFn | None = None
+    monitoring_since: Mapping[Kind, datetime] | None = None
+    """Per reading kind, since when the patient's paired devices have produced it (the
+    start of the current unbroken run of pairings, ``alerts.monitoring``); a kind absent
+    is not expected at all. None: pairings unknown (a file backtest), monitoring of a kind
+    is then taken to run since its first reading among those given (S1, S2)."""
 
 
 def field_value(reading: Reading, fields: Sequence[str]) -> tuple[str, float] | None:
@@ -166,6 +171,17 @@ def late_review(
         params={"hours_late": hours, "count": len(readings)},
         late=True,
     )
+
+
+def first_readings(readings: Iterable[Reading]) -> dict[Kind, datetime]:
+    """When each kind was first measured among ``readings``: where no pairings are known
+    (a backtest), monitoring of a kind is taken to start there (S1, S2)."""
+    first: dict[Kind, datetime] = {}
+    for reading in readings:
+        kind = kind_of(reading)
+        if kind not in first or reading.measured_at < first[kind]:
+            first[kind] = reading.measured_at
+    return first
 
 
 def sort_readings(readings: Sequence[Reading]) -> list[Reading]:

@@ -77,13 +77,17 @@ count per rule and per patient-week, and the patient-weeks covered. Implausible 
 are dropped and counted under S4. The backtest keeps one open alert per patient and rule
 (firing opens it, clear resolves it) and applies no inhibition or silences, so its counts
 are an upper bound of what the lifecycle would notify; S3 is not run (no heartbeats in a
-file) and G7 only where a summary function is injected.
+file) and G7 only where a summary function is injected. A file has no device pairings, so
+S1/S2 take monitoring of a kind to start at its first reading in the file: a kind never
+measured is never missing (the alert worker starts it at the pairing of a device producing
+it; docs/alerts.md, "When monitoring of a kind starts").
 
 Over stored history, `vitalgate alerts backtest --store URL --registry URL --since 30d
 [--rules FILE] --format json|table` takes every registry patient with their conditions and
 time zone, the readings measured in the last `--since` (up to 366 days) from the reading
 store, and runs the clock on to now, so a patient who went silent shows S1/S2; the output is
-the file form's. The read is recorded in the audit log (action `alerts.backtest`, every
+the file form's (monitoring of a kind, too, from its first reading read: the pairings'
+history is not replayed). The read is recorded in the audit log (action `alerts.backtest`, every
 patient whose readings were read; `--actor` names who ran it).
 
 """

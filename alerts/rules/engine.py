@@ -24,7 +24,7 @@ from alerts.rules.trends import (
     evaluate_window_mean,
 )
 from readings.files import PatientProfile
-from readings.model import Reading
+from readings.model import Kind, Reading
 
 Evaluator = Callable[[Rule, Sequence[Reading], Context], list[Finding]]
 
@@ -73,6 +73,7 @@ def evaluate(
     arrived: Collection[str] = frozenset(),
     gateway_last_seen: Mapping[str, datetime] | None = None,
     summary: SummaryFn | None = None,
+    monitoring_since: Mapping[Kind, datetime] | None = None,
 ) -> list[Finding]:
     """Every active rule's findings for one patient at ``now``.
 
@@ -88,6 +89,9 @@ def evaluate(
             would raise into a review finding instead of a page.
         gateway_last_seen: the patient's gateways and when each was last heard (S3).
         summary: computes the CGM summary for G7; without it G7 is not evaluated.
+        monitoring_since: per reading kind, since when the patient's paired devices
+            produce it (S1, S2; a kind absent is not expected). None: pairings unknown,
+            each kind monitored since its first reading in ``readings``.
 
     Raises:
         alerts.rules.overrides.OverrideError: an override that cannot apply.
@@ -101,6 +105,7 @@ def evaluate(
         arrived=arrived,
         gateway_last_seen=gateway_last_seen,
         summary=summary,
+        monitoring_since=monitoring_since,
     )
 
 
@@ -114,9 +119,11 @@ def evaluate_history(
     arrived: Collection[str] = frozenset(),
     gateway_last_seen: Mapping[str, datetime] | None = None,
     summary: SummaryFn | None = None,
+    monitoring_since: Mapping[Kind, datetime] | None = None,
 ) -> list[Finding]:
     """:func:`evaluate` over the prepared history's readings measured after ``since``
-    (None: all) and by ``now``; the backtest prepares each patient's history once.
+    (None: all) and by ``now``; the backtest prepares each patient's history once (and
+    gives ``monitoring_since`` from the whole history's first reading of each kind).
 
     Raises:
         ValueError: the history is another patient's.
@@ -131,6 +138,7 @@ def evaluate_history(
         arrived=frozenset(arrived),
         gateway_last_seen=dict(gateway_last_seen or {}),
         summary=summary,
+        monitoring_since=None if monitoring_since is None else dict(monitoring_since),
     )
     span = Span(history, lo, hi, history.arrived(context.arrived, lo, hi))
     findings: list[Finding] = []

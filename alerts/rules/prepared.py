@@ -17,8 +17,9 @@ its decision depends on, so the findings are the same as over the whole window:
 * moving_average_rise: the ``2 × days`` local days before the instant (+ a day's margin);
 * forecast_ar2: the newest CGM reading and the 30 minutes before it (AR2's four 5-minute
   buckets reach back 17.5 min and stop at the first reading outside them);
-* stale: the newest reading of its kinds; missing: the oldest reading of the window and
-  the newest of each kind;
+* stale: the newest reading of its kinds; missing: the newest reading of each kind (the
+  start of monitoring comes from the context's ``monitoring_since``, or is a first reading,
+  which the newest of its kind never precedes);
 * gateway_offline, plausibility, clinic_outage read no readings.
 
 ``tests/alerts/test_rules_prepared.py`` compares this with the straightforward engine on
@@ -255,9 +256,10 @@ def _stale(rule: Rule, span: Span, ctx: Context) -> list[Reading]:
 
 
 def _missing(rule: Rule, span: Span, ctx: Context) -> list[Reading]:
-    if span.hi == span.lo:
-        return []
-    positions = {span.lo}
+    # The newest reading of each kind: without pairings known, monitoring of a kind starts
+    # at its first reading, which the newest of the kind always follows, so the oldest
+    # changes nothing (alerts.rules.stale.evaluate_missing).
+    positions: set[int] = set()
     for kind in Kind:
         newest = span.newest(frozenset({kind}))
         if newest is not None:

@@ -7,13 +7,13 @@ times as input (heartbeats); readings alone cannot tell an idle gateway from a d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 from alerts.model import Finding, FindingStatus
-from alerts.rules.common import Context, finding, kind_of
+from alerts.rules.common import Context, finding, first_readings, kind_of
 from alerts.rules.model import Rule
-from readings.model import Reading
+from readings.model import Kind, Reading
 
 
 def _durations(rule: Rule) -> dict[str, float]:
@@ -46,17 +46,43 @@ def _make(
     )
 
 
+def monitoring_starts(readings: Sequence[Reading], ctx: Context) -> Mapping[Kind, datetime]:
+    """Per kind, since when readings of it are expected: the context's ``monitoring_since``
+    (the patient's pairings), or without it the first reading of the kind given."""
+    if ctx.monitoring_since is not None:
+        return ctx.monitoring_since
+    return first_readings(readings)
+
+
+def _expected_since(
+    kinds: frozenset[Kind], starts: Mapping[Kind, datetime], now: datetime
+) -> datetime | None:
+    """When monitoring of any of ``kinds`` began (by ``now``); None: none of them expected."""
+    begun = [starts[kind] for kind in kinds if kind in starts and starts[kind] <= now]
+    return min(begun, default=None)
+
+
 def evaluate_stale(rule: Rule, readings: Sequence[Reading], ctx: Context) -> list[Finding]:
     """S1: the newest CGM reading is ``after`` or more old (the highest level reached).
 
     Only for a patient wearing a CGM: one whose last CGM reading is within
-    ``active_within``; a sensor removed for longer is S2's business."""
+    ``active_within``; a sensor removed for longer is S2's business. With the pairings
+    known (``monitoring_since``), a CGM no longer paired is not expected (clear), and the
+    silence counts from the later of the last CGM reading and the CGM's pairing (a new
+    sensor paired is silent from its pairing, not from the old sensor's last reading)."""
     cgm = [r for r in readings if kind_of(r) in rule.kinds]
     if not cgm:
         return []
-    silent = ctx.now - cgm[-1].measured_at
-    if silent > rule.params["active_within"]:
+    last = max(r.measured_at for r in cgm)
+    if ctx.now - last > rule.params["active_within"]:
         return []
+    since = last
+    if ctx.monitoring_since is not None:
+        paired = _expected_since(rule.kinds, ctx.monitoring_since, ctx.now)
+        if paired is None:
+            return [_make(rule, ctx, False, "alert.stale", {})]
+        since = max(since, paired)
+    silent = ctx.now - since
     reached = [level for level in rule.levels if silent >= level.after]
     if not reached:
         return [_make(rule, ctx, False, "alert.stale", {})]
@@ -68,21 +94,26 @@ def evaluate_stale(rule: Rule, readings: Sequence[Reading], ctx: Context) -> lis
 def evaluate_missing(rule: Rule, readings: Sequence[Reading], ctx: Context) -> list[Finding]:
     """S2: for each group the patient's conditions call for, no reading for ``after``.
 
-    With no reading of the group in the window, the silence is counted from the
-    patient's oldest reading of any kind there (when monitoring is known to have run)."""
-    if not readings:
-        return []
-    start = readings[0].measured_at
+    The silence of a group counts from the later of its last reading and the start of its
+    monitoring (:func:`monitoring_starts`: the pairing of a device producing one of its
+    kinds). A group whose kinds no paired device produces, and (without pairings known)
+    one with no reading given, is not expected: it never fires. With nothing expected and
+    no reading at all there is no finding; with readings, the finding is a clear."""
+    starts = monitoring_starts(readings, ctx)
     missing: list[str] = []
-    applies = False
+    applies = expected = False
     for group in rule.groups:
         if not group.conditions & ctx.profile.conditions:
             continue
         applies = True
-        last = max((r.measured_at for r in readings if kind_of(r) in group.kinds), default=start)
-        if ctx.now - last >= group.after:
+        begun = _expected_since(group.kinds, starts, ctx.now)
+        if begun is None:
+            continue  # nothing of the group's kinds is paired (or ever measured)
+        expected = True
+        last = max((r.measured_at for r in readings if kind_of(r) in group.kinds), default=begun)
+        if ctx.now - max(begun, last) >= group.after:
             missing.append(group.name)
-    if not applies:
+    if not applies or not (expected or readings):
         return []
     return [_make(rule, ctx, bool(missing), "alert.missing", {"groups": ",".join(missing)})]
 

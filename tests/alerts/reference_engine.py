@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -20,7 +20,7 @@ from alerts.rules.engine import EVALUATORS
 from alerts.rules.model import RuleSet
 from alerts.rules.overrides import active_rules, apply_overrides
 from readings.files import PatientProfile
-from readings.model import Reading
+from readings.model import Kind, Reading
 
 
 def reference_evaluate(
@@ -31,12 +31,19 @@ def reference_evaluate(
     *,
     arrived: Collection[str] = frozenset(),
     summary: SummaryFn | None = None,
+    monitoring_since: Mapping[Kind, datetime] | None = None,
 ) -> list[Finding]:
     """Each active rule's findings over the whole window (the engine before preparation)."""
     window = sort_readings(
         [r for r in readings if r.patient_id == profile.patient_id and r.measured_at <= now]
     )
-    context = Context(profile=profile, now=now, arrived=frozenset(arrived), summary=summary)
+    context = Context(
+        profile=profile,
+        now=now,
+        arrived=frozenset(arrived),
+        summary=summary,
+        monitoring_since=monitoring_since,
+    )
     findings: list[Finding] = []
     for rule in active_rules(rules, profile.conditions):
         effective = apply_overrides(rule, profile.overrides, now)
@@ -72,8 +79,18 @@ def reference_backtest(
         start = bisect.bisect_right(times, now - rules.lookback)
         end = bisect.bisect_right(times, now)
         arrived_from = 0 if previous is None else bisect.bisect_right(times, previous)
+        # No pairings in a file: each kind monitored since its first reading in the file,
+        # found here by scanning everything measured so far.
+        first: dict[Kind, datetime] = {}
+        for r in mine[:end]:
+            first.setdefault(r.kind, r.measured_at)
         findings = reference_evaluate(
-            mine[start:end], profile, rules, now, arrived={r.id for r in mine[arrived_from:end]}
+            mine[start:end],
+            profile,
+            rules,
+            now,
+            arrived={r.id for r in mine[arrived_from:end]},
+            monitoring_since=first,
         )
         seen.append((now, findings))
         fold(findings, open_alerts, closed)

@@ -19,7 +19,7 @@ from alerts.rules.loader import default_rules
 from alerts.rules.prepared import PreparedHistory
 from ingest.validate import DEFAULT_LIMITS, check_values
 from readings.files import PatientProfile
-from readings.model import Reading
+from readings.model import Kind, Reading
 from readings.units import Unit
 from tests.alerts import builders as b
 from tests.alerts.reference_engine import reference_backtest, reference_evaluate
@@ -147,19 +147,23 @@ def test_the_prepared_engine_agrees_with_the_straightforward_one(
         picked = data.draw(st.lists(st.sampled_from(readings), max_size=4))
         later = data.draw(st.sampled_from([0, 1, 10, 15, 60, 24 * 60]))
         moments += [int((r.measured_at - b.T0).total_seconds() // 60) + later for r in picked]
+    # Pairings known or not (S1/S2's monitoring_since), starting anywhere in the history.
+    paired_at = st.integers(0, HORIZON_MIN).map(lambda m: b.T0 + timedelta(minutes=m))
+    since_map = data.draw(
+        st.one_of(st.none(), st.dictionaries(st.sampled_from(list(Kind)), paired_at, max_size=4))
+    )
     for minute in moments:
         now = b.T0 + timedelta(minutes=minute)
         # Some readings arrive now, however old they are: those are the late ones.
         arrived = {r.id for r in readings if r.measured_at <= now and data.draw(st.booleans())}
         since = now - RULES.lookback
         window = [r for r in readings if r.measured_at > since]
-        expected = reference_evaluate(window, who, RULES, now, arrived=arrived, summary=_summary)
-        got = evaluate_history(
-            history, who, RULES, now, since=since, arrived=arrived, summary=_summary
-        )
+        given = {"arrived": arrived, "summary": _summary, "monitoring_since": since_map}
+        expected = reference_evaluate(window, who, RULES, now, **given)
+        got = evaluate_history(history, who, RULES, now, since=since, **given)
         assert got == expected
         # The live path: the engine prepares the window it is given on every call.
-        assert evaluate(window, who, RULES, now, arrived=arrived, summary=_summary) == expected
+        assert evaluate(window, who, RULES, now, **given) == expected
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
