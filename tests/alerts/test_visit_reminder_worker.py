@@ -230,6 +230,29 @@ def test_recoverable_failures_give_the_reminder_back_and_the_next_tick_delivers(
     assert sent(channels) == [("inbox", row.recipient)]
 
 
+def test_a_delivery_already_recorded_is_not_sent_again(
+    care: Engine,  # noqa: F811
+    clock: ManualClock,  # noqa: F811
+    channels: dict[str, Recorder],
+) -> None:
+    task_id = open_task(care, clock)
+    schedule(care, clock, task_id, VISIT)
+    clock.now = DAY_BEFORE
+    assert worker(care, clock, channels).run_once() == 1
+    with session_scope(care) as s:
+        # As if the worker died after recording the receipt and before finishing the
+        # reminder, and its lease ran out: the reminder is claimable again.
+        [row] = s.scalars(select(VisitReminderDelivery))
+        reminder = s.get_one(VisitReminder, row.reminder_id)
+        reminder.status, reminder.done_at, reminder.outcome = "due", None, None
+    assert worker(care, clock, channels).run_once() == 1
+    assert len(channels["inbox"].sent) == 1
+    with session_scope(care, write=False) as s:
+        [row] = s.scalars(select(VisitReminderDelivery))
+        assert (row.status, row.attempts) == ("delivered", 1)
+        assert s.get_one(VisitReminder, row.reminder_id).status == "done"
+
+
 # -- a real process, killed ------------------------------------------------------------------
 
 
