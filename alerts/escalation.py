@@ -31,32 +31,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from alerts.delivery import DeliveryAudit, DeliveryOutcome, deliver_once
 from alerts.escalation_policy import Dispatch, MessagePrefs, dispatch, follows_patient_prefs
 from alerts.lifecycle import AlertState, Decision, Transition, TransitionKind
 from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
-from alerts.notify.base import (
-    Message,
-    Notifier,
-    PermanentFailure,
-    RecoverableFailure,
-    send_with_retry,
-)
+from alerts.notify.base import Message, Notifier
 from alerts.notify.texts import render
-from registry.alert_models import EscalationStep, StepStatus
+from registry.alert_models import NotificationRow, StepStatus
 from registry.alerts_repo import AlertRepository
 from registry.audit import record_audit
 from registry.db import session_scope
 from registry.escalation_repo import (
     ClaimedStep,
     alert_still_open_unacked,
-    begin_notification,
     claim_due,
     defer_step,
     finish_step,
-    settle_notification,
+    release_step,
 )
 
 NOTIFY_FAILED_RULE = "SYS-NOTIFY"
@@ -176,22 +170,10 @@ class EscalationWorker:
 
     def _notify(
         self, step: ClaimedStep, notifier: Notifier, channel: str, audience: str, person: Recipient
-    ) -> str:
-        key = f"{step.idempotency_key}:{channel}:{person.recipient_id}"
-        with session_scope(self._engine) as session:
-            row = begin_notification(
-                session,
-                key=key,
-                alert_id=step.alert_id,
-                step_id=step.step_id,
-                channel=channel,
-                recipient=person.recipient_id,
-                now=self._clock(),
-            )
-            if row.status == "delivered":
-                return "delivered"
+    ) -> DeliveryOutcome:
         message = Message(
-            idempotency_key=key,
+            # The channel the patient's preference chose for her message, else the step's.
+            idempotency_key=f"{step.idempotency_key}:{channel}:{person.recipient_id}",
             recipient=person.recipient_id,
             address=person.address,
             subject=f"VitalGate {step.severity.value} {step.rule_id}",
@@ -199,54 +181,28 @@ class EscalationWorker:
             patient_id=step.patient_id,
             alert_id=step.alert_id,
         )
-        try:
-            receipt = send_with_retry(notifier, message, sleep=self._sleep)
-        except PermanentFailure as exc:
-            self._settle(step, key, channel, delivered=False, receipt=None, error=str(exc))
-            return "permanent"
-        except RecoverableFailure as exc:
-            self._settle(step, key, channel, delivered=False, receipt=None, error=str(exc))
-            return "recoverable"
-        self._settle(step, key, channel, delivered=True, receipt=receipt.reference, error=None)
-        return "delivered"
-
-    def _settle(
-        self,
-        step: ClaimedStep,
-        key: str,
-        channel: str,
-        *,
-        delivered: bool,
-        receipt: str | None,
-        error: str | None,
-    ) -> None:
-        now = self._clock()
-        with session_scope(self._engine) as session:
-            settle_notification(
-                session, key, delivered=delivered, receipt=receipt, error=error, now=now
-            )
-            record_audit(
-                session,
-                at=now,
+        return deliver_once(
+            self._engine,
+            NotificationRow,
+            notifier=notifier,
+            message=message,
+            channel=channel,
+            owner={"alert_id": step.alert_id, "step_id": step.step_id},
+            audit=DeliveryAudit(
                 actor=self._worker,
-                action="alert.notify" if delivered else "alert.notify_failed",
+                delivered_action="alert.notify",
+                failed_action="alert.notify_failed",
                 target=f"alert:{step.alert_id}",
-                detail={"channel": channel, "key": key},
-                patient_ids=[step.patient_id],
-            )
+                patient_id=step.patient_id,
+            ),
+            clock=self._clock,
+            sleep=self._sleep,
+        )
 
     def _release(self, step: ClaimedStep) -> None:
         """Give a step back for the next tick (recoverable failures outlasted the retries)."""
         with session_scope(self._engine) as session:
-            session.execute(
-                update(EscalationStep)
-                .where(
-                    EscalationStep.id == step.step_id,
-                    EscalationStep.claimed_by == self._worker,
-                    EscalationStep.lease_until == step.lease_until,
-                )
-                .values(status=StepStatus.DUE.value, claimed_by=None, lease_until=None)
-            )
+            release_step(session, step, worker=self._worker)
 
     def _defer(self, session: Session, step: ClaimedStep, until: datetime, why: str) -> None:
         """Give a step back due at ``until`` (committed with the caller's transaction)."""

@@ -30,15 +30,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from alerts.delivery import DeliveryAudit, DeliveryOutcome, deliver_once
 from alerts.escalation import DEFAULT_LEASE, Recipient
-from alerts.notify.base import (
-    Message,
-    Notifier,
-    PermanentFailure,
-    RecoverableFailure,
-    send_with_retry,
-)
-from registry.alert_models import NotificationStatus
+from alerts.notify.base import Message, Notifier
 from registry.audit import record_audit
 from registry.care_models import (
     CareContract,
@@ -51,14 +45,17 @@ from registry.care_models import (
 from registry.db import session_scope
 from registry.models import Patient
 from registry.visit_models import VisitKind, VisitTask
-from registry.visit_reminder_models import ReminderAudience, ReminderKind, ReminderStatus
+from registry.visit_reminder_models import (
+    ReminderAudience,
+    ReminderKind,
+    ReminderStatus,
+    VisitReminderDelivery,
+)
 from registry.visit_reminders import (
     ClaimedReminder,
-    begin_delivery,
     claim_due,
     finish,
     release,
-    settle_delivery,
     sms_opt_in,
     still_wanted,
 )
@@ -244,21 +241,9 @@ class VisitReminderWorker:
         person: Recipient,
         subject: str,
         body: str,
-    ) -> str:
-        key = f"{reminder.idempotency_key}:{reminder.channel}:{person.recipient_id}"
-        with session_scope(self._engine) as session:
-            row = begin_delivery(
-                session,
-                key=key,
-                reminder_id=reminder.reminder_id,
-                channel=reminder.channel,
-                recipient=person.recipient_id,
-                now=self._clock(),
-            )
-            if row.status == NotificationStatus.DELIVERED.value:
-                return "delivered"
+    ) -> DeliveryOutcome:
         message = Message(
-            idempotency_key=key,
+            idempotency_key=f"{reminder.idempotency_key}:{reminder.channel}:{person.recipient_id}",
             recipient=person.recipient_id,
             address=person.address,
             subject=subject,
@@ -266,40 +251,23 @@ class VisitReminderWorker:
             patient_id=reminder.patient_id,
             alert_id=None,
         )
-        try:
-            receipt = send_with_retry(notifier, message, sleep=self._sleep)
-        except PermanentFailure as exc:
-            self._settle(reminder, key, delivered=False, receipt=None, error=str(exc))
-            return "permanent"
-        except RecoverableFailure as exc:
-            self._settle(reminder, key, delivered=False, receipt=None, error=str(exc))
-            return "recoverable"
-        self._settle(reminder, key, delivered=True, receipt=receipt.reference, error=None)
-        return "delivered"
-
-    def _settle(
-        self,
-        reminder: ClaimedReminder,
-        key: str,
-        *,
-        delivered: bool,
-        receipt: str | None,
-        error: str | None,
-    ) -> None:
-        now = self._clock()
-        with session_scope(self._engine) as session:
-            settle_delivery(
-                session, key, delivered=delivered, receipt=receipt, error=error, now=now
-            )
-            record_audit(
-                session,
-                at=now,
+        return deliver_once(
+            self._engine,
+            VisitReminderDelivery,
+            notifier=notifier,
+            message=message,
+            channel=reminder.channel,
+            owner={"reminder_id": reminder.reminder_id},
+            audit=DeliveryAudit(
                 actor=self._worker,
-                action="visit.remind" if delivered else "visit.remind_failed",
+                delivered_action="visit.remind",
+                failed_action="visit.remind_failed",
                 target=f"visit:{reminder.task_id}",
-                detail={"channel": reminder.channel, "key": key},
-                patient_ids=[reminder.patient_id],
-            )
+                patient_id=reminder.patient_id,
+            ),
+            clock=self._clock,
+            sleep=self._sleep,
+        )
 
     def _finish(
         self,

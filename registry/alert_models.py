@@ -26,7 +26,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from registry.models import ID_LENGTH, Base
+from registry.delivery_log import DeliveryLogColumns
+from registry.delivery_log import NotificationStatus as NotificationStatus
+from registry.leases import CLAIMED as LEASE_CLAIMED
+from registry.leases import DUE as LEASE_DUE
+from registry.leases import LeasedRowColumns
+from registry.models import Base
 
 _BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -34,8 +39,8 @@ _BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
 class StepStatus(StrEnum):
     """Where an escalation step is; ``claimed`` carries a lease that a dead worker loses."""
 
-    DUE = "due"
-    CLAIMED = "claimed"
+    DUE = LEASE_DUE
+    CLAIMED = LEASE_CLAIMED
     DONE = "done"
     SKIPPED = "skipped"
     """No reachable recipient: the next step became due at once."""
@@ -43,14 +48,6 @@ class StepStatus(StrEnum):
     """A permanent notifier failure: the next step became due at once and a SYS alert opened."""
     CANCELLED = "cancelled"
     """The alert was acknowledged or resolved before the step was due."""
-
-
-class NotificationStatus(StrEnum):
-    """Whether a notification reached its channel."""
-
-    SENDING = "sending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
 
 
 class AlertRow(Base):
@@ -147,42 +144,31 @@ class AlertSuppression(Base):
     count: Mapped[int]
 
 
-class EscalationStep(Base):
-    """One step of an alert's escalation chain, due at ``due_at``, claimed with a lease."""
+class EscalationStep(LeasedRowColumns, Base):
+    """One step of an alert's escalation chain, due at ``due_at``, claimed with a lease.
+
+    The due time, status, lease, outcome and idempotency key are
+    :class:`~registry.leases.LeasedRowColumns`.
+    """
 
     __tablename__ = "escalation_steps"
     __table_args__ = (Index("ix_escalation_steps_status_due_at", "status", "due_at"),)
 
-    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
     step_no: Mapped[int]
     repeat_no: Mapped[int]
     audience: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(32))
-    due_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16))
-    claimed_by: Mapped[str | None] = mapped_column(String(128))
-    lease_until: Mapped[datetime | None]
-    done_at: Mapped[datetime | None]
-    outcome: Mapped[str | None] = mapped_column(Text)
-    idempotency_key: Mapped[str] = mapped_column(String(191), unique=True)
 
 
-class NotificationRow(Base):
-    """One message to one recipient on one channel, recorded once per idempotency key."""
+class NotificationRow(DeliveryLogColumns, Base):
+    """One message to one recipient on one channel, recorded once per idempotency key.
+
+    The delivery-log columns are :class:`~registry.delivery_log.DeliveryLogColumns`; the
+    recipient is an account or family-link id, never a phone number or address.
+    """
 
     __tablename__ = "notifications"
 
-    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
-    idempotency_key: Mapped[str] = mapped_column(String(191), unique=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
     step_id: Mapped[int | None] = mapped_column(ForeignKey("escalation_steps.id"))
-    channel: Mapped[str] = mapped_column(String(32))
-    recipient: Mapped[str] = mapped_column(String(ID_LENGTH * 2))
-    """The recipient's account or family-link id, never a phone number or address."""
-    status: Mapped[str] = mapped_column(String(16))
-    attempts: Mapped[int]
-    created_at: Mapped[datetime]
-    delivered_at: Mapped[datetime | None]
-    receipt: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)

@@ -4,7 +4,8 @@ A step is a row with its due time, a status and a unique idempotency key
 (``alert:<id>:step:<n>:<repeat>``). Workers claim due steps atomically — ``SELECT … FOR
 UPDATE SKIP LOCKED`` on PostgreSQL, a conditional ``UPDATE … WHERE status = 'due'`` on SQLite
 (one writer at a time) — with a lease: a worker killed mid-step loses its lease and another
-(or the restarted one) claims the step again. Notifications are keyed too, so the re-run sends
+(or the restarted one) claims the step again (:mod:`registry.leases`, shared with the visit
+reminders). Notifications are keyed too (:mod:`registry.delivery_log`), so the re-run sends
 again under the same key and the row is recorded once: at least once delivered, exactly once
 recorded.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from alerts.escalation_policy import chain_for
@@ -22,11 +23,10 @@ from alerts.model import Severity
 from registry.alert_models import (
     AlertRow,
     EscalationStep,
-    NotificationRow,
-    NotificationStatus,
     StepStatus,
 )
 from registry.db import session_scope
+from registry.leases import claim_leased, finish_leased, release_leased
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,29 +94,12 @@ def claim_due(
     engine: Engine, *, worker: str, now: datetime, lease: timedelta, limit: int = 20
 ) -> list[ClaimedStep]:
     """Claim up to ``limit`` due steps (or steps whose claimer's lease ran out), oldest first."""
-    claimable = or_(
-        EscalationStep.status == StepStatus.DUE.value,
-        (EscalationStep.status == StepStatus.CLAIMED.value) & (EscalationStep.lease_until <= now),
-    )
     claimed: list[ClaimedStep] = []
     with session_scope(engine) as session:
-        query = (
-            select(EscalationStep.id)
-            .where(claimable, EscalationStep.due_at <= now)
-            .order_by(EscalationStep.due_at, EscalationStep.id)
-            .limit(limit)
+        rows = claim_leased(
+            session, EscalationStep, worker=worker, now=now, lease=lease, limit=limit
         )
-        if engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        for step_id in list(session.scalars(query)):
-            won = session.execute(
-                update(EscalationStep)
-                .where(EscalationStep.id == step_id, claimable)
-                .values(status=StepStatus.CLAIMED.value, claimed_by=worker, lease_until=now + lease)
-            )
-            if won.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            step = session.get_one(EscalationStep, step_id)
+        for step in rows:
             alert = session.get_one(AlertRow, step.alert_id)
             claimed.append(
                 ClaimedStep(
@@ -155,16 +138,15 @@ def finish_step(
     Returns False when this worker no longer holds the step (its lease ran out and another
     worker took it): then nothing is changed.
     """
-    done = session.execute(
-        update(EscalationStep)
-        .where(
-            EscalationStep.id == step.step_id,
-            EscalationStep.status == StepStatus.CLAIMED.value,
-            EscalationStep.lease_until == step.lease_until,
-        )
-        .values(status=status.value, done_at=now, outcome=outcome)
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
+    if not finish_leased(
+        session,
+        EscalationStep,
+        step.step_id,
+        lease_until=step.lease_until,
+        status=status.value,
+        outcome=outcome,
+        now=now,
+    ):
         return False
     if status in (StepStatus.SKIPPED, StepStatus.FAILED):
         # Nobody reached: don't wait for the next step's deadline.
@@ -231,55 +213,8 @@ def defer_step(session: Session, step: ClaimedStep, *, until: datetime, outcome:
     return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def begin_notification(
-    session: Session,
-    *,
-    key: str,
-    alert_id: int,
-    step_id: int | None,
-    channel: str,
-    recipient: str,
-    now: datetime,
-) -> NotificationRow:
-    """The notification row of ``key``: created once, its attempt count raised each time."""
-    row = session.scalars(
-        select(NotificationRow).where(NotificationRow.idempotency_key == key)
-    ).first()
-    if row is None:
-        row = NotificationRow(
-            idempotency_key=key,
-            alert_id=alert_id,
-            step_id=step_id,
-            channel=channel,
-            recipient=recipient,
-            status=NotificationStatus.SENDING.value,
-            attempts=0,
-            created_at=now,
-        )
-        session.add(row)
-    if row.status != NotificationStatus.DELIVERED.value:
-        row.attempts += 1
-    session.flush()
-    return row
-
-
-def settle_notification(
-    session: Session,
-    key: str,
-    *,
-    delivered: bool,
-    receipt: str | None,
-    error: str | None,
-    now: datetime,
-) -> None:
-    """Record the outcome of a notification (the channel's receipt, or the error)."""
-    session.execute(
-        update(NotificationRow)
-        .where(NotificationRow.idempotency_key == key)
-        .values(
-            status=(NotificationStatus.DELIVERED if delivered else NotificationStatus.FAILED).value,
-            delivered_at=now if delivered else None,
-            receipt=receipt,
-            error=error,
-        )
+def release_step(session: Session, step: ClaimedStep, *, worker: str) -> None:
+    """Give a step back for the next tick (recoverable failures outlasted the retries)."""
+    release_leased(
+        session, EscalationStep, step.step_id, worker=worker, lease_until=step.lease_until
     )

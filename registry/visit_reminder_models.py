@@ -15,10 +15,14 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from registry.models import _BIG_ID, ID_LENGTH, Base
+from registry.delivery_log import DeliveryLogColumns
+from registry.leases import CLAIMED as LEASE_CLAIMED
+from registry.leases import DUE as LEASE_DUE
+from registry.leases import LeasedRowColumns
+from registry.models import Base
 
 
 class ReminderKind(StrEnum):
@@ -43,8 +47,8 @@ class ReminderAudience(StrEnum):
 class ReminderStatus(StrEnum):
     """Where a reminder is; ``claimed`` carries a lease that a dead worker loses."""
 
-    DUE = "due"
-    CLAIMED = "claimed"
+    DUE = LEASE_DUE
+    CLAIMED = LEASE_CLAIMED
     DONE = "done"
     SKIPPED = "skipped"
     """Nobody reachable (no assignee, no phone, the patient withdrew the opt-in)."""
@@ -59,8 +63,12 @@ class ReminderStatus(StrEnum):
 PENDING_STATUSES = frozenset({ReminderStatus.DUE, ReminderStatus.CLAIMED})
 
 
-class VisitReminder(Base):
-    """One reminder of one visit task to one audience, due at ``due_at``."""
+class VisitReminder(LeasedRowColumns, Base):
+    """One reminder of one visit task to one audience, due at ``due_at``.
+
+    The due time, status, lease, outcome and idempotency key are
+    :class:`~registry.leases.LeasedRowColumns`.
+    """
 
     __tablename__ = "visit_reminders"
     __table_args__ = (
@@ -68,7 +76,6 @@ class VisitReminder(Base):
         Index("ix_visit_reminders_task_id", "task_id"),
     )
 
-    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("visit_tasks.id"))
     kind: Mapped[str] = mapped_column(String(16))
     audience: Mapped[str] = mapped_column(String(16))
@@ -76,32 +83,18 @@ class VisitReminder(Base):
     anchor_at: Mapped[datetime]
     """What the reminder is about: the scheduled start (reminders) or the window's end
     (overdue). The worker sends only while the task still has this time."""
-    due_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16))
-    claimed_by: Mapped[str | None] = mapped_column(String(128))
-    lease_until: Mapped[datetime | None]
-    done_at: Mapped[datetime | None]
-    outcome: Mapped[str | None] = mapped_column(Text)
-    idempotency_key: Mapped[str] = mapped_column(String(191), unique=True)
 
 
-class VisitReminderDelivery(Base):
-    """One message of a reminder to one recipient: created once, its receipt recorded once."""
+class VisitReminderDelivery(DeliveryLogColumns, Base):
+    """One message of a reminder to one recipient: created once, its receipt recorded once.
+
+    The delivery-log columns are :class:`~registry.delivery_log.DeliveryLogColumns`; the
+    recipient is ``user:<account id>`` or ``patient:<patient id>``, never the phone number.
+    """
 
     __tablename__ = "visit_reminder_deliveries"
 
-    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True, autoincrement=True)
-    idempotency_key: Mapped[str] = mapped_column(String(191), unique=True)
     reminder_id: Mapped[int] = mapped_column(ForeignKey("visit_reminders.id"), index=True)
-    channel: Mapped[str] = mapped_column(String(32))
-    recipient: Mapped[str] = mapped_column(String(ID_LENGTH * 2))
-    """``user:<account id>`` or ``patient:<patient id>``; never the phone number."""
-    status: Mapped[str] = mapped_column(String(16))
-    attempts: Mapped[int]
-    created_at: Mapped[datetime]
-    delivered_at: Mapped[datetime | None]
-    receipt: Mapped[str | None] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
 
 
 class VisitReminderPreference(Base):

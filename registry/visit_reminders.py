@@ -15,9 +15,10 @@ superseded (a reschedule) or cancelled (a closed task), planned rows missing are
 rows already done are never touched — a reminder that went out does not go out again, even
 when the visit is moved back to its first time.
 
-Workers claim due rows exactly like escalation steps (:mod:`registry.escalation_repo`):
+Workers claim due rows with the escalation steps' code (:mod:`registry.leases`):
 ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, a conditional ``UPDATE`` on SQLite, with a
-lease that a killed worker loses.
+lease that a killed worker loses. Deliveries are logged with theirs too
+(:mod:`registry.delivery_log`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from datetime import datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from registry.alert_models import NotificationStatus
 from registry.db import session_scope
+from registry.leases import claim_leased, finish_leased, release_leased
 from registry.models import Patient
 from registry.visit_models import OPEN_STATUSES, VisitStatus, VisitTask
 from registry.visit_reminder_models import (
@@ -270,31 +271,12 @@ def claim_due(
     engine: Engine, *, worker: str, now: datetime, lease: timedelta, limit: int = 20
 ) -> list[ClaimedReminder]:
     """Claim up to ``limit`` due reminders (or ones whose claimer's lease ran out), oldest first."""
-    claimable = or_(
-        VisitReminder.status == ReminderStatus.DUE.value,
-        (VisitReminder.status == ReminderStatus.CLAIMED.value) & (VisitReminder.lease_until <= now),
-    )
     claimed: list[ClaimedReminder] = []
     with session_scope(engine) as session:
-        query = (
-            select(VisitReminder.id)
-            .where(claimable, VisitReminder.due_at <= now)
-            .order_by(VisitReminder.due_at, VisitReminder.id)
-            .limit(limit)
+        rows = claim_leased(
+            session, VisitReminder, worker=worker, now=now, lease=lease, limit=limit
         )
-        if engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        for reminder_id in list(session.scalars(query)):
-            won = session.execute(
-                update(VisitReminder)
-                .where(VisitReminder.id == reminder_id, claimable)
-                .values(
-                    status=ReminderStatus.CLAIMED.value, claimed_by=worker, lease_until=now + lease
-                )
-            )
-            if won.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            row = session.get_one(VisitReminder, reminder_id)
+        for row in rows:
             task = session.get_one(VisitTask, row.task_id)
             claimed.append(
                 ClaimedReminder(
@@ -332,78 +314,29 @@ def finish(
     now: datetime,
 ) -> bool:
     """Close a claimed reminder; False when this worker no longer holds it (nothing changed)."""
-    done = session.execute(
-        update(VisitReminder)
-        .where(
-            VisitReminder.id == reminder.reminder_id,
-            VisitReminder.status == ReminderStatus.CLAIMED.value,
-            VisitReminder.lease_until == reminder.lease_until,
-        )
-        .values(status=status.value, done_at=now, outcome=outcome)
+    return finish_leased(
+        session,
+        VisitReminder,
+        reminder.reminder_id,
+        lease_until=reminder.lease_until,
+        status=status.value,
+        outcome=outcome,
+        now=now,
     )
-    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def release(session: Session, reminder: ClaimedReminder, *, worker: str) -> None:
     """Give a reminder back for the next tick (recoverable failures outlasted the retries)."""
-    session.execute(
-        update(VisitReminder)
-        .where(
-            VisitReminder.id == reminder.reminder_id,
-            VisitReminder.claimed_by == worker,
-            VisitReminder.lease_until == reminder.lease_until,
-        )
-        .values(status=ReminderStatus.DUE.value, claimed_by=None, lease_until=None)
+    release_leased(
+        session,
+        VisitReminder,
+        reminder.reminder_id,
+        worker=worker,
+        lease_until=reminder.lease_until,
     )
 
 
-# -- the delivery log -----------------------------------------------------------------------
-
-
-def begin_delivery(
-    session: Session, *, key: str, reminder_id: int, channel: str, recipient: str, now: datetime
-) -> VisitReminderDelivery:
-    """The delivery row of ``key``: created once, its attempt count raised each time."""
-    row = session.scalars(
-        select(VisitReminderDelivery).where(VisitReminderDelivery.idempotency_key == key)
-    ).first()
-    if row is None:
-        row = VisitReminderDelivery(
-            idempotency_key=key,
-            reminder_id=reminder_id,
-            channel=channel,
-            recipient=recipient,
-            status=NotificationStatus.SENDING.value,
-            attempts=0,
-            created_at=now,
-        )
-        session.add(row)
-    if row.status != NotificationStatus.DELIVERED.value:
-        row.attempts += 1
-    session.flush()
-    return row
-
-
-def settle_delivery(
-    session: Session,
-    key: str,
-    *,
-    delivered: bool,
-    receipt: str | None,
-    error: str | None,
-    now: datetime,
-) -> None:
-    """Record the outcome of a delivery (the channel's receipt, or the error)."""
-    session.execute(
-        update(VisitReminderDelivery)
-        .where(VisitReminderDelivery.idempotency_key == key)
-        .values(
-            status=(NotificationStatus.DELIVERED if delivered else NotificationStatus.FAILED).value,
-            delivered_at=now if delivered else None,
-            receipt=receipt,
-            error=error,
-        )
-    )
+# -- the delivery log (:mod:`registry.delivery_log`) -----------------------------------------
 
 
 def deliveries(session: Session) -> Sequence[VisitReminderDelivery]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from alerts.notify.base import Message, PermanentFailure, Receipt
+from alerts.notify.base import Message, PermanentFailure, Receipt, RecoverableFailure
 from alerts.visit_reminders import VisitReminderWorker
 from registry.db import session_scope
 from registry.models import AuditRecord
@@ -44,14 +44,18 @@ CHILD = Path(__file__).with_name("visit_reminder_child.py")
 
 
 class Recorder:
-    """A channel that keeps what it was given; ``refuse`` makes it fail for good."""
+    """A channel that keeps what it was given; ``refuse`` makes it fail for good, ``down``
+    fail recoverably (every retry)."""
 
     def __init__(self, channel: str, refuse: bool = False) -> None:
         self.channel = channel
         self.sent: list[Message] = []
         self._refuse = refuse
+        self.down = False
 
     def send(self, message: Message) -> Receipt:
+        if self.down:
+            raise RecoverableFailure(f"{self.channel} down")
         if self._refuse:
             raise PermanentFailure("number not in service")
         self.sent.append(message)
@@ -195,6 +199,58 @@ def test_nobody_reachable_is_skipped_and_a_refusal_fails(
         ("morning_of", "nurse"): "failed",
         ("morning_of", "patient"): "skipped",
     }
+
+
+def test_recoverable_failures_give_the_reminder_back_and_the_next_tick_delivers(
+    care: Engine,  # noqa: F811
+    clock: ManualClock,  # noqa: F811
+    channels: dict[str, Recorder],
+) -> None:
+    task_id = open_task(care, clock)
+    schedule(care, clock, task_id, VISIT)
+    channels["inbox"].down = True
+    run = worker(care, clock, channels)
+    clock.now = DAY_BEFORE
+    assert run.run_once() == 1
+    with session_scope(care, write=False) as s:
+        [row] = s.scalars(select(VisitReminderDelivery))
+        assert (row.status, row.attempts, row.error, row.receipt) == (
+            "failed", 1, "inbox down", None
+        )  # fmt: skip
+        reminder = s.get_one(VisitReminder, row.reminder_id)
+        assert (reminder.status, reminder.claimed_by, reminder.lease_until) == ("due", None, None)
+        failed = s.scalars(select(AuditRecord).where(AuditRecord.action == "visit.remind_failed"))
+        assert [a.target for a in failed] == [f"visit:{task_id}"]
+    channels["inbox"].down = False
+    assert run.run_once() == 1  # given back: due again at once, no lease to wait out
+    with session_scope(care, write=False) as s:
+        [row] = s.scalars(select(VisitReminderDelivery))
+        assert (row.status, row.attempts, row.error) == ("delivered", 2, None)
+        assert s.get_one(VisitReminder, row.reminder_id).status == "done"
+    assert sent(channels) == [("inbox", row.recipient)]
+
+
+def test_a_delivery_already_recorded_is_not_sent_again(
+    care: Engine,  # noqa: F811
+    clock: ManualClock,  # noqa: F811
+    channels: dict[str, Recorder],
+) -> None:
+    task_id = open_task(care, clock)
+    schedule(care, clock, task_id, VISIT)
+    clock.now = DAY_BEFORE
+    assert worker(care, clock, channels).run_once() == 1
+    with session_scope(care) as s:
+        # As if the worker died after recording the receipt and before finishing the
+        # reminder, and its lease ran out: the reminder is claimable again.
+        [row] = s.scalars(select(VisitReminderDelivery))
+        reminder = s.get_one(VisitReminder, row.reminder_id)
+        reminder.status, reminder.done_at, reminder.outcome = "due", None, None
+    assert worker(care, clock, channels).run_once() == 1
+    assert len(channels["inbox"].sent) == 1
+    with session_scope(care, write=False) as s:
+        [row] = s.scalars(select(VisitReminderDelivery))
+        assert (row.status, row.attempts) == ("delivered", 1)
+        assert s.get_one(VisitReminder, row.reminder_id).status == "done"
 
 
 # -- a real process, killed ------------------------------------------------------------------

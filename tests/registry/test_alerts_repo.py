@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from alerts.escalation import NOTIFY_FAILED_RULE, EscalationWorker
 from alerts.lifecycle import AlertState, LifecycleError, MonitoringStatus, decide
 from alerts.model import Explanation, Finding, FindingStatus, Metric, Severity
-from alerts.notify.base import Message, PermanentFailure, Receipt
+from alerts.notify.base import Message, PermanentFailure, Receipt, RecoverableFailure
 from alerts.recipients import registry_recipients
 from registry.alert_models import AlertRow, EscalationStep, NotificationRow
 from registry.alerts_repo import AlertRepository
@@ -51,8 +51,12 @@ class RecordingNotifier:
     sent: list[Message] = field(default_factory=list)
     permanent_for: set[str] = field(default_factory=set)
     crash_after_send: int | None = None
+    down: bool = False
+    """Every send fails recoverably (outlasting the retries)."""
 
     def send(self, message: Message) -> Receipt:
+        if self.down:
+            raise RecoverableFailure(f"{self.channel} down")
         if message.recipient in self.permanent_for:
             raise PermanentFailure("number not in service")
         self.sent.append(message)
@@ -326,6 +330,35 @@ def test_a_permanent_failure_moves_on_and_raises_a_sys_alert(
         assert steps[3].due_at <= clock()
         sys_alert = s.scalars(select(AlertRow).where(AlertRow.rule_id == NOTIFY_FAILED_RULE)).one()
         assert (sys_alert.severity, sys_alert.state) == ("SYS", AlertState.FIRING.value)
+
+
+def test_recoverable_failures_give_the_step_back_and_the_next_tick_delivers(
+    home: Engine, clock: ManualClock
+) -> None:
+    notifiers = channels()
+    notifiers["inbox"].down = True
+    evaluate(home, clock, finding("G1", FindingStatus.FIRING, clock))
+    w = worker(home, clock, notifiers)
+    assert w.run_once() == 2
+    with session_scope(home, write=False) as s:
+        # The first recipient's failure gave the step back before anyone else was tried.
+        [row] = s.scalars(select(NotificationRow).where(NotificationRow.channel == "inbox"))
+        assert (row.status, row.attempts, row.error, row.receipt) == (
+            "failed", 1, "inbox down", None
+        )  # fmt: skip
+        step = s.get_one(EscalationStep, row.step_id)
+        assert (step.status, step.claimed_by, step.lease_until) == ("due", None, None)
+        failed = s.scalars(select(AuditRecord).where(AuditRecord.action == "alert.notify_failed"))
+        assert [a.target for a in failed] == [f"alert:{step.alert_id}"]
+    notifiers["inbox"].down = False
+    assert w.run_once() == 1  # given back: due again at once, no lease to wait out
+    with session_scope(home, write=False) as s:
+        rows = s.scalars(select(NotificationRow).where(NotificationRow.channel == "inbox"))
+        assert sorted((r.status, r.attempts) for r in rows) == [
+            ("delivered", 1), ("delivered", 1), ("delivered", 2)
+        ]  # fmt: skip
+        assert s.get_one(EscalationStep, step.id).status == "done"
+        assert verify_audit_log(s) == []
 
 
 def test_apscheduler_only_wakes_the_worker(home: Engine, clock: ManualClock) -> None:

@@ -28,6 +28,7 @@ from registry.visit_reminder_models import (
 from registry.visit_reminders import (
     TaskState,
     claim_due,
+    finish,
     plan,
     reminder_key,
     reminders_of,
@@ -286,3 +287,21 @@ def test_claims_are_exclusive_and_leases_expire(care: Engine, clock: ManualClock
         later = s.scalars(select(VisitReminder.id).where(VisitReminder.due_at > now)).all()
     assert later
     assert not set(later) & {c.reminder_id for c in again}
+
+
+def test_a_worker_that_lost_its_lease_cannot_finish_the_reminder(
+    care: Engine, clock: ManualClock
+) -> None:
+    task_id = open_task(care, clock)
+    schedule(care, clock, task_id, VISIT)
+    clock.now = DAY_BEFORE
+    [old] = claim_due(care, worker="w1", now=clock(), lease=timedelta(minutes=2))
+    clock.advance(minutes=3)
+    [new] = claim_due(care, worker="w2", now=clock(), lease=timedelta(minutes=2))
+    assert new.reminder_id == old.reminder_id
+    with session_scope(care) as s:
+        assert not finish(s, old, status=ReminderStatus.DONE, outcome="late", now=clock())
+        assert finish(s, new, status=ReminderStatus.DONE, outcome="ok", now=clock())
+    with session_scope(care, write=False) as s:
+        row = s.get_one(VisitReminder, new.reminder_id)
+        assert (row.status, row.outcome, row.claimed_by) == ("done", "ok", "w2")
