@@ -65,6 +65,7 @@ from bench_ingest import (  # noqa: E402
     percentile,
 )
 from sqlalchemy import select  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from dashboard_api.alert_tail import AlertTail  # noqa: E402
@@ -248,17 +249,24 @@ class RegistryWatch:
         last_alert = 0
         while not self._stop.is_set():
             now = time.perf_counter()
-            with Session(self._engine) as session:
-                for alert_id, reading_ids in session.execute(
-                    select(AlertRow.id, AlertRow.reading_ids)
-                    .where(AlertRow.id > last_alert, AlertRow.rule_id == "G1")
-                    .order_by(AlertRow.id)
-                ):
-                    last_alert = max(last_alert, alert_id)
-                    ids = json.loads(reading_ids)
-                    if ids:
-                        self._alert_reading[alert_id] = ids[-1]
-                        self.alert_seen.setdefault(ids[-1], now)
+            try:
+                with Session(self._engine) as session:
+                    rows = session.execute(
+                        select(AlertRow.id, AlertRow.reading_ids)
+                        .where(AlertRow.id > last_alert, AlertRow.rule_id == "G1")
+                        .order_by(AlertRow.id)
+                    ).all()
+            except SQLAlchemyError:
+                # SQLite busy under the worker's writes: a dead watcher thread would report
+                # every later hypo as "raised no G1". Look again on the next poll.
+                time.sleep(POLL_SECONDS)
+                continue
+            for alert_id, reading_ids in rows:
+                last_alert = max(last_alert, alert_id)
+                ids = json.loads(reading_ids)
+                if ids:
+                    self._alert_reading[alert_id] = ids[-1]
+                    self.alert_seen.setdefault(ids[-1], now)
             time.sleep(POLL_SECONDS)
 
     def alert_reading(self, alert_id: int) -> str | None:
