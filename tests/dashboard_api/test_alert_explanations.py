@@ -49,7 +49,9 @@ def test_every_emitted_key_has_both_translations() -> None:
         messages = catalogue(language)
         missing = sorted(k for k in emitted_keys() if not messages.get(PREFIX + k, "").strip())
         assert missing == [], (language, missing)
-    assert set(catalogue("zh-CN")) == set(catalogue("en"))
+    # English alone has singular forms (``key.one``, beside their plural key).
+    english = {k for k in catalogue("en") if not (k.endswith(".one") and k[:-4] in catalogue("en"))}
+    assert set(catalogue("zh-CN")) == english
 
 
 def test_a_count_of_lows_reads_in_both_languages_with_the_threshold_in_force() -> None:
