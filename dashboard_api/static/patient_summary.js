@@ -135,7 +135,7 @@ export function weightText(summary) {
   // HF: more than 2 kg in 3 days is the sign of fluid to act on (ESC 2021 / CLINICAL H1).
   const gain = w.change_3d_kg.value != null && w.change_3d_kg.value > 2;
   return h("div", { id: "weight-change", class: gain ? "figure warn" : "figure" },
-    h("p", {}, t("summary.weight_latest", { kg: w.latest_kg.toFixed(1) }), "；", change3, gain ? ` ${t("summary.weight_gain")}` : ""),
+    h("p", {}, t("summary.weight_latest", { kg: w.latest_kg.toFixed(1) }), t("sep.clause"), change3, gain ? ` ${t("summary.weight_gain")}` : ""),
     h("p", { class: "note" }, change7));
 }
 
