@@ -30,6 +30,7 @@ from registry.visit_reminders import claim_due, set_sms_opt_in
 from registry.visits import VisitRepository
 from tests.fakes import ManualClock
 from tests.registry.conftest import clock, engine, registry_url  # noqa: F401 - fixtures
+from tests.registry.test_escalation_sigkill import write_clock
 from tests.registry.test_visit_reminders import (
     DAY_BEFORE,
     MORNING,
@@ -302,7 +303,9 @@ def test_exactly_once_across_a_sigkill_between_reminders(
     log, hold, clock_file = tmp_path / "log", tmp_path / "log.hold", tmp_path / "clock"
 
     def set_clock(at: datetime) -> None:
-        clock_file.write_text(at.isoformat())
+        # Atomically: the child reading a half-written file crashed under load
+        # ("Invalid isoformat string: ''") and the test failed.
+        write_clock(clock_file, at)
 
     def lines() -> list[str]:
         return log.read_text().split() if log.exists() else []
