@@ -15,15 +15,13 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from dashboard_api.authz import Action
 from dashboard_api.config import API_PREFIX
 from dashboard_api.deps import ContextDep, PatientGrant, patient_access
-from ingest.stores.base import StoreError
-from reports.errors import InvalidPeriod
-from reports.loading import UnknownPatient, load_patient_data
+from dashboard_api.routes.reports import load_for_route
 from reports.summaries import summarise_patient
 from reports.summaries.blood_pressure import HomeMean
 from reports.summaries.cgm import CgmSummary, TimeInRanges
@@ -128,19 +126,7 @@ def get_summary(
     days: Annotated[int, Query(ge=1, le=MAX_SUMMARY_DAYS)] = 14,
 ) -> PatientSummaryPublic:
     """The summaries of the last ``days`` local days (today included) in the patient's zone."""
-    try:
-        with context.read() as session:
-            data = load_patient_data(
-                session, context.store, grant.patient_id, None, None, context.clock, days
-            )
-    except UnknownPatient as exc:  # the gate saw it a moment ago; deleted since
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="patient not found") from exc
-    except InvalidPeriod as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-    except StoreError as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail="reading store unavailable"
-        ) from exc
+    data = load_for_route(grant, context, None, None, days)
     summary = summarise_patient(data.patient_id, data.readings, data.period, data.targets)
     return summary_public(summary)
 

@@ -21,7 +21,7 @@ from ingest.stores.base import StoreError
 from reports.csv_export import alerts_csv, readings_csv, visits_csv
 from reports.errors import InvalidPeriod
 from reports.fhir import fhir_bundle
-from reports.loading import PatientData, UnknownPatient, load_patient_data
+from reports.loading import DEFAULT_DAYS, PatientData, UnknownPatient, load_patient_data
 from reports.pdf import ReportInput, report_pdf
 from reports.summaries import summarise_patient
 
@@ -41,13 +41,19 @@ ToDate = Annotated[
 ]
 
 
-def _load(
-    grant: PatientGrant, context: ContextDep, first: date | None, last: date | None
+def load_for_route(
+    grant: PatientGrant,
+    context: ContextDep,
+    first: date | None,
+    last: date | None,
+    days: int = DEFAULT_DAYS,
 ) -> PatientData:
+    """The granted patient's data (:func:`reports.loading.load_patient_data`), its failures as
+    HTTP answers: 404 deleted since the gate, 422 a bad period, 503 the store down."""
     try:
         with context.read() as session:
             return load_patient_data(
-                session, context.store, grant.patient_id, first, last, context.clock
+                session, context.store, grant.patient_id, first, last, context.clock, days
             )
     except UnknownPatient as exc:  # the gate saw it a moment ago; deleted since
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="patient not found") from exc
@@ -76,7 +82,7 @@ def get_report_pdf(
     lang: Annotated[Literal["zh", "en"], Query()] = "zh",
 ) -> Response:
     """The one-page report over the local days ``from`` … ``to`` (default: last 14 days)."""
-    data = _load(grant, context, first, last)
+    data = load_for_route(grant, context, first, last)
     summary = summarise_patient(data.patient_id, data.readings, data.period, data.targets)
     pdf = report_pdf(ReportInput.of(data, summary, context.clock()), lang)
     return Response(pdf, media_type="application/pdf", headers=_attachment("report.pdf"))
@@ -96,7 +102,7 @@ def get_export_csv(
 ) -> Response:
     """The patient's readings, alerts or visits of the period as CSV (units in the headers,
     staff free text escaped against spreadsheet formulas)."""
-    data = _load(grant, context, first, last)
+    data = load_for_route(grant, context, first, last)
     if what == "readings":
         body = readings_csv(data.readings)
     elif what == "alerts":
@@ -119,7 +125,7 @@ def get_export_fhir(
     grant: Export, context: ContextDep, first: FromDate = None, last: ToDate = None
 ) -> Response:
     """A FHIR R4 transaction Bundle of the period's readings (idempotent at the receiver)."""
-    data = _load(grant, context, first, last)
+    data = load_for_route(grant, context, first, last)
     bundle = fhir_bundle(
         data.patient_id,
         data.readings,
